@@ -1,0 +1,172 @@
+/**
+ * The one error taxonomy of switchyard (see DESIGN.md "Errors").
+ *
+ * Every error that crosses an actor boundary is a {@link SwitchyardError} with a stable `code`.
+ * Code paths decide on `code` (and `retryable`), never on message text. Over NATS the code and
+ * message travel as headers and are rebuilt by one function; over HTTP one function maps them to
+ * a status. Both live next to their transports; the classes live here.
+ */
+
+/** Stable error codes, as carried on the wire. */
+export const ERROR_CODES = [
+  'invalid_request',
+  'model_not_found',
+  'unauthorized',
+  'forbidden',
+  'rate_limited',
+  'busy',
+  'unavailable',
+  'deadline_exceeded',
+  'cancelled',
+  'internal',
+] as const;
+
+/** One of {@link ERROR_CODES}. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Whether a request that failed with this code may be retried on another replica. */
+const RETRYABLE: Readonly<Record<ErrorCode, boolean>> = {
+  invalid_request: false,
+  model_not_found: false,
+  unauthorized: false,
+  forbidden: false,
+  rate_limited: false,
+  busy: true,
+  unavailable: true,
+  deadline_exceeded: false,
+  cancelled: false,
+  internal: true,
+};
+
+/** True when `value` is one of the known error codes. */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+}
+
+/** Base class: every error switchyard raises on purpose has a code and a retryable flag. */
+export class SwitchyardError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'SwitchyardError';
+    this.code = code;
+    this.retryable = RETRYABLE[code];
+  }
+}
+
+/** Bad input: wrong types, out-of-range parameters, prompt too long. Never reaches the engine. */
+export class InvalidRequestError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('invalid_request', message, options);
+    this.name = 'InvalidRequestError';
+  }
+}
+
+/** No replica has ever served the requested model id (or version). */
+export class ModelNotFoundError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('model_not_found', message, options);
+    this.name = 'ModelNotFoundError';
+  }
+}
+
+/** Missing or wrong credentials. */
+export class UnauthorizedError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('unauthorized', message, options);
+    this.name = 'UnauthorizedError';
+  }
+}
+
+/** Valid credentials without permission for this action. */
+export class ForbiddenError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('forbidden', message, options);
+    this.name = 'ForbiddenError';
+  }
+}
+
+/** A per-key rate limit is spent; retry after `retryAfterMs`. */
+export class RateLimitedError extends SwitchyardError {
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
+    super('rate_limited', message, options);
+    this.name = 'RateLimitedError';
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** A bounded queue or the token budget is full; answered at once, never by timing out. */
+export class BusyError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('busy', message, options);
+    this.name = 'BusyError';
+  }
+}
+
+/** No live replica serves the model right now. */
+export class UnavailableError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('unavailable', message, options);
+    this.name = 'UnavailableError';
+  }
+}
+
+/** The request's deadline passed before it completed. */
+export class DeadlineExceededError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('deadline_exceeded', message, options);
+    this.name = 'DeadlineExceededError';
+  }
+}
+
+/** The client cancelled the request or went away. */
+export class CancelledError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('cancelled', message, options);
+    this.name = 'CancelledError';
+  }
+}
+
+/** A fault of ours. Retryable elsewhere; the operator detail goes to logs. */
+export class InternalError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('internal', message, options);
+    this.name = 'InternalError';
+  }
+}
+
+/** Builds the matching error class for a code (used when rebuilding errors from the wire). */
+export function errorFromCode(code: ErrorCode, message: string, retryAfterMs = 0): SwitchyardError {
+  switch (code) {
+    case 'invalid_request':
+      return new InvalidRequestError(message);
+    case 'model_not_found':
+      return new ModelNotFoundError(message);
+    case 'unauthorized':
+      return new UnauthorizedError(message);
+    case 'forbidden':
+      return new ForbiddenError(message);
+    case 'rate_limited':
+      return new RateLimitedError(message, retryAfterMs);
+    case 'busy':
+      return new BusyError(message);
+    case 'unavailable':
+      return new UnavailableError(message);
+    case 'deadline_exceeded':
+      return new DeadlineExceededError(message);
+    case 'cancelled':
+      return new CancelledError(message);
+    case 'internal':
+      return new InternalError(message);
+  }
+}
+
+/** Wraps anything thrown into a SwitchyardError, keeping the original as `cause`. */
+export function toSwitchyardError(err: unknown): SwitchyardError {
+  if (err instanceof SwitchyardError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new InternalError(message, { cause: err });
+}

@@ -170,3 +170,21 @@ export function toSwitchyardError(err: unknown): SwitchyardError {
   const message = err instanceof Error ? err.message : String(err);
   return new InternalError(message, { cause: err });
 }
+
+/** Why an actor or engine could not start. */
+export type StartupFailure =
+  'config' | 'model_missing' | 'model_corrupt' | 'device_unavailable' | 'dependency';
+
+/**
+ * A failure to start (bad configuration, missing or corrupt model, unavailable device).
+ * Not part of the wire taxonomy: it never crosses NATS, it stops the process with a message
+ * that says what is wrong and how to fix it.
+ */
+export class StartupError extends Error {
+  readonly reason: StartupFailure;
+  constructor(reason: StartupFailure, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StartupError';
+    this.reason = reason;
+  }
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// Set-up that the README's two commands and CI run first. Plain Node, no dependencies, so it
+// works on a fresh clone: installs npm dependencies when missing or stale, builds the bundled
+// models when absent, and installs nats-server from Debian when it is missing (as root), or
+// stops with the exact command to run. Idempotent and quick when everything is in place.
+//
+//   node scripts/setup.mjs [--quiet] [--no-nats]
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const STAMP = join(ROOT, 'node_modules', '.switchyard-deps-stamp');
+const NATS_CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
+const MIN_NODE = [20, 19];
+
+const quiet = process.argv.includes('--quiet');
+const skipNats = process.argv.includes('--no-nats');
+
+function log(message) {
+  if (!quiet) console.log(`[setup] ${message}`);
+}
+
+function fail(message) {
+  console.error(`[setup] ${message}`);
+  process.exit(1);
+}
+
+function run(command, args, what) {
+  log(`${what}: ${command} ${args.join(' ')}`);
+  const result = spawnSync(command, args, {
+    cwd: ROOT,
+    stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit',
+  });
+  if (result.error) fail(`${what} failed to start: ${result.error.message}`);
+  if (result.status !== 0) fail(`${what} failed (exit ${result.status}). Fix the error above and run again.`);
+}
+
+function checkNode() {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  if (major < MIN_NODE[0] || (major === MIN_NODE[0] && minor < MIN_NODE[1])) {
+    fail(`Node.js >= ${MIN_NODE.join('.')} is required, this is ${process.versions.node}.`);
+  }
+}
+
+function depsFingerprint() {
+  const hash = createHash('sha256');
+  for (const file of ['package.json', 'package-lock.json', '.npmrc']) {
+    const path = join(ROOT, file);
+    if (existsSync(path)) hash.update(readFileSync(path));
+  }
+  return hash.digest('hex');
+}
+
+function ensureDependencies() {
+  const fingerprint = depsFingerprint();
+  if (existsSync(STAMP) && readFileSync(STAMP, 'utf8') === fingerprint) return;
+  const hasLock = existsSync(join(ROOT, 'package-lock.json'));
+  run('npm', [hasLock ? 'ci' : 'install', '--no-audit', '--no-fund'], 'installing npm dependencies');
+  writeFileSync(STAMP, fingerprint);
+}
+
+/** Builds the bundled models, or checks in well under a second that they are up to date. */
+function ensureModels() {
+  run(process.execPath, ['--import', 'tsx', 'models/build.ts', '--all'], 'building the bundled models');
+}
+
+/** Where nats-server is, or undefined. Debian puts it in /usr/sbin, which a user's PATH may lack. */
+export function findNatsServer() {
+  if (process.env.NATS_SERVER_BIN && existsSync(process.env.NATS_SERVER_BIN))
+    return process.env.NATS_SERVER_BIN;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir && existsSync(join(dir, 'nats-server'))) return join(dir, 'nats-server');
+  }
+  return NATS_CANDIDATES.find((path) => existsSync(path));
+}
+
+function ensureNatsServer() {
+  if (findNatsServer()) return;
+  const command = 'apt-get update && apt-get install -y nats-server';
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+    fail(`nats-server is not installed. Install it (Debian/Ubuntu) with:\n  sudo sh -c '${command}'`);
+  }
+  log('nats-server is missing; installing it from Debian');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', 'nats-server'],
+  ]) {
+    const result = spawnSync('apt-get', args, {
+      stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit',
+      env,
+    });
+    if (result.status !== 0) fail(`'apt-get ${args.join(' ')}' failed. Run it by hand: ${command}`);
+  }
+  if (!findNatsServer()) fail(`nats-server still not found after installing; run: ${command}`);
+}
+
+checkNode();
+ensureDependencies();
+ensureModels();
+if (!skipNats) ensureNatsServer();
+log('ready');

@@ -1,0 +1,190 @@
+/**
+ * The messages of a streamed reply (ack, chunk, end; an error travels in headers only) and the
+ * cancel message. The kind of each reply message travels in the `Sy-Kind` header, so a receiver
+ * picks the decoder without parsing the body first.
+ */
+import { ID_PATTERN } from '../subjects.ts';
+import {
+  encodeObject,
+  parseObject,
+  readEnum,
+  readInt,
+  readIntArray,
+  readObject,
+  readOptional,
+  readPattern,
+  readString,
+  type NumberRule,
+} from './fields.ts';
+import { SEED_MAX, TOKEN_ID_MAX } from './generate.ts';
+
+/** The kinds of message on a reply inbox, in the order a stream carries them. */
+export const STREAM_KINDS = ['ack', 'chunk', 'end', 'error'] as const;
+
+/** One of {@link STREAM_KINDS}; the value of the `Sy-Kind` header. */
+export type StreamKind = (typeof STREAM_KINDS)[number];
+
+/** Why a stream ended without error. */
+export const FINISH_REASONS = ['stop', 'length', 'cancelled'] as const;
+
+/** One of {@link FINISH_REASONS}: `stop` (EOS or a stop sequence), `length` (max_tokens), `cancelled`. */
+export type FinishReason = (typeof FINISH_REASONS)[number];
+
+/** Most attempts a request can take; bounds a counter that a buggy peer could otherwise inflate. */
+export const ATTEMPT_MAX = 1_000;
+/** Longest cancel reason kept; it is for logs only. */
+export const CANCEL_REASON_MAX_LENGTH = 256;
+/**
+ * Request ids are idempotency keys chosen by clients; a bounded, printable alphabet keeps them
+ * safe in headers, logs and metrics labels.
+ */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Longest text of one chunk in characters. */
+export const CHUNK_TEXT_MAX_LENGTH = 65_536;
+/** Most token ids in one chunk. */
+export const CHUNK_MAX_TOKENS = 4_096;
+
+const ATTEMPT: NumberRule = { min: 1, max: ATTEMPT_MAX };
+const COUNT: NumberRule = { min: 0, max: Infinity };
+
+/** First message of a stream: the responder accepted the request and owns it now. */
+export interface Ack {
+  /** Id of the responder (router or replica): where a cancel goes. */
+  by: string;
+  /** Effective sampling seed (a router picks one when the client gave none, so failover replays it). */
+  seed?: number;
+  /** Which attempt this responder serves (1-based). */
+  attempt?: number;
+}
+
+/** Some generated tokens and their text, in order. */
+export interface Chunk {
+  /** 0-based, contiguous within one stream: a gap or repeat is a protocol error. */
+  seq: number;
+  /** The attempt (1-based) that produced these tokens; grows after a failover. */
+  attempt: number;
+  tokenIds: number[];
+  /** Detokenised text of exactly these tokens (may be empty while a multi-byte character is incomplete). */
+  text: string;
+  /** Effective seed, carried by the first chunk of a sampled request. */
+  seed?: number;
+}
+
+/** Token counts as OpenAI reports them. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** Last message of a successful stream: exactly one per stream. */
+export interface End {
+  /** The seq after the last chunk, i.e. the number of chunks sent, so a receiver can tell none is missing. */
+  seq: number;
+  attempt: number;
+  finishReason: FinishReason;
+  usage: Usage;
+  /** How many attempts the request took in all (1 without failover). */
+  attempts: number;
+}
+
+/** Asks the responder to stop work on a request (or on one attempt of it). */
+export interface Cancel {
+  requestId: string;
+  /** Cancel only this attempt; absent cancels whichever attempt is running. */
+  attempt?: number;
+  /** For logs: why (client gone, failover, deadline). */
+  reason?: string;
+}
+
+/** The one decoder of acks. */
+export function decodeAck(data: Uint8Array | string): Ack {
+  const o = parseObject(data, 'ack');
+  const ack: Ack = { by: readPattern('by', o.by, ID_PATTERN, '[A-Za-z0-9_-]{1,64}') };
+  const seed = readOptional(o, 'seed', (f, v) => readInt(f, v, { min: 0, max: SEED_MAX }));
+  const attempt = readOptional(o, 'attempt', (f, v) => readInt(f, v, ATTEMPT));
+  if (seed !== undefined) ack.seed = seed;
+  if (attempt !== undefined) ack.attempt = attempt;
+  return ack;
+}
+
+/** Serialises an ack. */
+export function encodeAck(ack: Ack): Uint8Array {
+  return encodeObject({ by: ack.by, seed: ack.seed, attempt: ack.attempt });
+}
+
+/** The one decoder of chunks. */
+export function decodeChunk(data: Uint8Array | string): Chunk {
+  const o = parseObject(data, 'chunk');
+  const chunk: Chunk = {
+    seq: readInt('seq', o.seq, COUNT),
+    attempt: readInt('attempt', o.attempt, ATTEMPT),
+    tokenIds: readIntArray(
+      'token_ids',
+      o.token_ids,
+      { min: 0, max: TOKEN_ID_MAX },
+      { min: 0, max: CHUNK_MAX_TOKENS },
+    ),
+    text: readString('text', o.text, { maxLength: CHUNK_TEXT_MAX_LENGTH }),
+  };
+  const seed = readOptional(o, 'seed', (f, v) => readInt(f, v, { min: 0, max: SEED_MAX }));
+  if (seed !== undefined) chunk.seed = seed;
+  return chunk;
+}
+
+/** Serialises a chunk. */
+export function encodeChunk(chunk: Chunk): Uint8Array {
+  return encodeObject({
+    seq: chunk.seq,
+    attempt: chunk.attempt,
+    token_ids: chunk.tokenIds,
+    text: chunk.text,
+    seed: chunk.seed,
+  });
+}
+
+/** The one decoder of end messages. */
+export function decodeEnd(data: Uint8Array | string): End {
+  const o = parseObject(data, 'end');
+  const usage = readObject('usage', o.usage);
+  return {
+    seq: readInt('seq', o.seq, COUNT),
+    attempt: readInt('attempt', o.attempt, ATTEMPT),
+    finishReason: readEnum('finish_reason', o.finish_reason, FINISH_REASONS),
+    usage: {
+      promptTokens: readInt('usage.prompt_tokens', usage.prompt_tokens, COUNT),
+      completionTokens: readInt('usage.completion_tokens', usage.completion_tokens, COUNT),
+    },
+    attempts: readInt('attempts', o.attempts, ATTEMPT),
+  };
+}
+
+/** Serialises an end message. */
+export function encodeEnd(end: End): Uint8Array {
+  return encodeObject({
+    seq: end.seq,
+    attempt: end.attempt,
+    finish_reason: end.finishReason,
+    usage: { prompt_tokens: end.usage.promptTokens, completion_tokens: end.usage.completionTokens },
+    attempts: end.attempts,
+  });
+}
+
+/** The one decoder of cancel messages. */
+export function decodeCancel(data: Uint8Array | string): Cancel {
+  const o = parseObject(data, 'cancel');
+  const cancel: Cancel = {
+    requestId: readPattern('request_id', o.request_id, REQUEST_ID_PATTERN, '[A-Za-z0-9._:-]{1,128}'),
+  };
+  const attempt = readOptional(o, 'attempt', (f, v) => readInt(f, v, ATTEMPT));
+  const reason = readOptional(o, 'reason', (f, v) =>
+    readString(f, v, { maxLength: CANCEL_REASON_MAX_LENGTH }),
+  );
+  if (attempt !== undefined) cancel.attempt = attempt;
+  if (reason !== undefined) cancel.reason = reason;
+  return cancel;
+}
+
+/** Serialises a cancel message. */
+export function encodeCancel(cancel: Cancel): Uint8Array {
+  return encodeObject({ request_id: cancel.requestId, attempt: cancel.attempt, reason: cancel.reason });
+}

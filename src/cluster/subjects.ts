@@ -1,0 +1,109 @@
+/**
+ * Every NATS subject switchyard uses is built here and nowhere else (STYLE.md), so the
+ * protocol's namespace can be read, versioned and permissioned from one file. docs/protocol.md
+ * describes the same subjects for implementers in other languages.
+ */
+import { createInbox } from '@nats-io/nats-core';
+import { InvalidRequestError } from '../errors/errors.ts';
+
+/**
+ * Version prefix of every subject. A change that an old peer cannot ignore gets a new prefix,
+ * so old and new actors can share one NATS cluster during an upgrade without misreading each other.
+ */
+export const PROTOCOL_PREFIX = 'sy.v1';
+
+/** Front door for generate requests: every router subscribes here in {@link ROUTER_QUEUE_GROUP}. */
+export const GENERATE_SUBJECT = `${PROTOCOL_PREFIX}.generate`;
+
+/** Queue group of the routers, so that each front-door request reaches exactly one router. */
+export const ROUTER_QUEUE_GROUP = 'sy-routers';
+
+/** Subscribes to the heartbeats of every replica (membership tables are built from these). */
+export const ALL_REPLICA_HEARTBEATS = `${PROTOCOL_PREFIX}.hb.replica.*`;
+
+/** Subscribes to the heartbeats of every router. */
+export const ALL_ROUTER_HEARTBEATS = `${PROTOCOL_PREFIX}.hb.router.*`;
+
+/**
+ * Replica, router and model ids become subject tokens, so they may not contain `.`, `*`, `>`
+ * or whitespace; a fixed, small alphabet also keeps them safe in file names, metrics and logs.
+ */
+export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Model versions additionally allow `.` (e.g. `1.2.0`); they never become subject tokens. */
+export const MODEL_VERSION_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+function describe(value: unknown): string {
+  if (typeof value !== 'string') return value === null ? 'null' : typeof value;
+  return JSON.stringify(value.length > 70 ? `${value.slice(0, 70)}…` : value);
+}
+
+/**
+ * Rejects an id that would break a subject (or is not a string at all), naming the field, so a
+ * bad id fails at its source instead of as a subscription to the wrong subjects.
+ */
+export function assertId(kind: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string' || !ID_PATTERN.test(value)) {
+    throw new InvalidRequestError(`${kind} must match [A-Za-z0-9_-]{1,64}, got ${describe(value)}`);
+  }
+}
+
+/** Like {@link assertId} for model versions, which may also contain dots. */
+export function assertModelVersion(kind: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string' || !MODEL_VERSION_PATTERN.test(value)) {
+    throw new InvalidRequestError(`${kind} must match [A-Za-z0-9._-]{1,64}, got ${describe(value)}`);
+  }
+}
+
+/** Where a router forwards one attempt of a request to the replica it chose. */
+export function replicaGenerateSubject(replicaId: string): string {
+  assertId('replica id', replicaId);
+  return `${PROTOCOL_PREFIX}.replica.${replicaId}.generate`;
+}
+
+/** Where a router tells a replica to stop working on an attempt (client gone, failover, deadline). */
+export function replicaCancelSubject(replicaId: string): string {
+  assertId('replica id', replicaId);
+  return `${PROTOCOL_PREFIX}.replica.${replicaId}.cancel`;
+}
+
+/** Where a client cancels a request: at the router that acked it, which owns its state. */
+export function routerCancelSubject(routerId: string): string {
+  assertId('router id', routerId);
+  return `${PROTOCOL_PREFIX}.router.${routerId}.cancel`;
+}
+
+/** Where one replica publishes its heartbeats. */
+export function replicaHeartbeatSubject(replicaId: string): string {
+  assertId('replica id', replicaId);
+  return `${PROTOCOL_PREFIX}.hb.replica.${replicaId}`;
+}
+
+/** Where one router publishes its heartbeats. */
+export function routerHeartbeatSubject(routerId: string): string {
+  assertId('router id', routerId);
+  return `${PROTOCOL_PREFIX}.hb.router.${routerId}`;
+}
+
+/**
+ * The id a heartbeat subject names, or undefined when the subject is not one, so a monitor can
+ * check that a heartbeat's body claims the id its subject carries (a mismatch is a bug or a spoof).
+ */
+export function heartbeatSubjectId(subject: string): { role: 'replica' | 'router'; id: string } | undefined {
+  const parts = subject.split('.');
+  if (parts.length !== 5 || `${parts[0]}.${parts[1]}` !== PROTOCOL_PREFIX || parts[2] !== 'hb') {
+    return undefined;
+  }
+  const role = parts[3];
+  const id = parts[4];
+  if ((role !== 'replica' && role !== 'router') || id === undefined || !ID_PATTERN.test(id)) return undefined;
+  return { role, id };
+}
+
+/**
+ * A fresh, unguessable reply subject for one streamed request. `prefix` must match the
+ * connection's `inboxPrefix` where NATS permissions restrict inboxes (NATS default: `_INBOX`).
+ */
+export function streamInbox(prefix?: string): string {
+  return createInbox(prefix);
+}

@@ -1,0 +1,83 @@
+/**
+ * The per-request hand-off between the worker's step messages and a consumer's `for await`.
+ * Chunks are buffered without bound only in the sense that a request's chunks are bounded by
+ * its max_tokens; a slow consumer never blocks other requests.
+ */
+import type { SwitchyardError } from '../errors/errors.ts';
+import type { EngineChunk, EngineEnd, EngineStream } from './types.ts';
+
+/** One request's stream of chunks, then its end (or an error). */
+export class RequestChannel implements EngineStream {
+  readonly end: Promise<EngineEnd>;
+  private readonly chunks: EngineChunk[] = [];
+  private waiter: (() => void) | undefined;
+  private done = false;
+  private error: SwitchyardError | undefined;
+  private resolveEnd!: (end: EngineEnd) => void;
+  private rejectEnd!: (err: SwitchyardError) => void;
+
+  constructor(
+    readonly seed: number | undefined,
+    readonly promptTokens: number,
+    private readonly onCancel: () => void,
+  ) {
+    this.end = new Promise<EngineEnd>((resolve, reject) => {
+      this.resolveEnd = resolve;
+      this.rejectEnd = reject;
+    });
+    // A consumer that only iterates must not see an unhandled rejection of `end`.
+    this.end.catch(() => undefined);
+  }
+
+  push(chunk: EngineChunk): void {
+    if (this.done) return;
+    this.chunks.push(chunk);
+    this.wake();
+  }
+
+  close(end: EngineEnd): void {
+    if (this.done) return;
+    this.done = true;
+    this.resolveEnd(end);
+    this.wake();
+  }
+
+  fail(err: SwitchyardError): void {
+    if (this.done) return;
+    this.done = true;
+    this.error = err;
+    this.rejectEnd(err);
+    this.wake();
+  }
+
+  /** Asks the engine to cancel; the end (finish reason `cancelled`) follows from the worker. */
+  abort(): void {
+    if (!this.done) this.onCancel();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<EngineChunk> {
+    try {
+      for (;;) {
+        const chunk = this.chunks.shift();
+        if (chunk) {
+          yield chunk;
+          continue;
+        }
+        if (this.done) {
+          if (this.error) throw this.error;
+          return;
+        }
+        await new Promise<void>((resolve) => (this.waiter = resolve));
+      }
+    } finally {
+      // A consumer that stops iterating early no longer wants the rest.
+      if (!this.done) this.abort();
+    }
+  }
+
+  private wake(): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
+  }
+}

@@ -1,0 +1,44 @@
+/** Public shapes of the engine API, kept apart so that the engine and its helpers share them without cycles. */
+import type { FinishReason } from './scheduler.ts';
+
+/** One step's output for one request. */
+export interface EngineChunk {
+  tokenIds: number[];
+  text: string;
+}
+
+/** How a request ended. */
+export interface EngineEnd {
+  finishReason: Exclude<FinishReason, 'error'>;
+  usage: { promptTokens: number; completionTokens: number };
+}
+
+/** A running request: iterate for chunks; `end` resolves when it is over. */
+export interface EngineStream extends AsyncIterable<EngineChunk> {
+  /** The seed sampling uses (undefined for greedy requests). */
+  readonly seed: number | undefined;
+  /** Prompt length in tokens. */
+  readonly promptTokens: number;
+  /** Resolves with the finish reason and usage; rejects with a SwitchyardError on failure. */
+  readonly end: Promise<EngineEnd>;
+}
+
+/** A whole generation, as `generate()` returns it. */
+export interface GenerateResult extends EngineEnd {
+  text: string;
+  tokenIds: number[];
+  seed: number | undefined;
+}
+
+/** Load figures for heartbeats and metrics. */
+export interface EngineStats {
+  queueDepth: number;
+  activeSequences: number;
+  maxBatchSize: number;
+  tokenBudget: number;
+  freeTokenBudget: number;
+  /** Forward passes so far: a replica whose counter stops while it has work is stuck. */
+  progress: number;
+  /** Epoch ms since the engine has had work without pause; null when idle. */
+  busySince: number | null;
+}

@@ -1,0 +1,41 @@
+/**
+ * Messages between the engine's main-thread handle and its worker thread. Structured-cloned by
+ * `postMessage`; one `events` message per forward pass carries every request's output of that
+ * pass, so the main thread wakes once per step, not once per token.
+ */
+import type { SessionSettings } from './onnx-decoder.ts';
+import type { ModelInfo } from './model-info.ts';
+import type { ScheduledRequest, SchedulerLimits, SchedulerStats, StepEvent } from './scheduler.ts';
+import type { StartupFailure } from '../errors/errors.ts';
+
+/** Faults the chaos suite can inject into a live engine (refused unless enabled). */
+export interface FaultSettings {
+  /** While true the engine takes no step: the process answers, the inference path is stuck. */
+  stall?: boolean;
+  /** Extra delay before every step, in ms. */
+  stepDelayMs?: number;
+  /** The next N forward passes fail as if onnxruntime had thrown. */
+  failSteps?: number;
+}
+
+/** What the worker is started with (`workerData`). */
+export interface WorkerInit {
+  info: ModelInfo;
+  settings: SessionSettings;
+  limits: SchedulerLimits;
+  tokenBytes: Uint8Array[];
+}
+
+/** Main thread → worker. */
+export type ToWorker =
+  | { type: 'submit'; req: ScheduledRequest }
+  | { type: 'cancel'; id: number }
+  | { type: 'fault'; fault: FaultSettings }
+  | { type: 'stop' };
+
+/** Worker → main thread. */
+export type FromWorker =
+  | { type: 'ready'; info: ModelInfo }
+  | { type: 'events'; events: StepEvent[]; stats: SchedulerStats }
+  | { type: 'failed'; reason: StartupFailure; message: string }
+  | { type: 'stopped' };

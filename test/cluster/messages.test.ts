@@ -1,0 +1,326 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InvalidRequestError } from '../../src/errors/errors.ts';
+import {
+  decodeGenerateRequest,
+  encodeGenerateRequest,
+  validateGenerateParams,
+  type GenerateRequest,
+} from '../../src/cluster/messages/generate.ts';
+import {
+  decodeAck,
+  decodeCancel,
+  decodeChunk,
+  decodeEnd,
+  encodeAck,
+  encodeCancel,
+  encodeChunk,
+  encodeEnd,
+  type End,
+} from '../../src/cluster/messages/stream.ts';
+import {
+  decodeReplicaHeartbeat,
+  decodeRouterHeartbeat,
+  encodeReplicaHeartbeat,
+  encodeRouterHeartbeat,
+  type ReplicaHeartbeat,
+} from '../../src/cluster/messages/heartbeat.ts';
+import {
+  ALL_REPLICA_HEARTBEATS,
+  GENERATE_SUBJECT,
+  heartbeatSubjectId,
+  replicaCancelSubject,
+  replicaGenerateSubject,
+  replicaHeartbeatSubject,
+  routerCancelSubject,
+  routerHeartbeatSubject,
+} from '../../src/cluster/subjects.ts';
+
+/** Asserts that `fn` throws InvalidRequestError whose message matches `message`. */
+function rejects(fn: () => unknown, message: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof InvalidRequestError, `expected InvalidRequestError, got ${String(err)}`);
+    assert.equal(err.code, 'invalid_request');
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+const body = (value: unknown): string => JSON.stringify(value);
+
+void describe('generate request', () => {
+  const valid = { model: 'tiny-gpt2', prompt: 'Hello' };
+
+  void it('decodes a minimal and a full request', () => {
+    assert.deepEqual(decodeGenerateRequest(body(valid)), { model: 'tiny-gpt2', prompt: 'Hello' });
+    const full: GenerateRequest = {
+      model: 'tiny_gpt2',
+      version: '1.2.0-rc.1',
+      promptTokenIds: [1, 2, 3],
+      resumeTokenIds: [4, 5],
+      maxTokens: 16,
+      temperature: 0.7,
+      topP: 0.9,
+      topK: 40,
+      presencePenalty: -1.5,
+      frequencyPenalty: 2,
+      seed: Number.MAX_SAFE_INTEGER,
+      stop: ['\n', 'END'],
+    };
+    assert.deepEqual(decodeGenerateRequest(encodeGenerateRequest(full)), full);
+  });
+
+  void it('uses snake_case on the wire and treats null as absent', () => {
+    const wire: unknown = JSON.parse(
+      new TextDecoder().decode(encodeGenerateRequest({ model: 'm', promptTokenIds: [1], maxTokens: 2 })),
+    );
+    assert.deepEqual(wire, { model: 'm', prompt_token_ids: [1], max_tokens: 2 });
+    assert.deepEqual(decodeGenerateRequest(body({ ...valid, stop: null, seed: null })), valid);
+  });
+
+  void it('ignores unknown fields (additive protocol changes)', () => {
+    assert.deepEqual(decodeGenerateRequest(body({ ...valid, future_field: 1 })), valid);
+  });
+
+  void it('rejects bodies that are not a JSON object', () => {
+    rejects(() => decodeGenerateRequest('{nope'), /generate request body is not valid JSON/);
+    rejects(() => decodeGenerateRequest('[1]'), /generate request must be a JSON object, got an array of 1/);
+    rejects(() => decodeGenerateRequest(new Uint8Array([0xff, 0xfe])), /not valid UTF-8/);
+  });
+
+  void it('rejects bad model ids and versions', () => {
+    rejects(
+      () => decodeGenerateRequest(body({ prompt: 'x' })),
+      /^model must be a string matching .*, got nothing$/,
+    );
+    rejects(() => decodeGenerateRequest(body({ ...valid, model: 'a.b' })), /model must be .*got "a\.b"/);
+    rejects(() => decodeGenerateRequest(body({ ...valid, model: 'x'.repeat(65) })), /model must be/);
+    rejects(() => decodeGenerateRequest(body({ ...valid, version: 'v 1' })), /version must be .*got "v 1"/);
+  });
+
+  void it('needs exactly one of prompt and prompt_token_ids', () => {
+    rejects(() => decodeGenerateRequest(body({ model: 'm' })), /needs a prompt/);
+    rejects(() => decodeGenerateRequest(body({ ...valid, prompt_token_ids: [1] })), /not both/);
+    rejects(
+      () => decodeGenerateRequest(body({ model: 'm', prompt: '' })),
+      /prompt must be a string of 1 to \d+ characters, got 0/,
+    );
+    rejects(() => decodeGenerateRequest(body({ model: 'm', prompt: 7 })), /prompt must be a string, got 7/);
+    rejects(
+      () => decodeGenerateRequest(body({ model: 'm', prompt_token_ids: [] })),
+      /prompt_token_ids must have 1 to \d+ entries, got 0/,
+    );
+    rejects(
+      () => decodeGenerateRequest(body({ model: 'm', prompt_token_ids: [1, -2] })),
+      /prompt_token_ids\[1\] must be an integer between 0 and 2147483647, got -2/,
+    );
+    rejects(
+      () => decodeGenerateRequest(body({ model: 'm', prompt_token_ids: [1.5] })),
+      /prompt_token_ids\[0\] must be an integer/,
+    );
+  });
+
+  void it('checks resume_token_ids', () => {
+    rejects(
+      () => decodeGenerateRequest(body({ ...valid, resume_token_ids: 'abc' })),
+      /resume_token_ids must be an array of integers/,
+    );
+    rejects(
+      () => decodeGenerateRequest(body({ ...valid, max_tokens: 2, resume_token_ids: [1, 2] })),
+      /resume_token_ids must have fewer entries than max_tokens \(2\), got 2/,
+    );
+    assert.deepEqual(decodeGenerateRequest(body({ ...valid, resume_token_ids: [] })).resumeTokenIds, []);
+  });
+
+  const cases: [string, unknown, RegExp][] = [
+    ['max_tokens', -3, /^max_tokens must be an integer between 1 and 1048576, got -3$/],
+    ['max_tokens', 0, /max_tokens must be an integer/],
+    ['max_tokens', 1.5, /max_tokens must be an integer/],
+    ['max_tokens', '10', /max_tokens must be an integer .*, got "10"/],
+    ['temperature', 2.5, /^temperature must be a number between 0 and 2, got 2.5$/],
+    ['temperature', -0.1, /temperature must be a number between 0 and 2/],
+    ['temperature', true, /temperature must be a number .*, got true/],
+    ['top_p', 0, /^top_p must be a number in \(0, 1\], got 0$/],
+    ['top_p', 1.01, /top_p must be a number in \(0, 1\]/],
+    ['top_k', -1, /^top_k must be an integer >= 0, got -1$/],
+    ['top_k', 2.5, /top_k must be an integer >= 0, got 2.5/],
+    ['presence_penalty', -2.5, /^presence_penalty must be a number between -2 and 2, got -2.5$/],
+    ['frequency_penalty', 3, /^frequency_penalty must be a number between -2 and 2, got 3$/],
+    ['seed', -1, /^seed must be an integer between 0 and 9007199254740991, got -1$/],
+    ['seed', 2 ** 53, /seed must be an integer/],
+    ['stop', 'END', /^stop must be an array of strings, got "END"$/],
+    ['stop', ['a', 'b', 'c', 'd', 'e'], /^stop must have at most 4 entries, got 5$/],
+    ['stop', ['a', ''], /^stop\[1\] must be a string of 1 to 256 characters, got 0 characters$/],
+    ['stop', [3], /^stop\[0\] must be a string, got 3$/],
+  ];
+  for (const [field, value, message] of cases) {
+    void it(`rejects ${field} = ${JSON.stringify(value)}`, () => {
+      rejects(() => decodeGenerateRequest(body({ ...valid, [field]: value })), message);
+    });
+  }
+
+  void it('validateGenerateParams catches what JSON cannot carry (NaN, Infinity)', () => {
+    rejects(
+      () => validateGenerateParams({ temperature: NaN }),
+      /temperature must be a number between 0 and 2, got NaN/,
+    );
+    rejects(() => validateGenerateParams({ maxTokens: Infinity }), /max_tokens must be an integer/);
+    assert.deepEqual(validateGenerateParams({ temperature: 0, topP: 1, topK: 0, stop: [] }), {
+      temperature: 0,
+      topP: 1,
+      topK: 0,
+      stop: [],
+    });
+  });
+});
+
+void describe('stream messages', () => {
+  void it('round-trip ack, chunk, end and cancel', () => {
+    assert.deepEqual(decodeAck(encodeAck({ by: 'router-1', seed: 42, attempt: 1 })), {
+      by: 'router-1',
+      seed: 42,
+      attempt: 1,
+    });
+    assert.deepEqual(decodeAck(encodeAck({ by: 'r1' })), { by: 'r1' });
+    const chunk = { seq: 0, attempt: 2, tokenIds: [1, 2], text: 'hé', seed: 7 };
+    assert.deepEqual(decodeChunk(encodeChunk(chunk)), chunk);
+    const end: End = {
+      seq: 3,
+      attempt: 2,
+      finishReason: 'length',
+      usage: { promptTokens: 5, completionTokens: 9 },
+      attempts: 2,
+    };
+    assert.deepEqual(decodeEnd(encodeEnd(end)), end);
+    const cancel = { requestId: 'cmpl-abc:1', attempt: 1, reason: 'client gone' };
+    assert.deepEqual(decodeCancel(encodeCancel(cancel)), cancel);
+  });
+
+  void it('reject malformed bodies naming the field', () => {
+    rejects(() => decodeAck(body({ by: 'a b' })), /^by must be a string matching/);
+    rejects(
+      () => decodeAck(body({ by: 'r', attempt: 0 })),
+      /^attempt must be an integer between 1 and 1000, got 0$/,
+    );
+    rejects(
+      () => decodeChunk(body({ seq: -1, attempt: 1, token_ids: [], text: '' })),
+      /^seq must be an integer >= 0, got -1$/,
+    );
+    rejects(
+      () => decodeChunk(body({ seq: 0, attempt: 1, token_ids: [1], text: null })),
+      /^text must be a string, got null$/,
+    );
+    rejects(
+      () => decodeChunk(body({ seq: 0, attempt: 1, text: '' })),
+      /^token_ids must be an array of integers, got nothing$/,
+    );
+    const end = {
+      seq: 0,
+      attempt: 1,
+      finish_reason: 'stop',
+      usage: { prompt_tokens: 1, completion_tokens: 0 },
+      attempts: 1,
+    };
+    assert.equal(decodeEnd(body(end)).finishReason, 'stop');
+    rejects(
+      () => decodeEnd(body({ ...end, finish_reason: 'eos' })),
+      /^finish_reason must be one of 'stop', 'length', 'cancelled', got "eos"$/,
+    );
+    rejects(() => decodeEnd(body({ ...end, usage: [] })), /^usage must be a JSON object, got an array of 0$/);
+    rejects(
+      () => decodeEnd(body({ ...end, usage: { prompt_tokens: 1 } })),
+      /^usage.completion_tokens must be an integer >= 0, got nothing$/,
+    );
+    rejects(() => decodeCancel(body({ request_id: 'has space' })), /^request_id must be a string matching/);
+    rejects(
+      () => decodeCancel(body({ request_id: 'x', reason: 'r'.repeat(300) })),
+      /^reason must be a string of at most 256 characters, got 300/,
+    );
+  });
+});
+
+void describe('heartbeats', () => {
+  const replica: ReplicaHeartbeat = {
+    id: 'replica-0',
+    model: 'tiny-gpt2',
+    modelVersion: '1.0.0',
+    device: 'cuda:0',
+    state: 'ready',
+    queueDepth: 2,
+    activeSequences: 8,
+    maxBatchSize: 32,
+    freeTokenBudget: 1000,
+    tokenBudget: 16384,
+    progress: 12345,
+    busySince: 1_700_000_000_000,
+    sentAt: 1_700_000_000_500,
+    intervalMs: 500,
+  };
+
+  void it('round-trip; busy_since null or absent means idle', () => {
+    assert.deepEqual(decodeReplicaHeartbeat(encodeReplicaHeartbeat(replica)), replica);
+    assert.equal(
+      decodeReplicaHeartbeat(encodeReplicaHeartbeat({ ...replica, busySince: null })).busySince,
+      null,
+    );
+    const { busy_since: _, ...wire } = JSON.parse(
+      new TextDecoder().decode(encodeReplicaHeartbeat(replica)),
+    ) as Record<string, unknown>;
+    assert.equal(decodeReplicaHeartbeat(body(wire)).busySince, null);
+    const router = { id: 'router-a', state: 'draining' as const, inFlight: 3, sentAt: 1, intervalMs: 1000 };
+    assert.deepEqual(decodeRouterHeartbeat(encodeRouterHeartbeat(router)), router);
+  });
+
+  void it('reject bad fields', () => {
+    const wire = JSON.parse(new TextDecoder().decode(encodeReplicaHeartbeat(replica))) as Record<
+      string,
+      unknown
+    >;
+    rejects(
+      () => decodeReplicaHeartbeat(body({ ...wire, state: 'dead' })),
+      /^state must be one of 'starting', 'ready', 'draining', 'stopped', got "dead"$/,
+    );
+    rejects(
+      () => decodeReplicaHeartbeat(body({ ...wire, progress: -1 })),
+      /^progress must be an integer >= 0/,
+    );
+    rejects(
+      () => decodeReplicaHeartbeat(body({ ...wire, interval_ms: 0 })),
+      /^interval_ms must be an integer between 1 and 60000, got 0$/,
+    );
+    rejects(
+      () => decodeReplicaHeartbeat(body({ ...wire, max_batch_size: 0 })),
+      /^max_batch_size must be an integer >= 1/,
+    );
+    rejects(
+      () => decodeRouterHeartbeat(body({ id: 'r', state: 'ready', sent_at: 1, interval_ms: 1 })),
+      /^in_flight must be an integer >= 0, got nothing$/,
+    );
+  });
+});
+
+void describe('subjects', () => {
+  void it('are built from validated ids under the version prefix', () => {
+    assert.equal(GENERATE_SUBJECT, 'sy.v1.generate');
+    assert.equal(replicaGenerateSubject('r-1'), 'sy.v1.replica.r-1.generate');
+    assert.equal(replicaCancelSubject('r_1'), 'sy.v1.replica.r_1.cancel');
+    assert.equal(routerCancelSubject('a'), 'sy.v1.router.a.cancel');
+    assert.equal(replicaHeartbeatSubject('r1'), 'sy.v1.hb.replica.r1');
+    assert.equal(routerHeartbeatSubject('a'), 'sy.v1.hb.router.a');
+    assert.equal(ALL_REPLICA_HEARTBEATS, 'sy.v1.hb.replica.*');
+    rejects(
+      () => replicaGenerateSubject('r.1'),
+      /^replica id must match \[A-Za-z0-9_-\]\{1,64\}, got "r\.1"$/,
+    );
+    rejects(() => routerCancelSubject('>'), /router id must match/);
+    rejects(() => replicaHeartbeatSubject(''), /replica id must match/);
+  });
+
+  void it('parse heartbeat subjects back to role and id', () => {
+    assert.deepEqual(heartbeatSubjectId(replicaHeartbeatSubject('r1')), { role: 'replica', id: 'r1' });
+    assert.deepEqual(heartbeatSubjectId(routerHeartbeatSubject('a-b')), { role: 'router', id: 'a-b' });
+    assert.equal(heartbeatSubjectId('sy.v2.hb.replica.r1'), undefined);
+    assert.equal(heartbeatSubjectId('sy.v1.hb.other.r1'), undefined);
+    assert.equal(heartbeatSubjectId(GENERATE_SUBJECT), undefined);
+  });
+});

@@ -16,7 +16,13 @@ import {
 import { compileEngineOptions, type CompiledEngineOptions, type EngineOptions } from './options.ts';
 import { formatDevice } from './device.ts';
 import { loadModelInfo, type ModelInfo } from './model-info.ts';
-import { isSampled, samplingOf, validateGenerateParams, type GenerateParams } from './request.ts';
+import {
+  isSampled,
+  samplingOf,
+  validateGenerateParams,
+  type GenerateParams,
+  type UncheckedGenerateParams,
+} from './request.ts';
 import { randomSeed } from './sampling.ts';
 import type { ScheduledRequest, SchedulerStats, StepEvent } from './scheduler.ts';
 import { ModelTokenizer } from './tokenizer.ts';
@@ -95,9 +101,9 @@ export class Engine {
    * Starts a generation. Throws at once: `InvalidRequestError` for bad parameters or a prompt that
    * does not fit the context, `BusyError` when the queue is full, `UnavailableError` when stopping.
    */
-  stream(params: GenerateParams, opts: { signal?: AbortSignal } = {}): EngineStream {
+  stream(request: UncheckedGenerateParams, opts: { signal?: AbortSignal } = {}): EngineStream {
     if (this.state !== 'running') throw new UnavailableError(`engine is ${this.state}`);
-    validateGenerateParams(params);
+    const params = validateGenerateParams(request);
     const promptIds = params.promptTokenIds ?? this.tokenizer.encode(params.prompt!);
     const resumeIds = params.resumeTokenIds ?? [];
     const { contextLength, vocabSize } = this.info;

@@ -1,21 +1,41 @@
 /**
- * A generate request as the engine takes it, and the one validation of its parameters. Every
- * entry point (engine API, NATS decoders, HTTP bridge) validates through `validateGenerateParams`,
- * so bad input is refused with the same message wherever it enters and never reaches a step.
+ * A generate request's parameters and the one validation of them. Every entry point (the engine
+ * API, the NATS decoder, the HTTP bridge) validates through `validateGenerateParams`, so bad input
+ * is refused with the same message wherever it enters and never reaches a decode step. Messages
+ * name fields as the wire and the OpenAI API spell them (`max_tokens`, `top_p`), since that is
+ * what a caller wrote.
  */
 import { InvalidRequestError } from '../errors/errors.ts';
+import {
+  invalidField,
+  readInt,
+  readIntArray,
+  readNumber,
+  readString,
+  type NumberRule,
+} from '../validation/fields.ts';
 import type { SamplingParams } from './sampling.ts';
 
+/** Smallest max_tokens: a request must be allowed at least one token. */
+export const MAX_TOKENS_MIN = 1;
+/** Protocol ceiling of max_tokens; the engine further caps it by the model's context. */
+export const MAX_TOKENS_MAX = 1_048_576;
+/** Temperature range (as OpenAI); 0 means greedy. */
+export const TEMPERATURE_MAX = 2;
+/** Presence / frequency penalty range is [-PENALTY_MAX, PENALTY_MAX] (as OpenAI). */
+export const PENALTY_MAX = 2;
+/** Largest seed: seeds must survive a JSON round trip through any language as exact integers. */
+export const SEED_MAX = Number.MAX_SAFE_INTEGER;
 /** Most stop sequences per request (as OpenAI). */
-export const MAX_STOP_SEQUENCES = 4;
-/** Longest stop sequence in characters. */
-export const MAX_STOP_LENGTH = 256;
-/** Temperature range (as OpenAI). */
-export const MAX_TEMPERATURE = 2;
-/** Presence / frequency penalty range is [-MAX_PENALTY, MAX_PENALTY] (as OpenAI). */
-export const MAX_PENALTY = 2;
-/** Largest accepted seed: seeds are integers that a double holds exactly. */
-export const MAX_SEED = Number.MAX_SAFE_INTEGER;
+export const STOP_MAX_COUNT = 4;
+/** Longest stop sequence in characters: matching cost grows with it on every token. */
+export const STOP_MAX_LENGTH = 256;
+/** Longest text prompt in characters: keeps a request well under NATS' default 1 MiB payload. */
+export const PROMPT_MAX_CHARS = 262_144;
+/** Most prompt (or resume) token ids in one request. */
+export const PROMPT_MAX_TOKENS = 131_072;
+/** Largest token id on the wire; the engine checks the model's real vocabulary. */
+export const TOKEN_ID_MAX = 2_147_483_647;
 
 /** Generation parameters, camelCase, shared by the engine, the wire format and the client. */
 export interface GenerateParams {
@@ -23,9 +43,12 @@ export interface GenerateParams {
   prompt?: string;
   /** Prompt as token ids. */
   promptTokenIds?: number[];
-  /** Tokens already generated and delivered (exact resume): generation continues after them. */
+  /**
+   * Tokens already generated and delivered by an earlier attempt (exact resume): generation
+   * continues after them, at sampling position `resumeTokenIds.length`.
+   */
   resumeTokenIds?: number[];
-  /** New tokens to generate at most (after any resumed ones). @default rest of the context, capped */
+  /** New tokens to generate at most, after any resumed ones. @default rest of the context, capped */
   maxTokens?: number;
   /** 0 = greedy. @default 1 */
   temperature?: number;
@@ -39,91 +62,102 @@ export interface GenerateParams {
   frequencyPenalty?: number;
   /** Seed of the sampler; sampled requests without one get a random one. */
   seed?: number;
-  /** Up to 4 strings; generation stops before the first one that appears in the output. */
+  /** Up to 4 strings; generation stops before the first one that completes in the output. */
   stop?: string[];
   /** Generate max_tokens even past end-of-sequence tokens (benchmarks; as vLLM's ignore_eos). */
   ignoreEos?: boolean;
 }
 
-function isNumber(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v);
-}
+/** Parameters as an untrusted caller may hold them: any value in any field. */
+export type UncheckedGenerateParams = { readonly [K in keyof GenerateParams]?: unknown };
 
-function checkRange(name: string, v: unknown, lo: number, hi: number, loOpen = false): void {
-  if (v === undefined) return;
-  const inRange = isNumber(v) && (loOpen ? v > lo : v >= lo) && v <= hi;
-  if (!inRange) {
-    const range = `${loOpen ? '(' : '['}${lo}, ${hi}]`;
-    throw new InvalidRequestError(`${name} must be a number in ${range}, got ${describe(v)}`);
-  }
-}
+/** Wire (snake_case) name of each parameter: used in error messages and by the NATS codec. */
+export const PARAM_WIRE_NAMES = {
+  prompt: 'prompt',
+  promptTokenIds: 'prompt_token_ids',
+  resumeTokenIds: 'resume_token_ids',
+  maxTokens: 'max_tokens',
+  temperature: 'temperature',
+  topP: 'top_p',
+  topK: 'top_k',
+  presencePenalty: 'presence_penalty',
+  frequencyPenalty: 'frequency_penalty',
+  seed: 'seed',
+  stop: 'stop',
+  ignoreEos: 'ignore_eos',
+} as const satisfies Record<keyof GenerateParams, string>;
 
-function checkInt(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): void {
-  if (v === undefined) return;
-  if (!isNumber(v) || !Number.isInteger(v) || v < min || v > max) {
-    throw new InvalidRequestError(
-      `${name} must be an integer >= ${min}${max < Number.MAX_SAFE_INTEGER ? ` and <= ${max}` : ''}, got ${describe(v)}`,
-    );
-  }
-}
-
-function checkTokenIds(name: string, v: unknown): void {
-  if (v === undefined) return;
-  if (!Array.isArray(v) || v.some((t) => !isNumber(t) || !Number.isInteger(t) || t < 0)) {
-    throw new InvalidRequestError(`${name} must be an array of non-negative integer token ids`);
-  }
-}
-
-/** A short, safe rendering of a bad value for an error message. */
-export function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : typeof v;
-}
+const TOKEN_ID: NumberRule = { min: 0, max: TOKEN_ID_MAX };
+const PENALTY: NumberRule = { min: -PENALTY_MAX, max: PENALTY_MAX };
+const n = PARAM_WIRE_NAMES;
 
 /**
  * Checks types and ranges of every field (not the context length: that needs the tokenizer).
- * Throws `InvalidRequestError` naming the field, the rule and the value.
+ * Returns the parameters with absent fields left out; throws `InvalidRequestError` naming the
+ * first bad field, the rule and the value.
  */
-export function validateGenerateParams(p: GenerateParams): void {
+export function validateGenerateParams(p: UncheckedGenerateParams): GenerateParams {
   if (p === null || typeof p !== 'object') throw new InvalidRequestError('request must be an object');
-  const hasText = p.prompt !== undefined;
-  const hasIds = p.promptTokenIds !== undefined;
-  if (hasText === hasIds) {
-    throw new InvalidRequestError('exactly one of prompt and promptTokenIds must be given');
-  }
-  if (hasText && typeof p.prompt !== 'string') {
-    throw new InvalidRequestError(`prompt must be a string, got ${describe(p.prompt)}`);
-  }
-  if (p.prompt === '' || (Array.isArray(p.promptTokenIds) && p.promptTokenIds.length === 0)) {
-    throw new InvalidRequestError('prompt must not be empty');
-  }
-  checkTokenIds('promptTokenIds', p.promptTokenIds);
-  checkTokenIds('resumeTokenIds', p.resumeTokenIds);
-  checkInt('max_tokens', p.maxTokens, 1);
-  checkRange('temperature', p.temperature, 0, MAX_TEMPERATURE);
-  checkRange('top_p', p.topP, 0, 1, true);
-  checkInt('top_k', p.topK, 0);
-  checkRange('presence_penalty', p.presencePenalty, -MAX_PENALTY, MAX_PENALTY);
-  checkRange('frequency_penalty', p.frequencyPenalty, -MAX_PENALTY, MAX_PENALTY);
-  checkInt('seed', p.seed, 0, MAX_SEED);
-  if (p.ignoreEos !== undefined && typeof p.ignoreEos !== 'boolean') {
-    throw new InvalidRequestError(`ignore_eos must be a boolean, got ${describe(p.ignoreEos)}`);
-  }
-  if (p.stop !== undefined) {
-    if (!Array.isArray(p.stop) || p.stop.some((s) => typeof s !== 'string')) {
-      throw new InvalidRequestError('stop must be an array of strings');
+  const out: GenerateParams = {};
+  if (p.prompt !== undefined) {
+    if (typeof p.prompt === 'string' && p.prompt.length === 0) {
+      throw new InvalidRequestError('prompt must not be empty');
     }
-    if (p.stop.length > MAX_STOP_SEQUENCES) {
-      throw new InvalidRequestError(
-        `stop may hold at most ${MAX_STOP_SEQUENCES} sequences, got ${p.stop.length}`,
-      );
-    }
-    if (p.stop.some((s) => s.length === 0 || s.length > MAX_STOP_LENGTH)) {
-      throw new InvalidRequestError(`each stop sequence must be 1 to ${MAX_STOP_LENGTH} characters`);
-    }
+    out.prompt = readString(n.prompt, p.prompt, { minLength: 1, maxLength: PROMPT_MAX_CHARS });
   }
+  if (p.promptTokenIds !== undefined) {
+    if (Array.isArray(p.promptTokenIds) && p.promptTokenIds.length === 0) {
+      throw new InvalidRequestError('prompt must not be empty');
+    }
+    out.promptTokenIds = readIntArray(n.promptTokenIds, p.promptTokenIds, TOKEN_ID, {
+      min: 1,
+      max: PROMPT_MAX_TOKENS,
+    });
+  }
+  if ((out.prompt === undefined) === (out.promptTokenIds === undefined)) {
+    throw new InvalidRequestError(
+      out.prompt === undefined
+        ? 'a prompt is required: give exactly one of prompt and prompt_token_ids'
+        : 'give exactly one of prompt and prompt_token_ids, not both',
+    );
+  }
+  if (p.resumeTokenIds !== undefined) {
+    out.resumeTokenIds = readIntArray(n.resumeTokenIds, p.resumeTokenIds, TOKEN_ID, {
+      min: 0,
+      max: PROMPT_MAX_TOKENS,
+    });
+  }
+  if (p.maxTokens !== undefined) {
+    out.maxTokens = readInt(n.maxTokens, p.maxTokens, { min: MAX_TOKENS_MIN, max: MAX_TOKENS_MAX });
+  }
+  if (p.temperature !== undefined) {
+    out.temperature = readNumber(n.temperature, p.temperature, { min: 0, max: TEMPERATURE_MAX });
+  }
+  if (p.topP !== undefined) out.topP = readNumber(n.topP, p.topP, { min: 0, max: 1, exclusiveMin: true });
+  if (p.topK !== undefined) out.topK = readInt(n.topK, p.topK, { min: 0, max: Infinity });
+  if (p.presencePenalty !== undefined) {
+    out.presencePenalty = readNumber(n.presencePenalty, p.presencePenalty, PENALTY);
+  }
+  if (p.frequencyPenalty !== undefined) {
+    out.frequencyPenalty = readNumber(n.frequencyPenalty, p.frequencyPenalty, PENALTY);
+  }
+  if (p.seed !== undefined) out.seed = readInt(n.seed, p.seed, { min: 0, max: SEED_MAX });
+  if (p.stop !== undefined) out.stop = readStop(p.stop);
+  if (p.ignoreEos !== undefined) {
+    if (typeof p.ignoreEos !== 'boolean') invalidField(n.ignoreEos, 'a boolean', p.ignoreEos);
+    out.ignoreEos = p.ignoreEos;
+  }
+  return out;
+}
+
+function readStop(value: unknown): string[] {
+  if (!Array.isArray(value)) invalidField(n.stop, 'an array of strings', value);
+  if (value.length > STOP_MAX_COUNT) {
+    throw new InvalidRequestError(`stop must have at most ${STOP_MAX_COUNT} entries, got ${value.length}`);
+  }
+  return value.map((s: unknown, i) =>
+    readString(`stop[${i}]`, s, { minLength: 1, maxLength: STOP_MAX_LENGTH }),
+  );
 }
 
 /** Sampling parameters with defaults filled in; `seed` must already be settled. */

@@ -48,8 +48,8 @@ async function roundTrip(nc: NatsConnection, subject: string): Promise<void> {
   for await (const m of sub) assert.equal(m.string(), 'ping');
 }
 
-void describe('compileConnectionOptions', () => {
-  void it('fills deliberate defaults', () => {
+describe('compileConnectionOptions', () => {
+  it('fills deliberate defaults', () => {
     const c = compileConnectionOptions();
     assert.deepEqual(c.servers, ['nats://127.0.0.1:4222']);
     assert.equal(c.pingIntervalMs, DEFAULT_PING_INTERVAL_MS);
@@ -72,7 +72,7 @@ void describe('compileConnectionOptions', () => {
     [{ servers: 'http://u:secret@h:1' }, /servers: 'http:\/\/\*\*\*@h:1' must be nats:\/\//],
   ];
   for (const [opts, message] of contradictions) {
-    void it(`rejects ${JSON.stringify(opts)}`, () => {
+    it(`rejects ${JSON.stringify(opts)}`, () => {
       assert.throws(
         () => compileConnectionOptions(opts),
         (err: unknown) => err instanceof StartupError && err.reason === 'config' && message.test(err.message),
@@ -80,14 +80,14 @@ void describe('compileConnectionOptions', () => {
     });
   }
 
-  void it('redacts credentials in server URLs', () => {
+  it('redacts credentials in server URLs', () => {
     assert.equal(redactUrl('nats://u:pw@h:4222'), 'nats://***@h:4222');
     assert.equal(redactUrl('tok@h:4222'), '***@h:4222');
     assert.equal(redactUrl('nats://h:4222'), 'nats://h:4222');
   });
 });
 
-void describe('connectNats against a real nats-server', () => {
+describe('connectNats against a real nats-server', () => {
   let plain: NatsServer;
   let secured: NatsServer;
   before(async () => {
@@ -99,19 +99,19 @@ void describe('connectNats against a real nats-server', () => {
     await secured.stop();
   });
 
-  void it('connects to an open server', async () => {
+  it('connects to an open server', async () => {
     const nc = await connectNats({ servers: plain.url, name: 'test-plain' });
     await roundTrip(nc, 'test.plain');
     await nc.close();
   });
 
-  void it('connects with the right user and password', async () => {
+  it('connects with the right user and password', async () => {
     const nc = await connectNats({ servers: secured.url, user: 'alice', pass: 's3cret' });
     await roundTrip(nc, 'test.secured');
     await nc.close();
   });
 
-  void it('says that credentials are needed when none were given', async () => {
+  it('says that credentials are needed when none were given', async () => {
     await rejectsWith(
       connectNats({ servers: secured.url }),
       UnauthorizedError,
@@ -121,7 +121,7 @@ void describe('connectNats against a real nats-server', () => {
     );
   });
 
-  void it('says that the credentials were refused, without echoing the password', async () => {
+  it('says that the credentials were refused, without echoing the password', async () => {
     await assert.rejects(
       connectNats({ servers: secured.url, user: 'alice', pass: 'wrong-pw' }),
       (err: unknown) => {
@@ -135,7 +135,7 @@ void describe('connectNats against a real nats-server', () => {
     );
   });
 
-  void it('authenticates with an nkey seed file, and names an unreadable one', async () => {
+  it('authenticates with an nkey seed file, and names an unreadable one', async () => {
     const user = nkeys.createUser();
     const server = await NatsServer.start({
       extraConfig: `authorization { users: [ { nkey: "${user.getPublicKey()}" } ] }`,
@@ -163,7 +163,7 @@ void describe('connectNats against a real nats-server', () => {
     }
   });
 
-  void it('reports an unreachable server as unavailable, naming it', async () => {
+  it('reports an unreachable server as unavailable, naming it', async () => {
     const url = `nats://127.0.0.1:${await freePort()}`;
     await rejectsWith(
       connectNats({ servers: url }),
@@ -172,7 +172,7 @@ void describe('connectNats against a real nats-server', () => {
     );
   });
 
-  void it('reconnects after the server restarts, keeping subscriptions', async () => {
+  it('reconnects after the server restarts, keeping subscriptions', async () => {
     const server = await NatsServer.start();
     try {
       const nc = await connectNats({ servers: server.url });
@@ -188,7 +188,7 @@ void describe('connectNats against a real nats-server', () => {
     }
   });
 
-  void it('notices a frozen server within pingInterval × maxPingOut and recovers when it thaws', async () => {
+  it('notices a frozen server within pingInterval × maxPingOut and recovers when it thaws', async () => {
     const server = await NatsServer.start();
     try {
       const nc = await connectNats({ servers: server.url, pingIntervalMs: 250, maxPingOut: 2 });
@@ -206,7 +206,7 @@ void describe('connectNats against a real nats-server', () => {
     }
   });
 
-  void it('gives up on a frozen server after connectTimeoutMs, not 20 s', async () => {
+  it('gives up on a frozen server after connectTimeoutMs, not 20 s', async () => {
     const server = await NatsServer.start();
     try {
       server.signal('SIGSTOP');

@@ -4,9 +4,9 @@ import { InvalidRequestError } from '../../src/errors/errors.ts';
 import {
   decodeGenerateRequest,
   encodeGenerateRequest,
-  validateGenerateParams,
   type GenerateRequest,
 } from '../../src/cluster/messages/generate.ts';
+import { validateGenerateParams } from '../../src/engine/request.ts';
 import {
   decodeAck,
   decodeCancel,
@@ -48,10 +48,10 @@ function rejects(fn: () => unknown, message: RegExp): void {
 
 const body = (value: unknown): string => JSON.stringify(value);
 
-void describe('generate request', () => {
+describe('generate request', () => {
   const valid = { model: 'tiny-gpt2', prompt: 'Hello' };
 
-  void it('decodes a minimal and a full request', () => {
+  it('decodes a minimal and a full request', () => {
     assert.deepEqual(decodeGenerateRequest(body(valid)), { model: 'tiny-gpt2', prompt: 'Hello' });
     const full: GenerateRequest = {
       model: 'tiny_gpt2',
@@ -70,7 +70,7 @@ void describe('generate request', () => {
     assert.deepEqual(decodeGenerateRequest(encodeGenerateRequest(full)), full);
   });
 
-  void it('uses snake_case on the wire and treats null as absent', () => {
+  it('uses snake_case on the wire and treats null as absent', () => {
     const wire: unknown = JSON.parse(
       new TextDecoder().decode(encodeGenerateRequest({ model: 'm', promptTokenIds: [1], maxTokens: 2 })),
     );
@@ -78,17 +78,17 @@ void describe('generate request', () => {
     assert.deepEqual(decodeGenerateRequest(body({ ...valid, stop: null, seed: null })), valid);
   });
 
-  void it('ignores unknown fields (additive protocol changes)', () => {
+  it('ignores unknown fields (additive protocol changes)', () => {
     assert.deepEqual(decodeGenerateRequest(body({ ...valid, future_field: 1 })), valid);
   });
 
-  void it('rejects bodies that are not a JSON object', () => {
+  it('rejects bodies that are not a JSON object', () => {
     rejects(() => decodeGenerateRequest('{nope'), /generate request body is not valid JSON/);
     rejects(() => decodeGenerateRequest('[1]'), /generate request must be a JSON object, got an array of 1/);
     rejects(() => decodeGenerateRequest(new Uint8Array([0xff, 0xfe])), /not valid UTF-8/);
   });
 
-  void it('rejects bad model ids and versions', () => {
+  it('rejects bad model ids and versions', () => {
     rejects(
       () => decodeGenerateRequest(body({ prompt: 'x' })),
       /^model must be a string matching .*, got nothing$/,
@@ -98,17 +98,17 @@ void describe('generate request', () => {
     rejects(() => decodeGenerateRequest(body({ ...valid, version: 'v 1' })), /version must be .*got "v 1"/);
   });
 
-  void it('needs exactly one of prompt and prompt_token_ids', () => {
-    rejects(() => decodeGenerateRequest(body({ model: 'm' })), /needs a prompt/);
+  it('needs exactly one of prompt and prompt_token_ids', () => {
+    rejects(() => decodeGenerateRequest(body({ model: 'm' })), /a prompt is required/);
     rejects(() => decodeGenerateRequest(body({ ...valid, prompt_token_ids: [1] })), /not both/);
     rejects(
       () => decodeGenerateRequest(body({ model: 'm', prompt: '' })),
-      /prompt must be a string of 1 to \d+ characters, got 0/,
+      /prompt must not be empty/,
     );
     rejects(() => decodeGenerateRequest(body({ model: 'm', prompt: 7 })), /prompt must be a string, got 7/);
     rejects(
       () => decodeGenerateRequest(body({ model: 'm', prompt_token_ids: [] })),
-      /prompt_token_ids must have 1 to \d+ entries, got 0/,
+      /prompt must not be empty/,
     );
     rejects(
       () => decodeGenerateRequest(body({ model: 'm', prompt_token_ids: [1, -2] })),
@@ -120,14 +120,10 @@ void describe('generate request', () => {
     );
   });
 
-  void it('checks resume_token_ids', () => {
+  it('checks resume_token_ids', () => {
     rejects(
       () => decodeGenerateRequest(body({ ...valid, resume_token_ids: 'abc' })),
       /resume_token_ids must be an array of integers/,
-    );
-    rejects(
-      () => decodeGenerateRequest(body({ ...valid, max_tokens: 2, resume_token_ids: [1, 2] })),
-      /resume_token_ids must have fewer entries than max_tokens \(2\), got 2/,
     );
     assert.deepEqual(decodeGenerateRequest(body({ ...valid, resume_token_ids: [] })).resumeTokenIds, []);
   });
@@ -154,18 +150,22 @@ void describe('generate request', () => {
     ['stop', [3], /^stop\[0\] must be a string, got 3$/],
   ];
   for (const [field, value, message] of cases) {
-    void it(`rejects ${field} = ${JSON.stringify(value)}`, () => {
+    it(`rejects ${field} = ${JSON.stringify(value)}`, () => {
       rejects(() => decodeGenerateRequest(body({ ...valid, [field]: value })), message);
     });
   }
 
-  void it('validateGenerateParams catches what JSON cannot carry (NaN, Infinity)', () => {
+  it('validateGenerateParams catches what JSON cannot carry (NaN, Infinity)', () => {
     rejects(
-      () => validateGenerateParams({ temperature: NaN }),
+      () => validateGenerateParams({ prompt: 'x', temperature: NaN }),
       /temperature must be a number between 0 and 2, got NaN/,
     );
-    rejects(() => validateGenerateParams({ maxTokens: Infinity }), /max_tokens must be an integer/);
-    assert.deepEqual(validateGenerateParams({ temperature: 0, topP: 1, topK: 0, stop: [] }), {
+    rejects(
+      () => validateGenerateParams({ prompt: 'x', maxTokens: Infinity }),
+      /max_tokens must be an integer/,
+    );
+    assert.deepEqual(validateGenerateParams({ prompt: 'x', temperature: 0, topP: 1, topK: 0, stop: [] }), {
+      prompt: 'x',
       temperature: 0,
       topP: 1,
       topK: 0,
@@ -174,8 +174,8 @@ void describe('generate request', () => {
   });
 });
 
-void describe('stream messages', () => {
-  void it('round-trip ack, chunk, end and cancel', () => {
+describe('stream messages', () => {
+  it('round-trip ack, chunk, end and cancel', () => {
     assert.deepEqual(decodeAck(encodeAck({ by: 'router-1', seed: 42, attempt: 1 })), {
       by: 'router-1',
       seed: 42,
@@ -196,7 +196,7 @@ void describe('stream messages', () => {
     assert.deepEqual(decodeCancel(encodeCancel(cancel)), cancel);
   });
 
-  void it('reject malformed bodies naming the field', () => {
+  it('reject malformed bodies naming the field', () => {
     rejects(() => decodeAck(body({ by: 'a b' })), /^by must be a string matching/);
     rejects(
       () => decodeAck(body({ by: 'r', attempt: 0 })),
@@ -239,7 +239,7 @@ void describe('stream messages', () => {
   });
 });
 
-void describe('heartbeats', () => {
+describe('heartbeats', () => {
   const replica: ReplicaHeartbeat = {
     id: 'replica-0',
     model: 'tiny-gpt2',
@@ -257,7 +257,7 @@ void describe('heartbeats', () => {
     intervalMs: 500,
   };
 
-  void it('round-trip; busy_since null or absent means idle', () => {
+  it('round-trip; busy_since null or absent means idle', () => {
     assert.deepEqual(decodeReplicaHeartbeat(encodeReplicaHeartbeat(replica)), replica);
     assert.equal(
       decodeReplicaHeartbeat(encodeReplicaHeartbeat({ ...replica, busySince: null })).busySince,
@@ -271,7 +271,7 @@ void describe('heartbeats', () => {
     assert.deepEqual(decodeRouterHeartbeat(encodeRouterHeartbeat(router)), router);
   });
 
-  void it('reject bad fields', () => {
+  it('reject bad fields', () => {
     const wire = JSON.parse(new TextDecoder().decode(encodeReplicaHeartbeat(replica))) as Record<
       string,
       unknown
@@ -299,8 +299,8 @@ void describe('heartbeats', () => {
   });
 });
 
-void describe('subjects', () => {
-  void it('are built from validated ids under the version prefix', () => {
+describe('subjects', () => {
+  it('are built from validated ids under the version prefix', () => {
     assert.equal(GENERATE_SUBJECT, 'sy.v1.generate');
     assert.equal(replicaGenerateSubject('r-1'), 'sy.v1.replica.r-1.generate');
     assert.equal(replicaCancelSubject('r_1'), 'sy.v1.replica.r_1.cancel');
@@ -316,7 +316,7 @@ void describe('subjects', () => {
     rejects(() => replicaHeartbeatSubject(''), /replica id must match/);
   });
 
-  void it('parse heartbeat subjects back to role and id', () => {
+  it('parse heartbeat subjects back to role and id', () => {
     assert.deepEqual(heartbeatSubjectId(replicaHeartbeatSubject('r1')), { role: 'replica', id: 'r1' });
     assert.deepEqual(heartbeatSubjectId(routerHeartbeatSubject('a-b')), { role: 'router', id: 'a-b' });
     assert.equal(heartbeatSubjectId('sy.v2.hb.replica.r1'), undefined);

@@ -79,8 +79,8 @@ after(async () => {
   await server.stop();
 });
 
-void describe('streams over a real nats-server', () => {
-  void it('delivers ack, chunks and one end, in order, with request metadata', async () => {
+describe('streams over a real nats-server', () => {
+  it('delivers ack, chunks and one end, in order, with request metadata', async () => {
     const subj = subject();
     let seenMeta: ReturnType<typeof readRequestMeta> | undefined;
     const sent: boolean[] = [];
@@ -121,7 +121,7 @@ void describe('streams over a real nats-server', () => {
     assert.deepEqual(outcome, { ok: true, end: end.end });
   });
 
-  void it('delivers an error that refuses before the ack', async () => {
+  it('delivers an error that refuses before the ack', async () => {
     const subj = subject();
     const stop = serve(subj, (r) => r.error(new BusyError('queue full (64 waiting)')));
     const { events, outcome } = await collect(subj);
@@ -132,7 +132,7 @@ void describe('streams over a real nats-server', () => {
     assert.equal(outcome.error.retryable, true);
   });
 
-  void it('delivers an error after some chunks, and nothing after it', async () => {
+  it('delivers an error after some chunks, and nothing after it', async () => {
     const subj = subject();
     let lateEnd: boolean | undefined;
     const stop = serve(subj, (r) => {
@@ -148,13 +148,13 @@ void describe('streams over a real nats-server', () => {
     assert.ok(!outcome.ok && outcome.error.code === 'internal');
   });
 
-  void it('answers a request nobody serves with unavailable', async () => {
+  it('answers a request nobody serves with unavailable', async () => {
     const { outcome } = await collect(subject());
     assert.ok(!outcome.ok && outcome.error instanceof UnavailableError, String(!outcome.ok && outcome.error));
     assert.match(outcome.error.message, /no responders/);
   });
 
-  void it('fails with unavailable when no ack comes in time', async () => {
+  it('fails with unavailable when no ack comes in time', async () => {
     const subj = subject();
     const stop = serve(subj, () => undefined);
     const { outcome } = await collect(subj, newHeaders(), { ackTimeoutMs: 100 });
@@ -163,7 +163,7 @@ void describe('streams over a real nats-server', () => {
     assert.match(outcome.error.message, /no ack from test\.stream\.\d+ within 100 ms/);
   });
 
-  void it('turns a seq gap (a lost chunk) into a retryable error', async () => {
+  it('turns a seq gap (a lost chunk) into a retryable error', async () => {
     const subj = subject();
     const sub = nc.subscribe(subj, {
       callback: (_e, msg) => {
@@ -180,7 +180,7 @@ void describe('streams over a real nats-server', () => {
     assert.match(outcome.error.message, /lost messages: expected seq 0, got 1/);
   });
 
-  void it('turns a malformed body into internal, not invalid_request', async () => {
+  it('turns a malformed body into internal, not invalid_request', async () => {
     const subj = subject();
     const sub = nc.subscribe(subj, {
       callback: (_e, msg) =>
@@ -192,7 +192,7 @@ void describe('streams over a real nats-server', () => {
     assert.match(outcome.error.message, /malformed ack from .*: by must be a string matching/);
   });
 
-  void it('ends at the deadline (from the Sy-Deadline header) when the responder stalls', async () => {
+  it('ends at the deadline (from the Sy-Deadline header) when the responder stalls', async () => {
     const subj = subject();
     const stop = serve(subj, (r) => r.ack({ by: 'replica-1' }));
     const started = Date.now();
@@ -205,7 +205,7 @@ void describe('streams over a real nats-server', () => {
     assert.ok(!late.outcome.ok && late.outcome.error instanceof DeadlineExceededError);
   });
 
-  void it('ends a stalled stream after idleTimeoutMs, and on abort with cancelled', async () => {
+  it('ends a stalled stream after idleTimeoutMs, and on abort with cancelled', async () => {
     const subj = subject();
     const stop = serve(subj, (r) => {
       r.ack({ by: 'replica-1' });
@@ -221,14 +221,14 @@ void describe('streams over a real nats-server', () => {
     assert.ok(!aborted.outcome.ok && aborted.outcome.error.code === 'cancelled');
   });
 
-  void it('refuses a chunk before the ack on the responder side', () => {
+  it('refuses a chunk before the ack on the responder side', () => {
     const r = new StreamResponder(nc, 'test.nowhere');
     assert.throws(() => r.chunk({ tokenIds: [1], text: 'a' }), /chunk before ack/);
   });
 });
 
-void describe('error headers', () => {
-  void it('round-trip every code of the taxonomy over NATS', async () => {
+describe('error headers', () => {
+  it('round-trip every code of the taxonomy over NATS', async () => {
     const subj = subject();
     const received: SwitchyardError[] = [];
     const sub = nc.subscribe(subj, {
@@ -257,7 +257,7 @@ void describe('error headers', () => {
     assert.ok(limited instanceof RateLimitedError && limited.retryAfterMs === 1500);
   });
 
-  void it('turn an unknown code into internal naming it, and fold line breaks', () => {
+  it('turn an unknown code into internal naming it, and fold line breaks', () => {
     const h = newHeaders();
     h.set(HEADERS.errorCode, 'quota_exceeded');
     h.set(HEADERS.errorMessage, 'too much');
@@ -271,7 +271,7 @@ void describe('error headers', () => {
     assert.equal(errorFromHeaders(undefined), undefined);
   });
 
-  void it('reject malformed request metadata, naming the header', () => {
+  it('reject malformed request metadata, naming the header', () => {
     const h = newHeaders();
     h.set(HEADERS.deadline, 'soon');
     assert.throws(() => readRequestMeta(h), /header Sy-Deadline must be an integer .*got "soon"/);

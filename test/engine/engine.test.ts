@@ -136,14 +136,14 @@ describe('engine on the bundled model', () => {
 
   it('refuses bad parameters with invalid_request naming the problem', () => {
     const cases: Array<[unknown, RegExp]> = [
-      [{ prompt: 'x', maxTokens: -3 }, /max_tokens must be an integer >= 1, got -3/],
+      [{ prompt: 'x', maxTokens: -3 }, /max_tokens must be an integer between 1 and 1048576, got -3/],
       [{ prompt: 'x', topP: 0 }, /top_p must be a number in \(0, 1\], got 0/],
       [{ prompt: 'x', topP: 1.5 }, /top_p/],
       [{ prompt: '' }, /prompt must not be empty/],
       [{ prompt: 5 }, /prompt must be a string, got 5/],
       [{ prompt: 'x', temperature: 'hot' }, /temperature must be a number/],
       [{ prompt: 'x', stop: 'x' }, /stop must be an array of strings/],
-      [{}, /exactly one of prompt and promptTokenIds/],
+      [{}, /exactly one of prompt and prompt_token_ids/],
       [{ promptTokenIds: [1, 99999] }, /outside the vocabulary/],
       [{ prompt: 'word '.repeat(600) }, /maximum context length is 512 tokens/],
       [{ prompt: 'hello', maxTokens: 600 }, /maximum context length is 512 tokens.*600 to generate/],

@@ -105,8 +105,8 @@ function referenceSample(
   return candidates[candidates.length - 1]!;
 }
 
-void describe('uniformAt', () => {
-  void it('stays in [0, 1) and is roughly uniform', () => {
+describe('uniformAt', () => {
+  it('stays in [0, 1) and is roughly uniform', () => {
     const bins = new Array<number>(10).fill(0);
     const draws = 100_000;
     let sum = 0;
@@ -120,7 +120,7 @@ void describe('uniformAt', () => {
     assert.ok(Math.abs(sum / draws - 0.5) < 0.005);
   });
 
-  void it('is a pure function of seed and position, using all 53 bits of the seed', () => {
+  it('is a pure function of seed and position, using all 53 bits of the seed', () => {
     assert.equal(uniformAt(42, 7), uniformAt(42, 7));
     assert.notEqual(uniformAt(42, 7), uniformAt(42, 8));
     assert.notEqual(uniformAt(42, 7), uniformAt(43, 7));
@@ -130,15 +130,15 @@ void describe('uniformAt', () => {
     assert.notEqual(uniformAt(top, 0), uniformAt(top - 2 ** 32, 0));
   });
 
-  void it('uses the low bits of the second word (53-bit resolution)', () => {
+  it('uses the low bits of the second word (53-bit resolution)', () => {
     const fractions = new Set<number>();
     for (let pos = 0; pos < 1000; pos++) fractions.add((uniformAt(1, pos) * 2 ** 32) % 1);
     assert.ok(fractions.size > 900, 'values below 2^-32 should vary');
   });
 });
 
-void describe('randomSeed', () => {
-  void it('returns distinct integers in [0, 2^53)', () => {
+describe('randomSeed', () => {
+  it('returns distinct integers in [0, 2^53)', () => {
     const seeds = new Set<number>();
     for (let i = 0; i < 100; i++) {
       const seed = randomSeed();
@@ -153,8 +153,8 @@ void describe('randomSeed', () => {
   });
 });
 
-void describe('TokenCounts', () => {
-  void it('counts ids and lists distinct ones in first-seen order', () => {
+describe('TokenCounts', () => {
+  it('counts ids and lists distinct ones in first-seen order', () => {
     const counts = TokenCounts.from([5, 3, 5, 5, 9]);
     assert.equal(counts.count(5), 3);
     assert.equal(counts.count(3), 1);
@@ -175,8 +175,8 @@ void describe('TokenCounts', () => {
   });
 });
 
-void describe('Sampler', () => {
-  void it('greedy is the argmax, ties going to the lowest id', () => {
+describe('Sampler', () => {
+  it('greedy is the argmax, ties going to the lowest id', () => {
     const sampler = new Sampler(5);
     const none = new TokenCounts();
     assert.equal(sampler.sample(Float32Array.of(1, 3, 3, 2, -Infinity), GREEDY, 0, none), 1);
@@ -184,7 +184,7 @@ void describe('Sampler', () => {
     assert.equal(sampler.sample(Float32Array.of(0, 0, 0, 0, 9), GREEDY, 0, none), 4);
   });
 
-  void it('does not modify the caller row and reads subarray views', () => {
+  it('does not modify the caller row and reads subarray views', () => {
     const batch = new Float32Array([9, 0, 0, 0, 1, 2, 8, 3]);
     const row = batch.subarray(4, 8);
     const before = Float32Array.from(batch);
@@ -198,7 +198,7 @@ void describe('Sampler', () => {
     assert.deepEqual(batch, before);
   });
 
-  void it('is deterministic in (seed, position, logits) and spreads over positions', () => {
+  it('is deterministic in (seed, position, logits) and spreads over positions', () => {
     const logits = new Float32Array(50); // uniform distribution
     const p = params({ seed: 99 });
     const a = new Sampler(50);
@@ -219,7 +219,7 @@ void describe('Sampler', () => {
     assert.notDeepEqual(otherSeed, sameSeed);
   });
 
-  void it('top-k = 1 and a tiny top-p are greedy', () => {
+  it('top-k = 1 and a tiny top-p are greedy', () => {
     const sampler = new Sampler(300);
     const none = new TokenCounts();
     for (let row = 0; row < 50; row++) {
@@ -233,7 +233,7 @@ void describe('Sampler', () => {
     }
   });
 
-  void it('draws with temperature as softmax(logits / T) over many positions', () => {
+  it('draws with temperature as softmax(logits / T) over many positions', () => {
     const logits = [0, 1, 2, 0.5, -1];
     const sampler = new Sampler(5);
     for (const temperature of [0.5, 1, 2]) {
@@ -252,7 +252,7 @@ void describe('Sampler', () => {
     assert.ok(cold[2]! > hot[2]!, 'a lower temperature concentrates on the best token');
   });
 
-  void it('top-k keeps only the k best, renormalised', () => {
+  it('top-k keeps only the k best, renormalised', () => {
     const logits = [0, 1, 2, 0.5, 1.5];
     const sampler = new Sampler(5);
     const observed = histogram(sampler, Float32Array.from(logits), params({ topK: 2, seed: 3 }), 10_000);
@@ -262,7 +262,7 @@ void describe('Sampler', () => {
     assert.ok(chi < 10.8, `chi-square ${chi.toFixed(1)}`); // 1 d.o.f., 0.1 % tail
   });
 
-  void it('top-p keeps the smallest head holding topP of the mass', () => {
+  it('top-p keeps the smallest head holding topP of the mass', () => {
     const logits = Float32Array.from([0.5, 0.3, 0.15, 0.05].map(Math.log));
     const sampler = new Sampler(4);
     const seen = (topP: number): number[] => {
@@ -275,7 +275,7 @@ void describe('Sampler', () => {
     assert.deepEqual(seen(0.99), [0, 1, 2, 3]);
   });
 
-  void it('a wide nucleus over a flat vocabulary keeps exactly the best-ranked ids', () => {
+  it('a wide nucleus over a flat vocabulary keeps exactly the best-ranked ids', () => {
     const n = 5000;
     const flat = new Float32Array(n);
     const sampler = new Sampler(n);
@@ -286,7 +286,7 @@ void describe('Sampler', () => {
     assert.ok(kept[kept.length - 1]! > 2400 && kept.length > 1200, `${kept.length} ids`);
   });
 
-  void it('matches a full-sort reference implementation', () => {
+  it('matches a full-sort reference implementation', () => {
     const cases: Array<Partial<SamplingParams>> = [
       {},
       { temperature: 0.7 },
@@ -318,7 +318,7 @@ void describe('Sampler', () => {
     }
   });
 
-  void it('penalties lower generated tokens, by count and by presence', () => {
+  it('penalties lower generated tokens, by count and by presence', () => {
     const logits = Float32Array.of(2, 1.9, 0);
     const sampler = new Sampler(3);
     const once = TokenCounts.from([0]);
@@ -341,7 +341,7 @@ void describe('Sampler', () => {
     assert.ok(base > 900 && penalised[0]! < 260, `${base} vs ${penalised[0]}`);
   });
 
-  void it('treats NaN as masked and gives token 0 when every logit is masked', () => {
+  it('treats NaN as masked and gives token 0 when every logit is masked', () => {
     const sampler = new Sampler(3);
     assert.equal(sampler.sample(Float32Array.of(NaN, NaN, NaN), params({}), 0, new TokenCounts()), 0);
     assert.equal(

@@ -40,8 +40,8 @@ function randomSplit(bytes: Uint8Array, seed: number): Uint8Array[] {
   return split(bytes, cuts);
 }
 
-void describe('TextStream', () => {
-  void it('never splits a multi-byte character across deltas', () => {
+describe('TextStream', () => {
+  it('never splits a multi-byte character across deltas', () => {
     const text = 'caf\u00e9 \u2603 \u{1F600}!';
     const { deltas } = run([], bytewise(text));
     assert.equal(deltas.join(''), text);
@@ -55,7 +55,7 @@ void describe('TextStream', () => {
     assert.deepEqual(stream.push(Uint8Array.of(0xa9, 0x41)), { text: '\u00e9A', stopped: false });
   });
 
-  void it('swallows a stop sequence that spans tokens and emits exactly the text before it', () => {
+  it('swallows a stop sequence that spans tokens and emits exactly the text before it', () => {
     const chunks = ['Hello wor', 'ld. ST', 'OP', ' never seen'].map((s) => utf8.encode(s));
     const { deltas, stopped } = run(['STOP'], chunks);
     assert.equal(stopped, true);
@@ -64,7 +64,7 @@ void describe('TextStream', () => {
     assert.ok(!deltas.join('').includes('ST'));
   });
 
-  void it('holds a partial stop prefix back and releases it when the text diverges', () => {
+  it('holds a partial stop prefix back and releases it when the text diverges', () => {
     const stream = new TextStream(['</answer>']);
     assert.deepEqual(stream.push(utf8.encode('42 </ans')), { text: '42 ', stopped: false });
     assert.deepEqual(stream.push(utf8.encode('wer')), { text: '', stopped: false });
@@ -72,7 +72,7 @@ void describe('TextStream', () => {
     assert.equal(stream.stopped, false);
   });
 
-  void it('keeps holding when a diverging prefix still contains another possible start', () => {
+  it('keeps holding when a diverging prefix still contains another possible start', () => {
     const stream = new TextStream(['abab']);
     assert.deepEqual(stream.push(utf8.encode('xaba')), { text: 'x', stopped: false });
     assert.deepEqual(stream.push(utf8.encode('a')), { text: 'aba', stopped: false });
@@ -80,7 +80,7 @@ void describe('TextStream', () => {
     assert.equal(stream.stopSequence, 'abab');
   });
 
-  void it('flush releases held text, and incomplete UTF-8 at the end as U+FFFD', () => {
+  it('flush releases held text, and incomplete UTF-8 at the end as U+FFFD', () => {
     const stream = new TextStream(['STOP']);
     assert.equal(stream.push(utf8.encode('end ST')).text, 'end ');
     assert.equal(stream.flush(), 'ST');
@@ -91,7 +91,7 @@ void describe('TextStream', () => {
     assert.equal(cut.flush(), '\uFFFD');
   });
 
-  void it('rejects pushes after a stop, and flush after a stop returns nothing', () => {
+  it('rejects pushes after a stop, and flush after a stop returns nothing', () => {
     const stream = new TextStream(['\n\n']);
     const delta = stream.push(utf8.encode('one\n\ntwo'));
     assert.deepEqual(delta, { text: 'one', stopped: true });
@@ -100,7 +100,7 @@ void describe('TextStream', () => {
     assert.equal(stream.flush(), '');
   });
 
-  void it('lets the stop sequence that completes first win', () => {
+  it('lets the stop sequence that completes first win', () => {
     // "bc" completes before "abcd" does, whatever the split.
     for (const chunks of [[utf8.encode('xabcd')], bytewise('xabcd')]) {
       const { deltas, stopped } = run(['abcd', 'bc'], chunks);
@@ -111,14 +111,14 @@ void describe('TextStream', () => {
     assert.deepEqual(run(['bc', 'abc'], [utf8.encode('xabc')]).deltas.join(''), 'x');
   });
 
-  void it('matches stop sequences with multi-byte characters split across tokens', () => {
+  it('matches stop sequences with multi-byte characters split across tokens', () => {
     const text = 'na\u00efve \u2603\u{1F600} tail';
     const { deltas, stopped } = run(['\u2603\u{1F600}'], bytewise(text));
     assert.equal(stopped, true);
     assert.equal(deltas.join(''), 'na\u00efve ');
   });
 
-  void it('gives identical output for every split of the same bytes', () => {
+  it('gives identical output for every split of the same bytes', () => {
     const texts = [
       'plain ascii with STOP inside',
       'caf\u00e9 \u2603 \u{1F600} <|end|> after',
@@ -156,7 +156,7 @@ void describe('TextStream', () => {
     }
   });
 
-  void it('a resumed stream emits exactly the remainder of the uninterrupted one', () => {
+  it('a resumed stream emits exactly the remainder of the uninterrupted one', () => {
     const text = 'The snowman \u2603 said: "STO\u{1F600}P" then STOP and more';
     const tokens = randomSplit(utf8.encode(text), 7);
     const stop = ['STOP', '"STO\u{1F600}P!'];
@@ -178,7 +178,7 @@ void describe('TextStream', () => {
     }
   });
 
-  void it('a resumed stream that did not stop flushes the same held text', () => {
+  it('a resumed stream that did not stop flushes the same held text', () => {
     const text = 'ends with a partial </sto';
     const tokens = randomSplit(utf8.encode(text), 3);
     const original = new TextStream(['</stop>']);
@@ -191,7 +191,7 @@ void describe('TextStream', () => {
     assert.equal(resumed.flush(), held);
   });
 
-  void it('ignores empty stop sequences', () => {
+  it('ignores empty stop sequences', () => {
     assert.deepEqual(run([''], [utf8.encode('abc')]), { deltas: ['abc', ''], stopped: false });
   });
 });

@@ -109,8 +109,8 @@ function llamaFixture(): Record<string, unknown> {
   };
 }
 
-void describe('tokenBytesTable: byte-level BPE', () => {
-  void it('maps byte-level tokens to their exact bytes, special tokens to none', () => {
+describe('tokenBytesTable: byte-level BPE', () => {
+  it('maps byte-level tokens to their exact bytes, special tokens to none', () => {
     const table = tokenBytesTable(gpt2Fixture());
     assert.equal(table.length, 282);
     const byId = (token: string): Uint8Array => {
@@ -130,7 +130,7 @@ void describe('tokenBytesTable: byte-level BPE', () => {
     assert.deepEqual(table[281], utf8.encode('naïve'), 'non-special added tokens are their UTF-8 content');
   });
 
-  void it('agrees with the tokenizer on encode → bytes → text', () => {
+  it('agrees with the tokenizer on encode → bytes → text', () => {
     const json = gpt2Fixture();
     const tokenizer = new Tokenizer(json, {});
     const table = tokenBytesTable(json);
@@ -141,7 +141,7 @@ void describe('tokenBytesTable: byte-level BPE', () => {
     assert.deepEqual(tokenizer.encode(' world').ids, [262], 'the fixture merges as intended');
   });
 
-  void it('matches the bundled tiny-gpt2 tokenizer', { skip: !existsSync(BUNDLED_TOKENIZER) }, () => {
+  it('matches the bundled tiny-gpt2 tokenizer', { skip: !existsSync(BUNDLED_TOKENIZER) }, () => {
     const json = JSON.parse(readFileSync(BUNDLED_TOKENIZER, 'utf8')) as object;
     const config = JSON.parse(readFileSync(join(TINY_MODEL, 'tokenizer_config.json'), 'utf8')) as object;
     const tokenizer = new Tokenizer(json, config);
@@ -179,8 +179,8 @@ void describe('tokenBytesTable: byte-level BPE', () => {
   });
 });
 
-void describe('tokenBytesTable: sentencepiece', () => {
-  void it('maps ▁ to a space and <0xAB> pieces to bytes, keeping the leading space', () => {
+describe('tokenBytesTable: sentencepiece', () => {
+  it('maps ▁ to a space and <0xAB> pieces to bytes, keeping the leading space', () => {
     const json = llamaFixture();
     const table = tokenBytesTable(json);
     const vocab = (json['model'] as { vocab: Record<string, number> }).vocab;
@@ -201,7 +201,7 @@ void describe('tokenBytesTable: sentencepiece', () => {
     assert.equal(decodeIds(table, ids), expected);
   });
 
-  void it('supports a Metaspace decoder over a Unigram vocabulary with byte fallback', () => {
+  it('supports a Metaspace decoder over a Unigram vocabulary with byte fallback', () => {
     const table = tokenBytesTable({
       added_tokens: [{ id: 0, content: '<pad>', special: true }],
       decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
@@ -224,8 +224,8 @@ void describe('tokenBytesTable: sentencepiece', () => {
   });
 });
 
-void describe('tokenBytesTable: unsupported tokenizers', () => {
-  void it('names the decoder type it cannot handle', () => {
+describe('tokenBytesTable: unsupported tokenizers', () => {
+  it('names the decoder type it cannot handle', () => {
     const json = gpt2Fixture();
     assert.throws(
       () => tokenBytesTable({ ...json, decoder: { type: 'WordPiece', prefix: '##' } }),

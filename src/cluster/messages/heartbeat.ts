@@ -13,7 +13,7 @@ import {
   readPattern,
   readString,
   type NumberRule,
-} from './fields.ts';
+} from '../../validation/fields.ts';
 
 /** Advertised lifecycle state: only `ready` actors get new work; `draining` ones finish theirs. */
 export const HEARTBEAT_STATES = ['starting', 'ready', 'draining', 'stopped'] as const;

@@ -15,8 +15,8 @@ import {
   readPattern,
   readString,
   type NumberRule,
-} from './fields.ts';
-import { SEED_MAX, TOKEN_ID_MAX } from './generate.ts';
+} from '../../validation/fields.ts';
+import { SEED_MAX, TOKEN_ID_MAX } from '../../engine/request.ts';
 
 /** The kinds of message on a reply inbox, in the order a stream carries them. */
 export const STREAM_KINDS = ['ack', 'chunk', 'end', 'error'] as const;

@@ -3,7 +3,7 @@
  * throws {@link InvalidRequestError} with a message of one shape — `<field> must be <what>, got
  * <value>` — so a client in any language learns exactly which field to fix (DESIGN.md invariant 6).
  */
-import { InvalidRequestError } from '../../errors/errors.ts';
+import { InvalidRequestError } from '../errors/errors.ts';
 
 /** A decoded JSON object whose fields are not checked yet. */
 export type WireObject = Readonly<Record<string, unknown>>;

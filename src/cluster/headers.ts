@@ -16,11 +16,17 @@ import {
   type SwitchyardError,
 } from '../errors/errors.ts';
 import { ATTEMPT_MAX, REQUEST_ID_PATTERN, STREAM_KINDS, type StreamKind } from './messages/stream.ts';
+import { ID_PATTERN } from './subjects.ts';
 
 /** The header names of the protocol. */
 export const HEADERS = {
   /** Idempotency key of the request, chosen by the client; kept across retries and failover. */
   requestId: 'Sy-Request-Id',
+  /**
+   * Id of the actor that owns this hop's request (the router that forwarded it): a replica
+   * cancels the work of an owner whose heartbeats stop, so orphans do not hold batch slots.
+   */
+  origin: 'Sy-Origin',
   /** 1-based attempt number of this hop's request. */
   attempt: 'Sy-Attempt',
   /** Absolute deadline, epoch milliseconds: absolute so it survives hops without re-computation. */
@@ -111,6 +117,8 @@ export function getKind(h: MsgHdrs | undefined): StreamKind | undefined {
 /** The per-request metadata every hop carries in headers (DESIGN.md "Request path"). */
 export interface RequestMeta {
   requestId?: string;
+  /** Id of the router that owns the request on this hop. */
+  origin?: string;
   /** 1-based. */
   attempt?: number;
   /** Epoch milliseconds. */
@@ -122,6 +130,7 @@ export interface RequestMeta {
 /** Writes request metadata; absent fields leave existing headers alone. */
 export function writeRequestMeta(meta: RequestMeta, h: MsgHdrs = natsHeaders()): MsgHdrs {
   if (meta.requestId !== undefined) h.set(HEADERS.requestId, meta.requestId);
+  if (meta.origin !== undefined) h.set(HEADERS.origin, meta.origin);
   if (meta.attempt !== undefined) h.set(HEADERS.attempt, String(meta.attempt));
   if (meta.deadline !== undefined) h.set(HEADERS.deadline, String(Math.floor(meta.deadline)));
   if (meta.traceparent !== undefined) {
@@ -160,6 +169,15 @@ export function readRequestMeta(h: MsgHdrs | undefined): RequestMeta {
       );
     }
     meta.requestId = requestId;
+  }
+  const origin = h.get(HEADERS.origin);
+  if (origin !== '') {
+    if (!ID_PATTERN.test(origin)) {
+      throw new InvalidRequestError(
+        `header ${HEADERS.origin} must match [A-Za-z0-9_-]{1,64}, got ${JSON.stringify(origin.slice(0, 40))}`,
+      );
+    }
+    meta.origin = origin;
   }
   const attempt = readHeaderInt(h, HEADERS.attempt, 1, ATTEMPT_MAX);
   if (attempt !== undefined) meta.attempt = attempt;

@@ -67,6 +67,15 @@ export function replicaCancelSubject(replicaId: string): string {
   return `${PROTOCOL_PREFIX}.replica.${replicaId}.cancel`;
 }
 
+/**
+ * Where tests and the chaos suite inject faults into one replica (stall the engine, delay or
+ * fail steps, drop heartbeats). A replica subscribes only when fault injection is enabled.
+ */
+export function replicaFaultSubject(replicaId: string): string {
+  assertId('replica id', replicaId);
+  return `${PROTOCOL_PREFIX}.replica.${replicaId}.fault`;
+}
+
 /** Where a client cancels a request: at the router that acked it, which owns its state. */
 export function routerCancelSubject(routerId: string): string {
   assertId('router id', routerId);

@@ -249,6 +249,7 @@ describe('heartbeats', () => {
     queueDepth: 2,
     activeSequences: 8,
     maxBatchSize: 32,
+    maxQueue: 64,
     freeTokenBudget: 1000,
     tokenBudget: 16384,
     progress: 12345,

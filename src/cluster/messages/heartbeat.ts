@@ -44,6 +44,8 @@ export interface ReplicaHeartbeat {
   /** Sequences in the running batch. */
   activeSequences: number;
   maxBatchSize: number;
+  /** Requests that may wait beyond the batch before the replica answers `busy`. */
+  maxQueue: number;
   /** Tokens of KV budget not reserved by running sequences: what a router can still place. */
   freeTokenBudget: number;
   tokenBudget: number;
@@ -85,6 +87,7 @@ export function decodeReplicaHeartbeat(data: Uint8Array | string): ReplicaHeartb
     queueDepth: readInt('queue_depth', o.queue_depth, COUNT),
     activeSequences: readInt('active_sequences', o.active_sequences, COUNT),
     maxBatchSize: readInt('max_batch_size', o.max_batch_size, { min: 1, max: Infinity }),
+    maxQueue: readInt('max_queue', o.max_queue, COUNT),
     freeTokenBudget: readInt('free_token_budget', o.free_token_budget, COUNT),
     tokenBudget: readInt('token_budget', o.token_budget, COUNT),
     progress: readInt('progress', o.progress, COUNT),
@@ -107,6 +110,7 @@ export function encodeReplicaHeartbeat(hb: ReplicaHeartbeat): Uint8Array {
     queue_depth: hb.queueDepth,
     active_sequences: hb.activeSequences,
     max_batch_size: hb.maxBatchSize,
+    max_queue: hb.maxQueue,
     free_token_budget: hb.freeTokenBudget,
     token_budget: hb.tokenBudget,
     progress: hb.progress,

@@ -19,6 +19,7 @@ export class RequestChannel implements EngineStream {
   constructor(
     readonly seed: number | undefined,
     readonly promptTokens: number,
+    readonly maxTokens: number,
     private readonly onCancel: () => void,
   ) {
     this.end = new Promise<EngineEnd>((resolve, reject) => {

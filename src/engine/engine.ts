@@ -148,7 +148,7 @@ export class Engine {
       stop: params.stop ?? [],
       ignoreEos: params.ignoreEos ?? false,
     };
-    const channel = new RequestChannel(seed, promptIds.length, () => this.cancel(id));
+    const channel = new RequestChannel(seed, promptIds.length, maxTokens, () => this.cancel(id));
     this.live.set(id, channel);
     if (this.busySince === null) this.busySince = Date.now();
     opts.signal?.addEventListener('abort', () => channel.abort(), { once: true });

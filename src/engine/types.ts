@@ -19,6 +19,8 @@ export interface EngineStream extends AsyncIterable<EngineChunk> {
   readonly seed: number | undefined;
   /** Prompt length in tokens. */
   readonly promptTokens: number;
+  /** New tokens this request may generate (its max_tokens, or the default the engine chose). */
+  readonly maxTokens: number;
   /** Resolves with the finish reason and usage; rejects with a SwitchyardError on failure. */
   readonly end: Promise<EngineEnd>;
 }

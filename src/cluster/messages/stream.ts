@@ -55,6 +55,11 @@ export interface Ack {
   seed?: number;
   /** Which attempt this responder serves (1-based). */
   attempt?: number;
+  /**
+   * The max_tokens the responder settled on (a replica fills in the default when the request
+   * gave none), so a failover resumes with exactly the tokens that remain.
+   */
+  maxTokens?: number;
 }
 
 /** Some generated tokens and their text, in order. */
@@ -104,12 +109,14 @@ export function decodeAck(data: Uint8Array | string): Ack {
   const attempt = readOptional(o, 'attempt', (f, v) => readInt(f, v, ATTEMPT));
   if (seed !== undefined) ack.seed = seed;
   if (attempt !== undefined) ack.attempt = attempt;
+  const maxTokens = readOptional(o, 'max_tokens', (f, v) => readInt(f, v, { min: 1, max: Infinity }));
+  if (maxTokens !== undefined) ack.maxTokens = maxTokens;
   return ack;
 }
 
 /** Serialises an ack. */
 export function encodeAck(ack: Ack): Uint8Array {
-  return encodeObject({ by: ack.by, seed: ack.seed, attempt: ack.attempt });
+  return encodeObject({ by: ack.by, seed: ack.seed, attempt: ack.attempt, max_tokens: ack.maxTokens });
 }
 
 /** The one decoder of chunks. */

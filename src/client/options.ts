@@ -1,0 +1,79 @@
+/** Client options, their defaults, and the one function that fills and checks them. */
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { ConnectionOptions } from '../cluster/connection.ts';
+import { ATTEMPT_MAX } from '../cluster/messages/stream.ts';
+import { DEFAULT_ACK_TIMEOUT_MS } from '../cluster/stream.ts';
+import { checkMs } from '../config/checks.ts';
+import { StartupError } from '../errors/errors.ts';
+
+/** Deadline of a request that gives no `timeoutMs`: long generations on a CPU take minutes. */
+export const DEFAULT_CLIENT_TIMEOUT_MS = 120_000;
+/** Sends per request, the first included: enough to survive two router losses in a row. */
+export const DEFAULT_CLIENT_MAX_ATTEMPTS = 3;
+/**
+ * Silence after which the router that owns a request counts as gone. Routers beat every 200 ms
+ * by default, so this is about five missed beats: long enough that a GC pause is not a failover,
+ * short enough that a lost router costs a user about a second.
+ */
+export const DEFAULT_ROUTER_SILENCE_MS = 1_000;
+/**
+ * Pause before a resend, so that a restarting router, or NATS dropping a dead router's queue
+ * subscription, has a moment; small because the request already waited for the failure.
+ */
+export const DEFAULT_RETRY_BACKOFF_MS = 50;
+
+/** How a {@link SwitchyardClient} reaches the cluster and how patient it is. */
+export interface ClientOptions {
+  /** Connect with these options (the client owns and closes the connection). Excludes `nc`. @default {} */
+  nats?: ConnectionOptions;
+  /** Use this open connection (the caller keeps owning it; `close()` leaves it open). Excludes `nats`. */
+  nc?: NatsConnection;
+  /** Deadline of a request that gives no `timeoutMs`. @default DEFAULT_CLIENT_TIMEOUT_MS (120000) */
+  defaultTimeoutMs?: number;
+  /** Sends per request, the first included (1 turns failover off). @default DEFAULT_CLIENT_MAX_ATTEMPTS (3) */
+  maxAttempts?: number;
+  /**
+   * Silence of the owning router's heartbeats (and of its stream) after which the request is
+   * resent elsewhere; 0 turns the watch off. @default DEFAULT_ROUTER_SILENCE_MS (1000)
+   */
+  routerSilenceMs?: number;
+  /** No ack within this: the request or its router was lost; resend. @default DEFAULT_ACK_TIMEOUT_MS (5000) */
+  ackTimeoutMs?: number;
+  /** Pause before each resend. @default DEFAULT_RETRY_BACKOFF_MS (50) */
+  retryBackoffMs?: number;
+  /**
+   * Reply-inbox prefix where NATS permissions restrict `_INBOX.>`; with `nats` it defaults to
+   * `nats.inboxPrefix`, and it must match the connection's own prefix. @default '_INBOX'
+   */
+  inboxPrefix?: string;
+}
+
+/** {@link ClientOptions} checked, with every default filled in. */
+export interface CompiledClientOptions {
+  defaultTimeoutMs: number;
+  maxAttempts: number;
+  routerSilenceMs: number;
+  ackTimeoutMs: number;
+  retryBackoffMs: number;
+  inboxPrefix: string | undefined;
+}
+
+/** Fills defaults and rejects contradictions with a {@link StartupError} naming the option. */
+export function compileClientOptions(opts: ClientOptions): CompiledClientOptions {
+  if (opts.nats !== undefined && opts.nc !== undefined) {
+    throw new StartupError('config', 'client options nats and nc contradict each other: give one');
+  }
+  const maxAttempts = checkMs('maxAttempts', opts.maxAttempts, DEFAULT_CLIENT_MAX_ATTEMPTS);
+  if (maxAttempts > ATTEMPT_MAX) {
+    throw new StartupError('config', `maxAttempts must be at most ${ATTEMPT_MAX}, got ${maxAttempts}`);
+  }
+  const inboxPrefix = opts.inboxPrefix ?? opts.nats?.inboxPrefix;
+  return {
+    defaultTimeoutMs: checkMs('defaultTimeoutMs', opts.defaultTimeoutMs, DEFAULT_CLIENT_TIMEOUT_MS),
+    maxAttempts,
+    routerSilenceMs: checkMs('routerSilenceMs', opts.routerSilenceMs, DEFAULT_ROUTER_SILENCE_MS, 0),
+    ackTimeoutMs: checkMs('ackTimeoutMs', opts.ackTimeoutMs, DEFAULT_ACK_TIMEOUT_MS),
+    retryBackoffMs: checkMs('retryBackoffMs', opts.retryBackoffMs, DEFAULT_RETRY_BACKOFF_MS, 0),
+    inboxPrefix: inboxPrefix === '' ? undefined : inboxPrefix,
+  };
+}

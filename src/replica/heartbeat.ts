@@ -1,0 +1,76 @@
+/**
+ * The replica's heartbeat publisher: a fixed-interval beat with live load and the engine's
+ * progress counter. Routers count missed beats (a separate monitor, as nats.js' idle-heartbeat
+ * monitor) and compare progress between beats to tell a stuck engine from a busy one.
+ */
+import type { NatsConnection } from '@nats-io/nats-core';
+import { encodeReplicaHeartbeat, type HeartbeatState } from '../cluster/messages/heartbeat.ts';
+import { replicaHeartbeatSubject } from '../cluster/subjects.ts';
+import type { Engine } from '../engine/engine.ts';
+import type { CompiledReplicaOptions } from './options.ts';
+import type { ReplicaState } from './replica.ts';
+
+/** Publishes one replica's heartbeats. */
+export class HeartbeatPublisher {
+  private timer: NodeJS.Timeout | undefined;
+  /** Fault injection: while true no beat is sent (the process is alive, the cluster cannot tell). */
+  dropped = false;
+  /** Beats sent, for tests and metrics. */
+  sent = 0;
+  private readonly subject: string;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly options: CompiledReplicaOptions,
+    private readonly engine: Engine,
+    private readonly state: () => ReplicaState,
+  ) {
+    this.subject = replicaHeartbeatSubject(options.id);
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => this.beat(), this.options.heartbeatIntervalMs).unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Sends one beat now (also on state changes, so routers learn of a drain at once). */
+  beat(): void {
+    if (this.dropped || this.nc.isClosed()) return;
+    const stats = this.engine.stats();
+    const { info } = this.engine;
+    const state = this.state();
+    try {
+      this.nc.publish(
+        this.subject,
+        encodeReplicaHeartbeat({
+          id: this.options.id,
+          model: info.id,
+          modelVersion: info.version,
+          device: this.engine.device,
+          state: toHeartbeatState(state),
+          queueDepth: stats.queueDepth,
+          activeSequences: stats.activeSequences,
+          maxBatchSize: stats.maxBatchSize,
+          maxQueue: this.engine.options.maxQueue,
+          freeTokenBudget: stats.freeTokenBudget,
+          tokenBudget: stats.tokenBudget,
+          progress: stats.progress,
+          busySince: stats.busySince,
+          sentAt: Date.now(),
+          intervalMs: this.options.heartbeatIntervalMs,
+        }),
+      );
+      this.sent++;
+    } catch {
+      // Draining or closed connection: the next beat (or the router's miss counter) covers it.
+    }
+  }
+}
+
+function toHeartbeatState(state: ReplicaState): HeartbeatState {
+  return state === 'failed' ? 'stopped' : state;
+}

@@ -1,0 +1,269 @@
+/**
+ * The router actor: the cluster's front door. Many routers share `sy.v1.generate` as a queue
+ * group and hold only soft state — membership from replica heartbeats, and their own in-flight
+ * requests — so any router can die and clients resend elsewhere. Admission answers at once:
+ * `busy` when this router or every live replica of the model is full, `unavailable` when none is
+ * live, `model_not_found` when no replica ever served the model.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
+import { connectNats } from '../cluster/connection.ts';
+import { readRequestMeta } from '../cluster/headers.ts';
+import { decodeGenerateRequest } from '../cluster/messages/generate.ts';
+import { decodeReplicaHeartbeat, encodeRouterHeartbeat } from '../cluster/messages/heartbeat.ts';
+import { decodeCancel } from '../cluster/messages/stream.ts';
+import { StreamResponder } from '../cluster/stream.ts';
+import {
+  ALL_REPLICA_HEARTBEATS,
+  GENERATE_SUBJECT,
+  ROUTER_QUEUE_GROUP,
+  routerCancelSubject,
+  routerHeartbeatSubject,
+} from '../cluster/subjects.ts';
+import { isSampled } from '../engine/request.ts';
+import { randomSeed } from '../engine/sampling.ts';
+import { BusyError, ModelNotFoundError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
+import { createLogger, type Logger } from '../telemetry/logger.ts';
+import { isFull, Membership, type MembershipChange } from './membership.ts';
+import { compileRouterOptions, type CompiledRouterOptions, type RouterOptions } from './options.ts';
+import { RoutedRequest, type FailoverReason, type RouterContext } from './routed-request.ts';
+import { createStrategy } from './strategies/index.ts';
+import type { RoutingStrategy } from './strategies/strategy.ts';
+
+/** Lifecycle of a router. */
+export type RouterState = 'starting' | 'ready' | 'draining' | 'stopped';
+
+/**
+ * How long a new router listens to heartbeats before it takes requests, so that its first
+ * answers are not `model_not_found` for models whose replicas it has not heard from yet.
+ */
+export const MEMBERSHIP_WARMUP_MS = 600;
+
+/** A running router. */
+export interface Router {
+  readonly id: string;
+  readonly state: RouterState;
+  /** Stops taking requests, finishes in-flight ones within the grace period, deregisters. Idempotent. */
+  stop(): Promise<void>;
+  readonly closed: Promise<void>;
+}
+
+/** Counters a router keeps (the observability issue exports them as metrics). */
+export interface RouterCounters {
+  failovers: Partial<Record<FailoverReason, number>>;
+  replicasDeclaredDead: number;
+}
+
+/** Starts a router and resolves once it takes requests. */
+export async function startRouter(opts: RouterOptions): Promise<Router> {
+  const options = compileRouterOptions(opts);
+  const log = createLogger({ role: 'router', id: options.id });
+  const nc = await connectNats({ name: `router-${options.id}`, ...options.nats });
+  const router = new RouterActor(options, nc, log);
+  await router.start();
+  return router;
+}
+
+class RouterActor implements Router, RouterContext {
+  state: RouterState = 'starting';
+  readonly closed: Promise<void>;
+  readonly membership: Membership;
+  readonly strategy: RoutingStrategy;
+  readonly counters: RouterCounters = { failovers: {}, replicasDeclaredDead: 0 };
+  private readonly requests = new Map<string, RoutedRequest>();
+  private readonly byReplica = new Map<string, Set<RoutedRequest>>();
+  private readonly subs: Subscription[] = [];
+  private frontDoor: Subscription | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private stopping: Promise<void> | undefined;
+  private resolveClosed!: () => void;
+
+  constructor(
+    readonly options: CompiledRouterOptions,
+    readonly nc: NatsConnection,
+    readonly log: Logger,
+  ) {
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.membership = new Membership(options);
+    this.strategy = createStrategy(options.strategy);
+    void nc.closed().then((err) => {
+      if (this.state !== 'stopped') {
+        log.error({ err }, 'NATS connection closed; stopping');
+        void this.stop();
+      }
+    });
+  }
+
+  get id(): string {
+    return this.options.id;
+  }
+
+  async start(): Promise<void> {
+    this.subs.push(
+      this.nc.subscribe(ALL_REPLICA_HEARTBEATS, {
+        callback: (err, msg) => {
+          if (!err) this.onHeartbeat(msg);
+        },
+      }),
+      this.nc.subscribe(routerCancelSubject(this.id), {
+        callback: (err, msg) => {
+          if (!err) this.onCancel(msg);
+        },
+      }),
+    );
+    const tickMs = Math.max(25, Math.floor(this.options.heartbeatIntervalMs / 2));
+    this.timers.push(
+      setInterval(() => this.applyChanges(this.membership.tick(Date.now())), tickMs).unref(),
+      setInterval(() => this.beat(), this.options.heartbeatIntervalMs).unref(),
+    );
+    this.beat();
+    await new Promise((resolve) => setTimeout(resolve, MEMBERSHIP_WARMUP_MS));
+    this.frontDoor = this.nc.subscribe(GENERATE_SUBJECT, {
+      queue: ROUTER_QUEUE_GROUP,
+      callback: (err, msg) => {
+        if (!err) this.onGenerate(msg);
+      },
+    });
+    this.state = 'ready';
+    this.beat();
+    this.log.info({ strategy: this.strategy.name }, 'router ready');
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.drain();
+    return this.stopping;
+  }
+
+  // RouterContext
+  attached(request: RoutedRequest, replicaId: string): void {
+    let set = this.byReplica.get(replicaId);
+    if (!set) this.byReplica.set(replicaId, (set = new Set()));
+    set.add(request);
+  }
+
+  detached(request: RoutedRequest, replicaId: string): void {
+    this.byReplica.get(replicaId)?.delete(request);
+  }
+
+  finished(request: RoutedRequest): void {
+    if (this.requests.get(request.requestId) === request) this.requests.delete(request.requestId);
+  }
+
+  failedOver(_request: RoutedRequest, _replicaId: string, reason: FailoverReason): void {
+    this.counters.failovers[reason] = (this.counters.failovers[reason] ?? 0) + 1;
+  }
+
+  private onHeartbeat(msg: Msg): void {
+    try {
+      const change = this.membership.observe(decodeReplicaHeartbeat(msg.data), Date.now());
+      if (change) this.applyChanges([change]);
+    } catch (err) {
+      this.log.warn(
+        { err: toSwitchyardError(err).message, subject: msg.subject },
+        'malformed heartbeat ignored',
+      );
+    }
+  }
+
+  private applyChanges(changes: MembershipChange[]): void {
+    for (const change of changes) {
+      this.log.info(change, `replica ${change.id}: ${change.from} -> ${change.to}`);
+      if (change.to !== 'dead') continue;
+      this.counters.replicasDeclaredDead++;
+      for (const request of [...(this.byReplica.get(change.id) ?? [])]) {
+        request.replicaDied(change.id, change.reason ?? 'dead');
+      }
+    }
+  }
+
+  private onGenerate(msg: Msg): void {
+    if (!msg.reply) return;
+    let responder = new StreamResponder(this.nc, msg.reply);
+    try {
+      const meta = readRequestMeta(msg.headers);
+      const requestId = meta.requestId ?? randomUUID();
+      responder = new StreamResponder(this.nc, msg.reply, { requestId });
+      const req = decodeGenerateRequest(msg.data);
+      this.admit(req.model, req.version);
+      if (isSampled(req) && req.seed === undefined) req.seed = randomSeed();
+      // A resend of a request this router still owns (its client lost track of us): the new
+      // stream replaces the old one, which nobody listens to any more.
+      this.requests.get(requestId)?.fail(new UnavailableError('superseded by a resend of the same request'));
+      const deadline = meta.deadline ?? Date.now() + this.options.requestTimeoutMs;
+      const request = new RoutedRequest(this, requestId, req, meta, responder, deadline);
+      this.requests.set(requestId, request);
+      responder.ack({ by: this.id, ...(req.seed !== undefined ? { seed: req.seed } : {}) });
+      request.start();
+    } catch (err) {
+      responder.error(toSwitchyardError(err));
+    }
+  }
+
+  /** Throws the typed refusal when the request cannot be placed now. */
+  private admit(model: string, version: string | undefined): void {
+    if (this.state !== 'ready') throw new UnavailableError(`router ${this.id} is ${this.state}`);
+    if (this.requests.size >= this.options.maxInFlight) {
+      throw new BusyError(
+        `router ${this.id} has ${this.requests.size} requests in flight (max ${this.options.maxInFlight})`,
+      );
+    }
+    const candidates = this.membership.candidates(model, version);
+    const wanted = version === undefined ? model : `${model}@${version}`;
+    if (candidates.length === 0) {
+      if (this.membership.known(model, version) || this.membership.all().length === 0) {
+        throw new UnavailableError(`no live replica serves ${wanted}`);
+      }
+      throw new ModelNotFoundError(`model ${wanted} is not served by this cluster`);
+    }
+    if (candidates.every(isFull)) {
+      throw new BusyError(`every replica of ${wanted} is full (${candidates.length} live); retry later`);
+    }
+  }
+
+  private onCancel(msg: Msg): void {
+    try {
+      const cancel = decodeCancel(msg.data);
+      this.requests.get(cancel.requestId)?.cancel(cancel.reason ?? 'cancelled by the client');
+      if (msg.reply) msg.respond();
+    } catch (err) {
+      this.log.warn({ err: toSwitchyardError(err).message }, 'malformed cancel ignored');
+    }
+  }
+
+  private beat(): void {
+    if (this.nc.isClosed()) return;
+    try {
+      this.nc.publish(
+        routerHeartbeatSubject(this.id),
+        encodeRouterHeartbeat({
+          id: this.id,
+          state: this.state === 'starting' ? 'starting' : this.state,
+          inFlight: this.requests.size,
+          sentAt: Date.now(),
+          intervalMs: this.options.heartbeatIntervalMs,
+        }),
+      );
+    } catch {
+      // Closing: replicas notice our silence.
+    }
+  }
+
+  private async drain(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'draining';
+    this.frontDoor?.unsubscribe();
+    this.beat();
+    const deadline = Date.now() + this.options.drainGraceMs;
+    while (this.requests.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const request of [...this.requests.values()]) {
+      // Retryable: the client resends to another router with the tokens it holds.
+      request.fail(new UnavailableError(`router ${this.id} is shutting down: resend elsewhere`));
+    }
+    this.state = 'stopped';
+    this.beat();
+    for (const timer of this.timers) clearInterval(timer);
+    for (const sub of this.subs) sub.unsubscribe();
+    await this.nc.drain().catch(() => undefined);
+    this.resolveClosed();
+  }
+}

@@ -58,7 +58,9 @@ export function loadConfigFile(file: string, cwd: string, tables: readonly Optio
   if (!isMapping(root)) throw fileError(path, 'must be a mapping of sections (nats, replica, router, up)');
 
   const known = new Set(tables.flatMap((t) => t.defs.map((d) => fileKey(t, d))));
-  const prefixes = new Set([...known].flatMap((k) => k.split('.').map((_, i, parts) => parts.slice(0, i + 1).join('.'))));
+  const prefixes = new Set(
+    [...known].flatMap((k) => k.split('.').map((_, i, parts) => parts.slice(0, i + 1).join('.'))),
+  );
   const values = new Map<string, unknown>();
 
   const walk = (node: Record<string, unknown>, at: string): void => {

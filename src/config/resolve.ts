@@ -6,7 +6,14 @@
 import { StartupError } from '../errors/errors.ts';
 import { parseArgv, type FlagValue } from './argv.ts';
 import { loadConfigFile, type ConfigFile } from './file.ts';
-import { describeSource, fileKey, type OptionDef, type OptionSource, type OptionTable, type OptionValue } from './option.ts';
+import {
+  describeSource,
+  fileKey,
+  type OptionDef,
+  type OptionSource,
+  type OptionTable,
+  type OptionValue,
+} from './option.ts';
 import { parseFileValue, parseText, type Parsed } from './values.ts';
 
 /** Environment variable naming the config file when `--config` is not given. */
@@ -72,7 +79,8 @@ function fromFlags(def: OptionDef, flags: readonly FlagValue[], cwd: string): Op
   const given = flags.filter((f) => f.def === def);
   if (given.length === 0) return undefined;
   const source: OptionSource = { kind: 'flag', name: def.flag };
-  if (def.type === 'list') return given.flatMap((f) => accept(parseText(def, f.text, cwd), source) as string[]);
+  if (def.type === 'list')
+    return given.flatMap((f) => accept(parseText(def, f.text, cwd), source) as string[]);
   return accept(parseText(def, given[given.length - 1]?.text ?? '', cwd), source);
 }
 
@@ -105,7 +113,11 @@ function valueOf(
  * is checked against all of them. Throws a {@link StartupError} (reason `config`) that names the
  * flag, environment variable or file key at fault.
  */
-export function resolveTable(table: OptionTable, allTables: readonly OptionTable[], input: ResolveInput): Resolution {
+export function resolveTable(
+  table: OptionTable,
+  allTables: readonly OptionTable[],
+  input: ResolveInput,
+): Resolution {
   const env = input.env ?? process.env;
   const cwd = input.cwd ?? process.cwd();
   const argv = parseArgv(table.section, input.argv, [...table.defs, CONFIG_FILE_DEF]);

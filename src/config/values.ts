@@ -26,7 +26,13 @@ function bad(problem: string): Parsed {
 function shown(def: OptionDef, raw: unknown): string {
   if (def.secret === true) return '(hidden)';
   if (typeof raw === 'string') return `'${raw}'`;
-  return raw === null ? 'null' : Array.isArray(raw) ? 'a list' : typeof raw === 'object' ? 'a mapping' : String(raw);
+  return raw === null
+    ? 'null'
+    : Array.isArray(raw)
+      ? 'a list'
+      : typeof raw === 'object'
+        ? 'a mapping'
+        : String(raw);
 }
 
 function range(def: OptionDef): string {
@@ -64,7 +70,9 @@ function parseDuration(def: OptionDef, text: string, raw: unknown): Parsed {
   const m = DURATION.exec(text.trim());
   const n = m?.[1] === undefined ? NaN : Number(m[1]) * (UNIT_MS[m[2] ?? 'ms'] ?? NaN);
   if (!Number.isSafeInteger(n) || !inRange(def, n)) {
-    return bad(`expected a duration in milliseconds${range(def)} (e.g. 250, 250ms, 2s, 1m), got ${shown(def, raw)}`);
+    return bad(
+      `expected a duration in milliseconds${range(def)} (e.g. 250, 250ms, 2s, 1m), got ${shown(def, raw)}`,
+    );
   }
   return checked(def, n);
 }
@@ -118,12 +126,16 @@ export function parseFileValue(def: OptionDef, raw: unknown, fileDir: string): P
         ? checked(def, isAbsolute(raw) ? raw : resolve(fileDir, raw))
         : bad(`expected a path (a string), got ${shown(def, raw)}`);
     case 'int':
-      return typeof raw === 'number' ? parseInt10(def, String(raw), raw) : bad(`expected an integer${range(def)}, got ${shown(def, raw)}`);
+      return typeof raw === 'number'
+        ? parseInt10(def, String(raw), raw)
+        : bad(`expected an integer${range(def)}, got ${shown(def, raw)}`);
     case 'duration-ms':
       if (typeof raw === 'number' || typeof raw === 'string') return parseDuration(def, String(raw), raw);
       return bad(`expected a duration in milliseconds (e.g. 250 or '2s'), got ${shown(def, raw)}`);
     case 'bool':
-      return typeof raw === 'boolean' ? checked(def, raw) : bad(`expected true or false, got ${shown(def, raw)}`);
+      return typeof raw === 'boolean'
+        ? checked(def, raw)
+        : bad(`expected true or false, got ${shown(def, raw)}`);
     case 'list':
       if (typeof raw === 'string') return checked(def, splitList(raw));
       if (Array.isArray(raw) && raw.every((v) => typeof v === 'string' || typeof v === 'number')) {

@@ -4,7 +4,7 @@
  * its max_tokens; a slow consumer never blocks other requests.
  */
 import type { SwitchyardError } from '../errors/errors.ts';
-import type { EngineChunk, EngineEnd, EngineStream } from './types.ts';
+import type { EngineChunk, EngineEnd, EngineStream, GenerateResult } from './types.ts';
 
 /** One request's stream of chunks, then its end (or an error). */
 export class RequestChannel implements EngineStream {
@@ -81,4 +81,15 @@ export class RequestChannel implements EngineStream {
     this.waiter = undefined;
     waiter?.();
   }
+}
+
+/** Runs a stream to its end and collects the whole generation. */
+export async function collect(stream: EngineStream): Promise<GenerateResult> {
+  const tokenIds: number[] = [];
+  let text = '';
+  for await (const chunk of stream) {
+    tokenIds.push(...chunk.tokenIds);
+    text += chunk.text;
+  }
+  return { ...(await stream.end), text, tokenIds, seed: stream.seed };
 }

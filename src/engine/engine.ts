@@ -20,20 +20,19 @@ import {
   isSampled,
   samplingOf,
   validateGenerateParams,
-  type GenerateParams,
   type UncheckedGenerateParams,
 } from './request.ts';
 import { randomSeed } from './sampling.ts';
 import type { ScheduledRequest, SchedulerStats, StepEvent } from './scheduler.ts';
 import { ModelTokenizer } from './tokenizer.ts';
 import type { FaultSettings, FromWorker, ToWorker, WorkerInit } from './worker-protocol.ts';
-import { RequestChannel } from './channel.ts';
-import type { EngineStats, EngineStream, GenerateResult } from './types.ts';
+import { collect, RequestChannel } from './channel.ts';
+import type { EngineStats, EngineStream, GenerateResult, ServingEngine } from './types.ts';
 
 type State = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
 /** Continuous-batching ONNX engine for one model on one device. */
-export class Engine {
+export class Engine implements ServingEngine {
   private state: State = 'running';
   private nextId = 1;
   private readonly live = new Map<number, RequestChannel>();
@@ -90,6 +89,11 @@ export class Engine {
       throw err;
     });
     return new Engine(worker, ready, tokenizer, options);
+  }
+
+  /** Requests that may wait beyond the batch before `busy`. */
+  get maxQueue(): number {
+    return this.options.maxQueue;
   }
 
   /** `cpu` or `cuda:N`. */
@@ -157,15 +161,8 @@ export class Engine {
   }
 
   /** Runs a whole generation and collects it. */
-  async generate(params: GenerateParams, opts: { signal?: AbortSignal } = {}): Promise<GenerateResult> {
-    const stream = this.stream(params, opts);
-    const tokenIds: number[] = [];
-    let text = '';
-    for await (const chunk of stream) {
-      tokenIds.push(...chunk.tokenIds);
-      text += chunk.text;
-    }
-    return { ...(await stream.end), text, tokenIds, seed: stream.seed };
+  generate(params: UncheckedGenerateParams, opts: { signal?: AbortSignal } = {}): Promise<GenerateResult> {
+    return collect(this.stream(params, opts));
   }
 
   /** Load figures (queue depth, active sequences, free budget, progress counter). */

@@ -1,5 +1,8 @@
 /** Public shapes of the engine API, kept apart so that the engine and its helpers share them without cycles. */
+import type { ModelInfo } from './model-info.ts';
+import type { UncheckedGenerateParams } from './request.ts';
 import type { FinishReason } from './scheduler.ts';
+import type { FaultSettings } from './worker-protocol.ts';
 
 /** One step's output for one request. */
 export interface EngineChunk {
@@ -43,4 +46,21 @@ export interface EngineStats {
   progress: number;
   /** Epoch ms since the engine has had work without pause; null when idle. */
   busySince: number | null;
+}
+
+/**
+ * What a replica needs of an engine: the ONNX engine, or the echo engine that router benchmarks
+ * use to measure the cluster without inference.
+ */
+export interface ServingEngine {
+  readonly info: ModelInfo;
+  /** `cpu`, `cuda:N`, or `echo`. */
+  readonly device: string;
+  /** Requests that may wait beyond the batch before `busy`. */
+  readonly maxQueue: number;
+  stream(request: UncheckedGenerateParams, opts?: { signal?: AbortSignal }): EngineStream;
+  generate(request: UncheckedGenerateParams, opts?: { signal?: AbortSignal }): Promise<GenerateResult>;
+  stats(): EngineStats;
+  injectFault(fault: FaultSettings): void;
+  stop(): Promise<void>;
 }

@@ -4,7 +4,7 @@
  * started with fault injection enabled; it is never on by default.
  */
 import type { Msg } from '@nats-io/nats-core';
-import type { Engine } from '../engine/engine.ts';
+import type { ServingEngine } from '../engine/types.ts';
 import { toSwitchyardError } from '../errors/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { parseObject, readInt, readOptional } from '../validation/fields.ts';
@@ -24,7 +24,12 @@ function readBool(field: string, value: unknown): boolean {
 }
 
 /** Applies one fault command and answers the requester (if any) with `{ok}` or the error. */
-export function applyFault(msg: Msg, engine: Engine, heartbeat: HeartbeatPublisher, log: Logger): void {
+export function applyFault(
+  msg: Msg,
+  engine: ServingEngine,
+  heartbeat: HeartbeatPublisher,
+  log: Logger,
+): void {
   try {
     const o = parseObject(msg.data, 'fault command');
     const stall = readOptional(o, 'stall', readBool);

@@ -6,7 +6,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { encodeReplicaHeartbeat, type HeartbeatState } from '../cluster/messages/heartbeat.ts';
 import { replicaHeartbeatSubject } from '../cluster/subjects.ts';
-import type { Engine } from '../engine/engine.ts';
+import type { ServingEngine } from '../engine/types.ts';
 import type { CompiledReplicaOptions } from './options.ts';
 import type { ReplicaState } from './replica.ts';
 
@@ -22,7 +22,7 @@ export class HeartbeatPublisher {
   constructor(
     private readonly nc: NatsConnection,
     private readonly options: CompiledReplicaOptions,
-    private readonly engine: Engine,
+    private readonly engine: ServingEngine,
     private readonly state: () => ReplicaState,
   ) {
     this.subject = replicaHeartbeatSubject(options.id);
@@ -55,7 +55,7 @@ export class HeartbeatPublisher {
           queueDepth: stats.queueDepth,
           activeSequences: stats.activeSequences,
           maxBatchSize: stats.maxBatchSize,
-          maxQueue: this.engine.options.maxQueue,
+          maxQueue: this.engine.maxQueue,
           freeTokenBudget: stats.freeTokenBudget,
           tokenBudget: stats.tokenBudget,
           progress: stats.progress,

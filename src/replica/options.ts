@@ -30,6 +30,11 @@ export interface ReplicaOptions {
   allowFaultInjection?: boolean;
   /** Port for Prometheus `/metrics`; 0 = off. @default 0 */
   metricsPort?: number;
+  /**
+   * Serve with the echo engine (tokens echoed back, no inference): only for router benchmarks.
+   * @default false
+   */
+  echo?: boolean;
 }
 
 /** Replica options with every default filled in. */
@@ -43,6 +48,7 @@ export interface CompiledReplicaOptions {
   warmup: boolean;
   allowFaultInjection: boolean;
   metricsPort: number;
+  echo: boolean;
 }
 
 /** Fills defaults and rejects contradictions with a message naming the option. */
@@ -63,5 +69,6 @@ export function compileReplicaOptions(opts: ReplicaOptions): CompiledReplicaOpti
     warmup: opts.warmup ?? true,
     allowFaultInjection: opts.allowFaultInjection ?? false,
     metricsPort: checkMs('metricsPort', opts.metricsPort, 0, 0),
+    echo: opts.echo ?? false,
   };
 }

@@ -12,7 +12,9 @@ import { decodeGenerateRequest, type GenerateRequest } from '../cluster/messages
 import { decodeCancel } from '../cluster/messages/stream.ts';
 import { StreamResponder } from '../cluster/stream.ts';
 import { replicaCancelSubject, replicaFaultSubject, replicaGenerateSubject } from '../cluster/subjects.ts';
+import { EchoEngine } from '../engine/echo.ts';
 import { Engine } from '../engine/engine.ts';
+import type { ServingEngine } from '../engine/types.ts';
 import {
   DeadlineExceededError,
   ModelNotFoundError,
@@ -70,7 +72,7 @@ export async function startReplica(opts: ReplicaOptions, hooks: ReplicaHooks = {
     hooks.onProgress?.(`replica ${options.id}: ${line}`);
   };
   progress(`loading ${options.engine.modelDir} on ${options.engine.device ?? 'cpu'}…`);
-  const engine = await Engine.start(options.engine);
+  const engine = options.echo ? await EchoEngine.start(options.engine) : await Engine.start(options.engine);
   let nc: NatsConnection;
   try {
     nc = await connectNats({ name: `replica-${options.id}`, ...options.nats });
@@ -100,7 +102,7 @@ class ReplicaActor implements Replica {
 
   constructor(
     private readonly options: CompiledReplicaOptions,
-    private readonly engine: Engine,
+    private readonly engine: ServingEngine,
     private readonly nc: NatsConnection,
     private readonly log: Logger,
   ) {
@@ -124,12 +126,7 @@ class ReplicaActor implements Replica {
     this.orphans.start();
     if (this.options.warmup) {
       progress('warming up…');
-      const first = this.engine.tokenizer.encode('warm up');
-      await this.engine.generate({
-        promptTokenIds: first.length > 0 ? first : [0],
-        maxTokens: 2,
-        temperature: 0,
-      });
+      await this.engine.generate({ prompt: 'warm up', maxTokens: 2, temperature: 0 });
     }
     const { info } = this.engine;
     this.service = await new Svcm(this.nc).add({

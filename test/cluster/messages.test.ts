@@ -101,10 +101,7 @@ describe('generate request', () => {
   it('needs exactly one of prompt and prompt_token_ids', () => {
     rejects(() => decodeGenerateRequest(body({ model: 'm' })), /a prompt is required/);
     rejects(() => decodeGenerateRequest(body({ ...valid, prompt_token_ids: [1] })), /not both/);
-    rejects(
-      () => decodeGenerateRequest(body({ model: 'm', prompt: '' })),
-      /prompt must not be empty/,
-    );
+    rejects(() => decodeGenerateRequest(body({ model: 'm', prompt: '' })), /prompt must not be empty/);
     rejects(() => decodeGenerateRequest(body({ model: 'm', prompt: 7 })), /prompt must be a string, got 7/);
     rejects(
       () => decodeGenerateRequest(body({ model: 'm', prompt_token_ids: [] })),

@@ -1,0 +1,327 @@
+/**
+ * One generate request as a program sees it: a stream of token deltas that survives the loss of
+ * the router that owns it. The router owns the request's replica-side failover; this class owns
+ * the router's: when the router dies (no-responders, no ack, its heartbeats stop, or its stream
+ * fails with `unavailable` or `internal`), the request is sent again under the same request id,
+ * with the effective seed and every token already handed to the caller as `resume_token_ids`, so
+ * the caller sees one stream without gaps or duplicates (DESIGN.md invariants 1 and 2).
+ */
+import type { NatsConnection } from '@nats-io/nats-core';
+import { errorFromHeaders, writeRequestMeta } from '../cluster/headers.ts';
+import { encodeGenerateRequest, type GenerateRequest } from '../cluster/messages/generate.ts';
+import {
+  CANCEL_REASON_MAX_LENGTH,
+  encodeCancel,
+  type Ack,
+  type Chunk,
+  type End,
+  type FinishReason,
+  type Usage,
+} from '../cluster/messages/stream.ts';
+import { openStream, type StreamEvent, type StreamHandle } from '../cluster/stream.ts';
+import { GENERATE_SUBJECT, routerCancelSubject } from '../cluster/subjects.ts';
+import { CancelledError, InternalError, type ErrorCode, type SwitchyardError } from '../errors/errors.ts';
+import { DeltaQueue } from './delta-queue.ts';
+import type { CompiledClientOptions } from './options.ts';
+import type { RouterLease, RouterWatch } from './router-watch.ts';
+
+/**
+ * Codes after which the request is sent again: the router (or its path) was lost. `busy` is
+ * retryable in the taxonomy but goes to the caller, who owns the back-off policy (HTTP 429 +
+ * Retry-After); the other codes would fail the same way anywhere.
+ */
+const FAILOVER_CODES: ReadonlySet<ErrorCode> = new Set(['unavailable', 'internal']);
+
+/** New tokens, in order, and the text of exactly these tokens. */
+export interface StreamDelta {
+  tokenIds: number[];
+  /** May be empty while a multi-byte character is incomplete; concatenated deltas give the text. */
+  text: string;
+}
+
+/** How a stream finished. */
+export interface StreamResult {
+  finishReason: FinishReason;
+  /**
+   * `promptTokens` from the final router; `completionTokens` = tokens the client had delivered
+   * before its last resend + the final router's `completion_tokens`.
+   */
+  usage: Usage;
+  /** The final router's `attempts` + the client's resends (sends − 1). */
+  attempts: number;
+  /** The effective sampling seed; absent for greedy requests that never had one. */
+  seed?: number;
+}
+
+/** What a stream needs from the client that made it. */
+export interface StreamContext {
+  nc: NatsConnection;
+  watch: RouterWatch;
+  options: CompiledClientOptions;
+}
+
+/** A validated request with everything the client settled before the first send. */
+export interface PreparedRequest {
+  request: GenerateRequest;
+  requestId: string;
+  /** Epoch ms. */
+  deadline: number;
+  traceparent?: string;
+  tracestate?: string;
+  signal?: AbortSignal;
+}
+
+/** One send of the request to the front door. */
+interface Attempt {
+  handle: StreamHandle;
+  /** The router that acked (owns) this send. */
+  routerId?: string;
+  lease?: RouterLease;
+  /** Tokens the client put into resume_token_ids on this send (beyond the caller's own). */
+  resumed: number;
+  /** A delivered token this send regenerates to learn how the request ended (see `send`). */
+  withheld?: number;
+  /** The router ended this send itself (an error message), so it needs no cancel. */
+  remoteEnded: boolean;
+  /** The send is over (and its router told to stop where needed). */
+  over: boolean;
+}
+
+/**
+ * A request in flight: iterate it (once) for {@link StreamDelta}s; `result` settles when it
+ * ends. Iteration throws the {@link SwitchyardError} that `result` rejects with; breaking out
+ * of the iteration cancels the request. Made by `SwitchyardClient.stream()`.
+ */
+export class ClientStream implements AsyncIterable<StreamDelta> {
+  /** The request id: the idempotency key, the same across every resend. */
+  readonly requestId: string;
+  /** The effective seed, once the router announced it (undefined for a greedy request without one). Never rejects. */
+  readonly seed: Promise<number | undefined>;
+  /** Settles when the stream ends; rejects with a SwitchyardError (`CancelledError` after a cancel). */
+  readonly result: Promise<StreamResult>;
+  private readonly ctx: StreamContext;
+  private readonly prepared: PreparedRequest;
+  private readonly queue: DeltaQueue<StreamDelta>;
+  private readonly delivered: number[] = [];
+  private effectiveSeed: number | undefined;
+  private seedKnown = false;
+  private current: Attempt | undefined;
+  private settled = false;
+  private fatal: SwitchyardError | undefined;
+  private wakePause: (() => void) | undefined;
+  private resolveSeed!: (seed: number | undefined) => void;
+  private resolveResult!: (result: StreamResult) => void;
+  private rejectResult!: (err: SwitchyardError) => void;
+  private readonly onAbort = (): void => this.cancel('request cancelled by the caller');
+
+  /** Starts sending at once; use `SwitchyardClient.stream()` rather than this. */
+  constructor(ctx: StreamContext, prepared: PreparedRequest) {
+    this.ctx = ctx;
+    this.prepared = prepared;
+    this.requestId = prepared.requestId;
+    this.effectiveSeed = prepared.request.seed;
+    this.queue = new DeltaQueue(() => this.cancel('the consumer stopped reading'));
+    this.seed = new Promise((resolve) => (this.resolveSeed = resolve));
+    this.result = new Promise<StreamResult>((resolve, reject) => {
+      this.resolveResult = resolve;
+      this.rejectResult = reject;
+    });
+    // A caller that only iterates must not get an unhandled rejection from `result`.
+    this.result.catch(() => undefined);
+    if (prepared.signal?.aborted) {
+      this.fail(new CancelledError('request cancelled by the caller before it was sent'));
+      return;
+    }
+    prepared.signal?.addEventListener('abort', this.onAbort, { once: true });
+    void this.run();
+  }
+
+  /** The router that owns the request right now (undefined before the first ack). */
+  get routerId(): string | undefined {
+    return this.current?.routerId;
+  }
+
+  /**
+   * Ends the stream with {@link CancelledError} and tells the owning router to stop (once its
+   * ack names it, if it has not acked yet). No-op once the stream has ended.
+   */
+  cancel(reason = 'request cancelled by the caller'): void {
+    if (this.settled) return;
+    const attempt = this.current;
+    const err = new CancelledError(reason);
+    this.fail(err);
+    if (attempt !== undefined && !attempt.over && attempt.routerId !== undefined) {
+      this.sendCancel(attempt.routerId, reason);
+      attempt.handle.close(err);
+    }
+    // Otherwise the send stays open for its ack, which names the router to cancel (see onAck).
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<StreamDelta> {
+    return this.queue[Symbol.asyncIterator]();
+  }
+
+  private async run(): Promise<void> {
+    for (let sendNo = 1; ; sendNo += 1) {
+      const attempt = this.send();
+      const outcome = await attempt.handle.done;
+      attempt.lease?.release();
+      if (this.settled) return;
+      if (outcome.ok) return this.succeed(attempt, outcome.end, sendNo);
+      attempt.over = true;
+      const error = this.fatal ?? outcome.error;
+      if (attempt.routerId !== undefined && !attempt.remoteEnded) {
+        // It may be alive but cut off from us: stop it before a second router takes over.
+        this.sendCancel(attempt.routerId, `client gave up on it: ${error.code}`);
+      }
+      const failover = this.fatal === undefined && FAILOVER_CODES.has(error.code);
+      if (!failover || sendNo >= this.ctx.options.maxAttempts) return this.fail(error);
+      await this.pause();
+      if (this.settled) return;
+    }
+  }
+
+  /**
+   * Sends the request once more from where the caller is. When every token max_tokens allows
+   * was delivered but the end was lost, there is nothing left to generate, yet the finish reason
+   * and usage are unknown: the last token is then withheld from resume_token_ids, regenerated
+   * (greedy and seeded sampling replay it exactly) and swallowed, and the end tells the rest.
+   */
+  private send(): Attempt {
+    const { request, requestId, deadline, traceparent, tracestate } = this.prepared;
+    let resume = this.delivered;
+    let withheld: number | undefined;
+    if (request.maxTokens !== undefined && resume.length >= request.maxTokens && resume.length > 0) {
+      withheld = resume[resume.length - 1];
+      resume = resume.slice(0, -1);
+    }
+    const body: GenerateRequest = { ...request };
+    if (resume.length > 0) body.resumeTokenIds = [...(request.resumeTokenIds ?? []), ...resume];
+    if (request.maxTokens !== undefined) body.maxTokens = Math.max(1, request.maxTokens - resume.length);
+    if (this.effectiveSeed !== undefined) body.seed = this.effectiveSeed;
+    const headers = writeRequestMeta({ requestId, deadline, traceparent, tracestate });
+    // The handle is set before any event can arrive: openStream delivers nothing synchronously.
+    const attempt = { resumed: resume.length, withheld, remoteEnded: false, over: false } as Attempt;
+    attempt.handle = openStream(this.ctx.nc, GENERATE_SUBJECT, encodeGenerateRequest(body), headers, {
+      ackTimeoutMs: this.ctx.options.ackTimeoutMs,
+      deadline,
+      inboxPrefix: this.ctx.options.inboxPrefix,
+      onMessage: (event) => this.onEvent(attempt, event),
+    });
+    this.current = attempt;
+    return attempt;
+  }
+
+  private onEvent(attempt: Attempt, event: StreamEvent): void {
+    if (event.kind === 'ack') this.onAck(attempt, event.ack);
+    else if (event.kind === 'chunk') this.onChunk(attempt, event.chunk);
+    else if (event.kind === 'error') {
+      attempt.remoteEnded = event.msg !== undefined && errorFromHeaders(event.msg.headers) !== undefined;
+    }
+  }
+
+  private onAck(attempt: Attempt, ack: Ack): void {
+    attempt.routerId = ack.by;
+    if (this.settled) {
+      // Cancelled before this ack: only now do we know which router to tell.
+      this.sendCancel(ack.by, 'request cancelled by the caller');
+      attempt.handle.close();
+      return;
+    }
+    this.learnSeed(ack.seed ?? this.effectiveSeed);
+    attempt.lease = this.ctx.watch.watch(ack.by, (reason) => attempt.handle.close(reason));
+  }
+
+  private onChunk(attempt: Attempt, chunk: Chunk): void {
+    if (this.settled) return;
+    attempt.lease?.touch();
+    if (chunk.seed !== undefined && this.effectiveSeed === undefined) this.learnSeed(chunk.seed);
+    let { tokenIds, text } = chunk;
+    if (attempt.withheld !== undefined) {
+      // Everything up to the withheld token's regeneration was delivered before, text included.
+      if (tokenIds.length === 0) return;
+      if (tokenIds[0] !== attempt.withheld) {
+        this.fatal = diverged(attempt.withheld, tokenIds[0]);
+        attempt.handle.close(this.fatal);
+        return;
+      }
+      attempt.withheld = undefined;
+      tokenIds = tokenIds.slice(1);
+      text = '';
+    }
+    if (tokenIds.length === 0 && text === '') return;
+    this.delivered.push(...tokenIds);
+    this.queue.push({ tokenIds, text });
+  }
+
+  private learnSeed(seed: number | undefined): void {
+    if (seed !== undefined) this.effectiveSeed = seed;
+    if (this.seedKnown) return;
+    this.seedKnown = true;
+    this.resolveSeed(this.effectiveSeed);
+  }
+
+  private succeed(attempt: Attempt, end: End, sendNo: number): void {
+    if (attempt.withheld !== undefined) {
+      return this.fail(diverged(attempt.withheld, undefined));
+    }
+    this.settle();
+    const result: StreamResult = {
+      finishReason: end.finishReason,
+      usage: {
+        promptTokens: end.usage.promptTokens,
+        completionTokens: attempt.resumed + end.usage.completionTokens,
+      },
+      attempts: end.attempts + sendNo - 1,
+    };
+    if (this.effectiveSeed !== undefined) result.seed = this.effectiveSeed;
+    this.queue.close();
+    this.resolveResult(result);
+  }
+
+  private fail(err: SwitchyardError): void {
+    if (this.settled) return;
+    this.settle();
+    this.queue.fail(err);
+    this.rejectResult(err);
+  }
+
+  private settle(): void {
+    this.settled = true;
+    this.prepared.signal?.removeEventListener('abort', this.onAbort);
+    this.learnSeed(undefined);
+    this.wakePause?.();
+  }
+
+  private sendCancel(routerId: string, reason: string): void {
+    try {
+      this.ctx.nc.publish(
+        routerCancelSubject(routerId),
+        encodeCancel({ requestId: this.requestId, reason: reason.slice(0, CANCEL_REASON_MAX_LENGTH) }),
+      );
+    } catch {
+      // Closed connection: the router stops at the deadline or when it finds our inbox gone.
+    }
+  }
+
+  /** Waits the back-off before a resend, cut short by the deadline or a cancel. */
+  private pause(): Promise<void> {
+    const ms = Math.min(this.ctx.options.retryBackoffMs, this.prepared.deadline - Date.now());
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wakePause?.(), ms).unref();
+      this.wakePause = () => {
+        clearTimeout(timer);
+        this.wakePause = undefined;
+        resolve();
+      };
+    });
+  }
+}
+
+function diverged(expected: number, got: number | undefined): SwitchyardError {
+  return new InternalError(
+    `resumed generation diverged from the delivered tokens: expected token ${expected} again, got ` +
+      `${got === undefined ? 'the end' : `token ${got}`}`,
+  );
+}

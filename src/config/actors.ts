@@ -1,0 +1,86 @@
+/**
+ * Typed entry points of the configuration layer: one per subcommand, each returning the options
+ * object its actor starts with. The generic work happens in `resolve.ts`; this file adds what is
+ * particular to one subcommand (up's GPU list and thread split).
+ */
+import { availableParallelism } from 'node:os';
+import { StartupError } from '../errors/errors.ts';
+import { selectGpus, parseGpus, type NvidiaSmi } from './gpus.ts';
+import { describeSource, type OptionSource, type OptionTable } from './option.ts';
+import { REPLICA_TABLE, type ReplicaSettings } from './replica-table.ts';
+import { resolveTable, type ResolveInput } from './resolve.ts';
+import { ROUTER_TABLE, type RouterSettings } from './router-table.ts';
+import { UP_TABLE, type UpSettings } from './up-table.ts';
+
+/** Every subcommand's options: a config file is checked against all of them. */
+export const ALL_TABLES: readonly OptionTable[] = [REPLICA_TABLE, ROUTER_TABLE, UP_TABLE];
+
+/** A resolved subcommand: `--help` was asked, or the settings and where each came from. */
+export type Resolved<T> =
+  | { readonly help: true }
+  | {
+      readonly help: false;
+      readonly settings: T;
+      readonly sources: ReadonlyMap<string, OptionSource>;
+      /** The config file read, absolute; `up` hands it on to its children. */
+      readonly configFile: string | undefined;
+    };
+
+function resolveAs<T extends { nats: unknown }>(table: OptionTable, input: ResolveInput): Resolved<T> {
+  const r = resolveTable(table, ALL_TABLES, input);
+  if (r.help) return { help: true };
+  const settings = { nats: {}, ...r.settings } as unknown as T;
+  return { help: false, settings, sources: r.sources, configFile: r.configFile };
+}
+
+/** Options of `switchyard replica`, ready for `startReplica` (after taking out `logLevel`). */
+export function resolveReplicaConfig(input: ResolveInput): Resolved<ReplicaSettings> {
+  const r = resolveAs<ReplicaSettings>(REPLICA_TABLE, input);
+  if (!r.help) r.settings.engine ??= { modelDir: '' }; // the table always sets modelDir; keeps the type honest
+  return r;
+}
+
+/** Options of `switchyard router`, ready for `startRouter` (after taking out `logLevel`). */
+export function resolveRouterConfig(input: ResolveInput): Resolved<RouterSettings> {
+  return resolveAs<RouterSettings>(ROUTER_TABLE, input);
+}
+
+/** `up`'s settings with the GPU list and per-replica threads worked out. */
+export interface UpPlan extends UpSettings {
+  /** GPU ordinal of each replica, or undefined for CPU replicas. */
+  gpuIds: number[] | undefined;
+  /** Intra-op threads of each replica. */
+  threads: number;
+}
+
+/** What {@link resolveUpConfig} asks the machine; tests replace it. */
+export interface MachineProbe {
+  nvidiaSmi?: NvidiaSmi;
+  cores?: number;
+}
+
+/** Options of `switchyard up`; `--gpus all` runs nvidia-smi. */
+export function resolveUpConfig(input: ResolveInput, probe: MachineProbe = {}): Resolved<UpPlan> {
+  const r = resolveAs<UpSettings>(UP_TABLE, input);
+  if (r.help) return r;
+  const s = r.settings;
+  let gpuIds: number[] | undefined;
+  let replicas = s.replicas;
+  if (s.gpus !== undefined) {
+    const selection = parseGpus(s.gpus);
+    if (typeof selection === 'string') throw new StartupError('config', selection); // the table checked it already
+    gpuIds = selectGpus(selection, probe.nvidiaSmi);
+    const replicasSource = r.sources.get('replicas');
+    if (replicasSource !== undefined && replicasSource.kind !== 'default' && replicas !== gpuIds.length) {
+      const gpusSource = r.sources.get('gpus') ?? { kind: 'default' };
+      throw new StartupError(
+        'config',
+        `${describeSource(replicasSource)} (${replicas}) contradicts ${describeSource(gpusSource)} (${gpuIds.length} GPUs: ${gpuIds.join(',')}): up starts one replica per GPU; leave out the replica count`,
+      );
+    }
+    replicas = gpuIds.length;
+  }
+  const cores = probe.cores ?? availableParallelism();
+  const threads = s.threads ?? Math.max(1, Math.floor(cores / replicas));
+  return { ...r, settings: { ...s, replicas, gpuIds, threads } };
+}

@@ -1,0 +1,173 @@
+/** The `replica` subcommand's options: one line each, from which flags, env, file keys, help and docs come. */
+import type { ConnectionOptions } from '../cluster/connection.ts';
+import {
+  DEFAULT_MAX_BATCH_SIZE,
+  DEFAULT_MAX_PREFILL_TOKENS,
+  DEFAULT_MAX_QUEUE,
+  DEFAULT_MAX_TOKENS_CAP,
+  DEFAULT_TOKEN_BUDGET,
+  type EngineOptions,
+} from '../engine/options.ts';
+import {
+  DEFAULT_DRAIN_GRACE_MS,
+  DEFAULT_ORPHAN_TIMEOUT_MS,
+  DEFAULT_REPLICA_HEARTBEAT_INTERVAL_MS,
+  type ReplicaOptions,
+} from '../replica/options.ts';
+import {
+  DEFAULT_SERVERS_TEXT,
+  PORT_RANGE,
+  idDef,
+  logLevelDef,
+  natsDefs,
+  type CommonSettings,
+} from './common-options.ts';
+import type { OptionDef, OptionTable } from './option.ts';
+import { BUNDLED_MODEL_DIR, BUNDLED_MODEL_TEXT } from './paths.ts';
+
+/** Environment variable that names the model folder (shared by `replica` and `up`). */
+export const MODEL_ENV = 'SWITCHYARD_MODEL';
+
+/** Whether a device name is one the engine accepts; kept here so a typo fails before NATS is touched. */
+export const DEVICE_PATTERN = /^(cpu|cuda:\d{1,3})$/;
+
+/** A replica's settings as resolved: its options plus what only the CLI uses. */
+export interface ReplicaSettings extends ReplicaOptions, CommonSettings {
+  engine: EngineOptions;
+  nats: ConnectionOptions;
+}
+
+/** `--model DIR`, shared with `up`. */
+export function modelDef(key: string): OptionDef {
+  return {
+    key,
+    flag: 'model',
+    env: MODEL_ENV,
+    type: 'path',
+    metavar: 'DIR',
+    default: BUNDLED_MODEL_DIR,
+    defaultText: BUNDLED_MODEL_TEXT,
+    doc: 'Model folder in the Hugging Face / Optimum layout (config.json, tokenizer.json, onnx/).',
+  };
+}
+
+const env = (flag: string): string => `SWITCHYARD_REPLICA_${flag.toUpperCase().replaceAll('-', '_')}`;
+
+function int(key: string, flag: string, fallback: number, doc: string, min = 1): OptionDef {
+  return { key, flag, env: env(flag), type: 'int', min, default: fallback, doc };
+}
+
+function ms(key: string, flag: string, fallback: number, doc: string, min = 1): OptionDef {
+  return { key, flag, env: env(flag), type: 'duration-ms', min, default: fallback, doc };
+}
+
+const defs: OptionDef[] = [
+  idDef('replica'),
+  modelDef('engine.modelDir'),
+  {
+    key: 'engine.device',
+    flag: 'device',
+    env: env('device'),
+    type: 'string',
+    metavar: 'cpu|cuda:N',
+    default: 'cpu',
+    check: (v) =>
+      typeof v === 'string' && DEVICE_PATTERN.test(v)
+        ? undefined
+        : `expected cpu or cuda:N (e.g. cuda:0), got '${String(v)}'`,
+    doc: 'Device to run on; a GPU that cannot be had fails start-up (never a silent CPU fallback).',
+  },
+  {
+    key: 'engine.intraOpThreads',
+    flag: 'threads',
+    env: env('threads'),
+    type: 'int',
+    min: 1,
+    defaultText: 'cores',
+    doc: 'onnxruntime intra-op threads; lower it when several replicas share a machine.',
+  },
+  int(
+    'engine.maxBatchSize',
+    'max-batch-size',
+    DEFAULT_MAX_BATCH_SIZE,
+    'Most sequences decoded together in one step.',
+  ),
+  int(
+    'engine.maxQueue',
+    'max-queue',
+    DEFAULT_MAX_QUEUE,
+    'Requests that may wait beyond the running batch; one more is answered `busy`.',
+    0,
+  ),
+  int(
+    'engine.tokenBudget',
+    'token-budget',
+    DEFAULT_TOKEN_BUDGET,
+    'Sum of prompt + max_tokens over running sequences: the KV-cache memory bound.',
+  ),
+  int(
+    'engine.maxPrefillTokens',
+    'max-prefill-tokens',
+    DEFAULT_MAX_PREFILL_TOKENS,
+    'Most padded prompt tokens prefilled in one step.',
+  ),
+  int(
+    'engine.maxTokensCap',
+    'max-tokens-cap',
+    DEFAULT_MAX_TOKENS_CAP,
+    'max_tokens of a request that gives none.',
+  ),
+  ms(
+    'heartbeatIntervalMs',
+    'heartbeat-interval-ms',
+    DEFAULT_REPLICA_HEARTBEAT_INTERVAL_MS,
+    'Heartbeat period; routers count missed beats, so failover speed follows from it.',
+  ),
+  ms(
+    'drainGraceMs',
+    'drain-grace-ms',
+    DEFAULT_DRAIN_GRACE_MS,
+    'How long SIGTERM waits for in-flight requests before handing the rest over.',
+    0,
+  ),
+  ms(
+    'orphanTimeoutMs',
+    'orphan-timeout-ms',
+    DEFAULT_ORPHAN_TIMEOUT_MS,
+    'A router silent this long is gone: its requests are cancelled to free their slots.',
+  ),
+  {
+    key: 'warmup',
+    flag: 'warmup',
+    env: env('warmup'),
+    type: 'bool',
+    default: true,
+    doc: 'Run one generation before announcing readiness (`--warmup=false` starts faster).',
+  },
+  {
+    key: 'allowFaultInjection',
+    flag: 'allow-fault-injection',
+    env: 'SWITCHYARD_ALLOW_FAULT_INJECTION',
+    type: 'bool',
+    default: false,
+    doc: 'Obey fault-injection messages (tests and the chaos suite only; never in production).',
+  },
+  {
+    key: 'metricsPort',
+    flag: 'metrics-port',
+    env: env('metrics-port'),
+    type: 'int',
+    ...PORT_RANGE,
+    default: 0,
+    doc: 'Port of the Prometheus /metrics endpoint; 0 turns it off.',
+  },
+  logLevelDef(),
+  ...natsDefs(DEFAULT_SERVERS_TEXT),
+];
+
+/** Options of `switchyard replica`. */
+export const REPLICA_TABLE: OptionTable = {
+  section: 'replica',
+  summary: 'Serve one model on one device (a GPU or the CPU), with continuous batching.',
+  defs,
+};

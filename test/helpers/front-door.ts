@@ -1,0 +1,58 @@
+/**
+ * A bare protocol client for the cluster tests: sends one request to the routers' front door and
+ * records exactly what came back (ack, every chunk, the end or the error), so tests can check the
+ * stream itself — contiguous seq, attempts, seeds — not only a client library's view of it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { writeRequestMeta } from '../../src/cluster/headers.ts';
+import { encodeGenerateRequest, type GenerateRequest } from '../../src/cluster/messages/generate.ts';
+import type { Ack, Chunk, End } from '../../src/cluster/messages/stream.ts';
+import { openStream } from '../../src/cluster/stream.ts';
+import { GENERATE_SUBJECT } from '../../src/cluster/subjects.ts';
+import type { SwitchyardError } from '../../src/errors/errors.ts';
+
+/** What one request got. */
+export interface Recorded {
+  requestId: string;
+  ack?: Ack;
+  chunks: Chunk[];
+  end?: End;
+  error?: SwitchyardError;
+  tokenIds: number[];
+  text: string;
+}
+
+/** A request in flight, with its record filling in as messages arrive. */
+export interface Sent {
+  record: Recorded;
+  done: Promise<Recorded>;
+}
+
+/** Sends `req` to the front door; `done` resolves when the stream ends (never rejects). */
+export function send(nc: NatsConnection, req: GenerateRequest, timeoutMs = 60_000): Sent {
+  const record: Recorded = { requestId: `t-${randomUUID()}`, chunks: [], tokenIds: [], text: '' };
+  const handle = openStream(
+    nc,
+    GENERATE_SUBJECT,
+    encodeGenerateRequest(req),
+    writeRequestMeta({ requestId: record.requestId, deadline: Date.now() + timeoutMs }),
+    {
+      onMessage: (event) => {
+        if (event.kind === 'ack') record.ack = event.ack;
+        else if (event.kind === 'chunk') {
+          record.chunks.push(event.chunk);
+          record.tokenIds.push(...event.chunk.tokenIds);
+          record.text += event.chunk.text;
+        } else if (event.kind === 'end') record.end = event.end;
+        else record.error = event.error;
+      },
+    },
+  );
+  return { record, done: handle.done.then(() => record) };
+}
+
+/** Sends and waits. */
+export function request(nc: NatsConnection, req: GenerateRequest, timeoutMs?: number): Promise<Recorded> {
+  return send(nc, req, timeoutMs).done;
+}

@@ -56,7 +56,8 @@ export class EchoEngine implements ServingEngine {
 
   stream(request: UncheckedGenerateParams, opts: { signal?: AbortSignal } = {}): EngineStream {
     const params = validateGenerateParams(request);
-    const prompt = params.promptTokenIds ?? [...encoder.encode(params.prompt ?? '')];
+    const text = params.messages ? params.messages.map((m) => m.content).join('\n') : (params.prompt ?? '');
+    const prompt = params.promptTokenIds ?? [...encoder.encode(text)];
     if (prompt.some((t) => t >= ECHO_VOCAB))
       throw new InvalidRequestError('echo token ids must be bytes (0-255)');
     if (this.live >= this.maxBatch + this.maxQueue) throw new BusyError('echo engine is full');

@@ -16,12 +16,7 @@ import {
 import { compileEngineOptions, type CompiledEngineOptions, type EngineOptions } from './options.ts';
 import { formatDevice } from './device.ts';
 import { loadModelInfo, type ModelInfo } from './model-info.ts';
-import {
-  isSampled,
-  samplingOf,
-  validateGenerateParams,
-  type UncheckedGenerateParams,
-} from './request.ts';
+import { isSampled, samplingOf, validateGenerateParams, type UncheckedGenerateParams } from './request.ts';
 import { randomSeed } from './sampling.ts';
 import type { ScheduledRequest, SchedulerStats, StepEvent } from './scheduler.ts';
 import { ModelTokenizer } from './tokenizer.ts';
@@ -108,7 +103,11 @@ export class Engine implements ServingEngine {
   stream(request: UncheckedGenerateParams, opts: { signal?: AbortSignal } = {}): EngineStream {
     if (this.state !== 'running') throw new UnavailableError(`engine is ${this.state}`);
     const params = validateGenerateParams(request);
-    const promptIds = params.promptTokenIds ?? this.tokenizer.encode(params.prompt!);
+    const promptIds =
+      params.promptTokenIds ??
+      this.tokenizer.encode(
+        params.messages ? this.tokenizer.applyChatTemplate(params.messages) : params.prompt!,
+      );
     const resumeIds = params.resumeTokenIds ?? [];
     const { contextLength, vocabSize } = this.info;
     for (const id of [...promptIds, ...resumeIds]) {

@@ -43,6 +43,8 @@ export interface GenerateParams {
   prompt?: string;
   /** Prompt as token ids. */
   promptTokenIds?: number[];
+  /** Chat messages, rendered into the prompt with the model's chat template by the replica. */
+  messages?: ChatMessage[];
   /**
    * Tokens already generated and delivered by an earlier attempt (exact resume): generation
    * continues after them, at sampling position `resumeTokenIds.length`.
@@ -68,6 +70,17 @@ export interface GenerateParams {
   ignoreEos?: boolean;
 }
 
+/** A chat message (text content only; the HTTP bridge flattens OpenAI content parts). */
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+/** Most chat messages per request. */
+export const MESSAGES_MAX_COUNT = 1_024;
+/** Longest chat role name. */
+export const ROLE_MAX_LENGTH = 32;
+
 /** Parameters as an untrusted caller may hold them: any value in any field. */
 export type UncheckedGenerateParams = { readonly [K in keyof GenerateParams]?: unknown };
 
@@ -75,6 +88,7 @@ export type UncheckedGenerateParams = { readonly [K in keyof GenerateParams]?: u
 export const PARAM_WIRE_NAMES = {
   prompt: 'prompt',
   promptTokenIds: 'prompt_token_ids',
+  messages: 'messages',
   resumeTokenIds: 'resume_token_ids',
   maxTokens: 'max_tokens',
   temperature: 'temperature',
@@ -114,11 +128,13 @@ export function validateGenerateParams(p: UncheckedGenerateParams): GeneratePara
       max: PROMPT_MAX_TOKENS,
     });
   }
-  if ((out.prompt === undefined) === (out.promptTokenIds === undefined)) {
+  if (p.messages !== undefined) out.messages = readMessages(p.messages);
+  const given = [out.prompt, out.promptTokenIds, out.messages].filter((v) => v !== undefined).length;
+  if (given !== 1) {
     throw new InvalidRequestError(
-      out.prompt === undefined
-        ? 'a prompt is required: give exactly one of prompt and prompt_token_ids'
-        : 'give exactly one of prompt and prompt_token_ids, not both',
+      given === 0
+        ? 'a prompt is required: give exactly one of prompt, prompt_token_ids and messages'
+        : 'give exactly one of prompt, prompt_token_ids and messages, not several',
     );
   }
   if (p.resumeTokenIds !== undefined) {
@@ -148,6 +164,25 @@ export function validateGenerateParams(p: UncheckedGenerateParams): GeneratePara
     out.ignoreEos = p.ignoreEos;
   }
   return out;
+}
+
+function readMessages(value: unknown): ChatMessage[] {
+  if (!Array.isArray(value)) invalidField(n.messages, 'an array of {role, content} objects', value);
+  if (value.length === 0) throw new InvalidRequestError('messages must not be empty');
+  if (value.length > MESSAGES_MAX_COUNT) {
+    throw new InvalidRequestError(
+      `messages must have at most ${MESSAGES_MAX_COUNT} entries, got ${value.length}`,
+    );
+  }
+  return value.map((m: unknown, i) => {
+    if (typeof m !== 'object' || m === null || Array.isArray(m))
+      invalidField(`messages[${i}]`, 'an object', m);
+    const o = m as Record<string, unknown>;
+    return {
+      role: readString(`messages[${i}].role`, o.role, { minLength: 1, maxLength: ROLE_MAX_LENGTH }),
+      content: readString(`messages[${i}].content`, o.content, { maxLength: PROMPT_MAX_CHARS }),
+    };
+  });
 }
 
 function readStop(value: unknown): string[] {

@@ -7,13 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { InvalidRequestError, StartupError } from '../errors/errors.ts';
+import type { ChatMessage } from './request.ts';
 import { tokenBytesTable } from './token-bytes.ts';
-
-/** A chat message as chat templates take it. */
-export interface ChatMessage {
-  role: string;
-  content: string;
-}
 
 /** The tokenizer of one model: encode prompts, render chat templates, bytes of each token. */
 export class ModelTokenizer {

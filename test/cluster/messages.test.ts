@@ -98,9 +98,9 @@ describe('generate request', () => {
     rejects(() => decodeGenerateRequest(body({ ...valid, version: 'v 1' })), /version must be .*got "v 1"/);
   });
 
-  it('needs exactly one of prompt and prompt_token_ids', () => {
+  it('needs exactly one of prompt, prompt_token_ids and messages', () => {
     rejects(() => decodeGenerateRequest(body({ model: 'm' })), /a prompt is required/);
-    rejects(() => decodeGenerateRequest(body({ ...valid, prompt_token_ids: [1] })), /not both/);
+    rejects(() => decodeGenerateRequest(body({ ...valid, prompt_token_ids: [1] })), /not several/);
     rejects(() => decodeGenerateRequest(body({ model: 'm', prompt: '' })), /prompt must not be empty/);
     rejects(() => decodeGenerateRequest(body({ model: 'm', prompt: 7 })), /prompt must be a string, got 7/);
     rejects(

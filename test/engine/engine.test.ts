@@ -134,6 +134,19 @@ describe('engine on the bundled model', () => {
     assert.equal(stopped.text, full.text.slice(0, full.text.indexOf(stop)));
   });
 
+  it('renders chat messages with the model chat template', async () => {
+    const messages = [
+      { role: 'system', content: 'You are terse.' },
+      { role: 'user', content: 'Name a rail yard job.' },
+    ];
+    const rendered = engine.tokenizer.applyChatTemplate(messages);
+    assert.match(rendered, /<\|im_start\|>user\nName a rail yard job\.<\|im_end\|>/);
+    assert.ok(rendered.endsWith('<|im_start|>assistant\n'));
+    const chat = await engine.generate({ messages, maxTokens: 12, temperature: 0 });
+    const plain = await engine.generate({ prompt: rendered, maxTokens: 12, temperature: 0 });
+    assert.deepEqual(chat.tokenIds, plain.tokenIds);
+  });
+
   it('refuses bad parameters with invalid_request naming the problem', () => {
     const cases: Array<[unknown, RegExp]> = [
       [{ prompt: 'x', maxTokens: -3 }, /max_tokens must be an integer between 1 and 1048576, got -3/],
@@ -143,7 +156,8 @@ describe('engine on the bundled model', () => {
       [{ prompt: 5 }, /prompt must be a string, got 5/],
       [{ prompt: 'x', temperature: 'hot' }, /temperature must be a number/],
       [{ prompt: 'x', stop: 'x' }, /stop must be an array of strings/],
-      [{}, /exactly one of prompt and prompt_token_ids/],
+      [{}, /exactly one of prompt, prompt_token_ids and messages/],
+      [{ messages: [{ role: 'user' }] }, /messages\[0\].content must be a string/],
       [{ promptTokenIds: [1, 99999] }, /outside the vocabulary/],
       [{ prompt: 'word '.repeat(600) }, /maximum context length is 512 tokens/],
       [{ prompt: 'hello', maxTokens: 600 }, /maximum context length is 512 tokens.*600 to generate/],

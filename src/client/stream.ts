@@ -51,6 +51,8 @@ export interface StreamResult {
   attempts: number;
   /** The effective sampling seed; absent for greedy requests that never had one. */
   seed?: number;
+  /** The model version that produced the final tokens, when the cluster reports it. */
+  modelVersion?: string;
 }
 
 /** What a stream needs from the client that made it. */
@@ -275,6 +277,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
       attempts: end.attempts + sendNo - 1,
     };
     if (this.effectiveSeed !== undefined) result.seed = this.effectiveSeed;
+    if (end.modelVersion !== undefined) result.modelVersion = end.modelVersion;
     this.queue.close();
     this.resolveResult(result);
   }

@@ -233,7 +233,12 @@ class ReplicaActor implements Replica {
         }
         const end = await stream.end;
         if (entry.endWith) responder.error(entry.endWith);
-        else responder.end({ finishReason: end.finishReason, usage: end.usage });
+        else
+          responder.end({
+            finishReason: end.finishReason,
+            usage: end.usage,
+            modelVersion: this.engine.info.version,
+          });
       } catch (err) {
         responder.error(entry.endWith ?? toSwitchyardError(err));
       } finally {

@@ -199,6 +199,7 @@ export class RoutedRequest {
             completionTokens: attempt.deliveredBefore + end.usage.completionTokens,
           },
           attempts: this.attempts,
+          ...(end.modelVersion !== undefined ? { modelVersion: end.modelVersion } : {}),
         });
         return this.close();
       }

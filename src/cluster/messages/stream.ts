@@ -3,7 +3,7 @@
  * cancel message. The kind of each reply message travels in the `Sy-Kind` header, so a receiver
  * picks the decoder without parsing the body first.
  */
-import { ID_PATTERN } from '../subjects.ts';
+import { ID_PATTERN, MODEL_VERSION_PATTERN } from '../subjects.ts';
 import {
   encodeObject,
   parseObject,
@@ -15,6 +15,7 @@ import {
   readPattern,
   readString,
   type NumberRule,
+  type WireObject,
 } from '../../validation/fields.ts';
 import { SEED_MAX, TOKEN_ID_MAX } from '../../engine/request.ts';
 
@@ -90,6 +91,8 @@ export interface End {
   usage: Usage;
   /** How many attempts the request took in all (1 without failover). */
   attempts: number;
+  /** The model version that produced the final tokens (set by replicas; routers pass it on). */
+  modelVersion?: string;
 }
 
 /** Asks the responder to stop work on a request (or on one attempt of it). */
@@ -162,7 +165,15 @@ export function decodeEnd(data: Uint8Array | string): End {
       completionTokens: readInt('usage.completion_tokens', usage.completion_tokens, COUNT),
     },
     attempts: readInt('attempts', o.attempts, ATTEMPT),
+    ...optionalVersion(o),
   };
+}
+
+function optionalVersion(o: WireObject): { modelVersion?: string } {
+  const v = readOptional(o, 'model_version', (f, x) =>
+    readPattern(f, x, MODEL_VERSION_PATTERN, '[A-Za-z0-9._-]{1,64}'),
+  );
+  return v === undefined ? {} : { modelVersion: v };
 }
 
 /** Serialises an end message. */
@@ -173,6 +184,7 @@ export function encodeEnd(end: End): Uint8Array {
     finish_reason: end.finishReason,
     usage: { prompt_tokens: end.usage.promptTokens, completion_tokens: end.usage.completionTokens },
     attempts: end.attempts,
+    model_version: end.modelVersion,
   });
 }
 

@@ -12,6 +12,9 @@ import { checkGenerateRequest, checkRequestId, deadlineFrom } from './request.ts
 import { RouterWatch } from './router-watch.ts';
 import { ClientStream, type StreamResult } from './stream.ts';
 
+/** Longest wait in `close()` for the cancels of in-flight requests to reach the server. */
+const CLOSE_FLUSH_TIMEOUT_MS = 1_000;
+
 /** Per-request options. */
 export interface StreamOptions {
   /** Aborting cancels the request: the router is told, the stream ends with `CancelledError`. */
@@ -111,8 +114,18 @@ export class SwitchyardClient {
   }
 
   private async shutdown(): Promise<void> {
+    const cancelled = this.inFlight.size;
     for (const stream of [...this.inFlight]) stream.cancel('the client was closed');
     this.watch.close();
-    if (this.ownsConnection && !this.nc.isClosed()) await this.nc.close();
+    if (!this.ownsConnection || this.nc.isClosed()) return;
+    if (cancelled > 0) {
+      // nats.js closes without writing what is still buffered: get the cancels out first, but
+      // never wait long on a connection that is down.
+      let timer: NodeJS.Timeout | undefined;
+      const giveUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_FLUSH_TIMEOUT_MS)));
+      await Promise.race([this.nc.flush().catch(() => undefined), giveUp]);
+      clearTimeout(timer);
+    }
+    await this.nc.close();
   }
 }

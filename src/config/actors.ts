@@ -35,9 +35,7 @@ function resolveAs<T extends { nats: unknown }>(table: OptionTable, input: Resol
 
 /** Options of `switchyard replica`, ready for `startReplica` (after taking out `logLevel`). */
 export function resolveReplicaConfig(input: ResolveInput): Resolved<ReplicaSettings> {
-  const r = resolveAs<ReplicaSettings>(REPLICA_TABLE, input);
-  if (!r.help) r.settings.engine ??= { modelDir: '' }; // the table always sets modelDir; keeps the type honest
-  return r;
+  return resolveAs<ReplicaSettings>(REPLICA_TABLE, input); // `--model` has a default: engine is always set
 }
 
 /** Options of `switchyard router`, ready for `startRouter` (after taking out `logLevel`). */

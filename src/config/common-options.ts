@@ -109,12 +109,13 @@ export function natsDefs(serversDefault: string): OptionDef[] {
 export const DEFAULT_SERVERS_TEXT = DEFAULT_SERVERS.join(',');
 
 /** `--log-level`; `up` passes its own default to its children. */
-export function logLevelDef(fallback: LogLevel = DEFAULT_LOG_LEVEL as LogLevel): OptionDef {
+export function logLevelDef(fallback: LogLevel = DEFAULT_LOG_LEVEL): OptionDef {
   return {
     key: 'logLevel',
     flag: 'log-level',
     env: LOG_LEVEL_ENV,
     type: 'string',
+    metavar: 'LEVEL',
     choices: LOG_LEVELS,
     default: fallback,
     doc: 'Level of the JSON logs on stderr (progress lines on stdout are always shown).',

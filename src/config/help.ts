@@ -25,11 +25,13 @@ function describeDef(def: OptionDef): string[] {
   const value = metavar(def);
   const head = `  --${def.flag}${value === '' ? '' : ` ${value}`}`;
   const facts = [
-    def.choices !== undefined && def.type === 'list' ? `each one of ${def.choices.join(', ')}` : undefined,
+    def.choices === undefined
+      ? undefined
+      : `${def.type === 'list' ? 'each ' : ''}one of ${def.choices.join(', ')}`,
     defaultText(def) === undefined ? undefined : `default: ${defaultText(def)}`,
     def.env === undefined ? undefined : `env: ${def.env}`,
   ].filter((f) => f !== undefined);
-  return [head, ...wrap(`${def.doc}${facts.length > 0 ? ` [${facts.join('; ')}]` : ''}`, INDENT)];
+  return [head, ...wrap(def.doc, INDENT), ...(facts.length > 0 ? wrap(facts.join('; '), INDENT) : [])];
 }
 
 /** Help of one subcommand: its options, then the NATS connection options, then the common ones. */

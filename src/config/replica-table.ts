@@ -153,6 +153,14 @@ const defs: OptionDef[] = [
     doc: 'Obey fault-injection messages (tests and the chaos suite only; never in production).',
   },
   {
+    key: 'echo',
+    flag: 'echo',
+    env: env('echo'),
+    type: 'bool',
+    default: false,
+    doc: 'Serve the echo engine (prompt bytes echoed back, no model): only for router benchmarks.',
+  },
+  {
     key: 'metricsPort',
     flag: 'metrics-port',
     env: env('metrics-port'),

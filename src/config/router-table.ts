@@ -5,6 +5,7 @@ import {
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_MAX_IN_FLIGHT,
   DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_ROUTER_DRAIN_GRACE_MS,
   DEFAULT_ROUTER_HEARTBEAT_INTERVAL_MS,
   DEFAULT_STALL_TIMEOUT_MS,
   DEFAULT_STUCK_TIMEOUT_MS,
@@ -22,12 +23,6 @@ import {
   type CommonSettings,
 } from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
-
-/**
- * SIGTERM drain grace of a router. TODO(lead): `compileRouterOptions` hard-codes the same
- * 10 000 ms; export it from src/router/options.ts as a named constant and use that here.
- */
-export const ROUTER_DRAIN_GRACE_MS = 10_000;
 
 /** Default routing strategy (the first of {@link ROUTING_STRATEGIES}, as compileRouterOptions picks). */
 export const DEFAULT_STRATEGY: RoutingStrategyName = 'power-of-two';
@@ -97,6 +92,7 @@ const defs: OptionDef[] = [
     flag: 'strategy',
     env: env('strategy'),
     type: 'string',
+    metavar: 'NAME',
     choices: ROUTING_STRATEGIES,
     default: DEFAULT_STRATEGY,
     doc: 'How a replica is chosen for each request.',
@@ -104,7 +100,7 @@ const defs: OptionDef[] = [
   ms(
     'drainGraceMs',
     'drain-grace-ms',
-    ROUTER_DRAIN_GRACE_MS,
+    DEFAULT_ROUTER_DRAIN_GRACE_MS,
     'How long SIGTERM waits for in-flight requests.',
     0,
   ),

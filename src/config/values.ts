@@ -26,13 +26,9 @@ function bad(problem: string): Parsed {
 function shown(def: OptionDef, raw: unknown): string {
   if (def.secret === true) return '(hidden)';
   if (typeof raw === 'string') return `'${raw}'`;
-  return raw === null
-    ? 'null'
-    : Array.isArray(raw)
-      ? 'a list'
-      : typeof raw === 'object'
-        ? 'a mapping'
-        : String(raw);
+  if (typeof raw === 'number' || typeof raw === 'boolean') return String(raw);
+  if (raw === null) return 'null';
+  return Array.isArray(raw) ? 'a list' : typeof raw === 'object' ? 'a mapping' : typeof raw;
 }
 
 function range(def: OptionDef): string {

@@ -17,6 +17,8 @@ export const DEFAULT_STALL_TIMEOUT_MS = 3_000;
 export const DEFAULT_MAX_ATTEMPTS = 3;
 /** Requests one router owns at once; one more is refused with `busy`. */
 export const DEFAULT_MAX_IN_FLIGHT = 1_024;
+/** How long SIGTERM waits for in-flight requests before failing them over to other routers. */
+export const DEFAULT_ROUTER_DRAIN_GRACE_MS = 10_000;
 /** Deadline of a request that gives none. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
 /** Routing strategies by name. */
@@ -48,7 +50,7 @@ export interface RouterOptions {
   requestTimeoutMs?: number;
   /** @default 'power-of-two' */
   strategy?: RoutingStrategyName;
-  /** How long SIGTERM waits for in-flight requests. @default 10000 */
+  /** How long SIGTERM waits for in-flight requests. @default DEFAULT_ROUTER_DRAIN_GRACE_MS */
   drainGraceMs?: number;
   /** Port for Prometheus `/metrics`; 0 = off. @default 0 */
   metricsPort?: number;
@@ -108,7 +110,7 @@ export function compileRouterOptions(opts: RouterOptions): CompiledRouterOptions
     maxInFlight: checkMs('maxInFlight', opts.maxInFlight, DEFAULT_MAX_IN_FLIGHT),
     requestTimeoutMs: checkMs('requestTimeoutMs', opts.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS),
     strategy,
-    drainGraceMs: checkMs('drainGraceMs', opts.drainGraceMs, 10_000, 0),
+    drainGraceMs: checkMs('drainGraceMs', opts.drainGraceMs, DEFAULT_ROUTER_DRAIN_GRACE_MS, 0),
     metricsPort: checkMs('metricsPort', opts.metricsPort, 0, 0),
   };
 }

@@ -118,7 +118,7 @@ export async function injectFault(nc: NatsConnection, replicaId: string, fault: 
 
 /** Stops every actor given (SIGKILL), ignoring ones already gone. */
 export async function killAll(actors: Array<ActorProcess | undefined>): Promise<void> {
-  await Promise.all(actors.map((a) => a?.kill()));
+  await Promise.all(actors.map((a) => (a ? a.kill() : Promise.resolve())));
 }
 
 /** Waits until `check` is true, polling; fails after `timeoutMs` with `what`. */

@@ -1,0 +1,80 @@
+/**
+ * Lifecycle of one actor process (`switchyard replica`, `switchyard router`): start, report
+ * readiness (to a human on stdout and to `up` over IPC), drain on SIGTERM/SIGINT, exit.
+ * The first signal calls `stop()` once and exits 0 when it resolves; a second one forces exit 1
+ * (a human pressing Ctrl-C twice means it).
+ */
+import { hasParent, tellParent } from './ipc.ts';
+
+/** A started actor, as `startReplica` and `startRouter` return it. */
+export interface RunningActor {
+  readonly id: string;
+  stop(): Promise<void>;
+  readonly closed: Promise<void>;
+}
+
+/** How to start one actor and describe it. */
+export interface ActorRun {
+  readonly role: 'replica' | 'router';
+  readonly id: string;
+  /** Starts the actor; `progress` prints a line for humans. */
+  start(progress: (line: string) => void): Promise<RunningActor>;
+  /** What it serves, for `up`'s summary (e.g. `tiny-gpt2@1, cpu`). */
+  describe?(): Promise<string | undefined>;
+}
+
+/**
+ * After the parent `up` vanished (its IPC channel closed), how long a child may drain before it
+ * exits anyway: nobody is left to SIGKILL it, and it must not outlive the cluster as an orphan.
+ */
+export const ORPHAN_EXIT_TIMEOUT_MS = 30_000;
+
+/** Writes one progress line to stdout. */
+export function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** Runs an actor until a signal stops it; resolves to the exit status. Start-up errors reject. */
+export async function runActor(run: ActorRun): Promise<number> {
+  const name = `${run.role} ${run.id}`;
+  let reason: string | undefined;
+  let wake = (): void => {};
+  const stopRequested = new Promise<void>((resolve) => (wake = resolve));
+  const onStop = (why: string): void => {
+    if (reason !== undefined) {
+      say(`${name}: ${why} again, exiting without finishing the drain`);
+      process.exit(1);
+    }
+    reason = why;
+    wake();
+  };
+  const onSignal = (signal: NodeJS.Signals): void => onStop(signal);
+  const onDisconnect = (): void => {
+    setTimeout(() => process.exit(1), ORPHAN_EXIT_TIMEOUT_MS).unref();
+    onStop('parent gone');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  if (hasParent()) process.on('disconnect', onDisconnect);
+  try {
+    const actor = await run.start(say);
+    await tellParent({ type: 'ready', role: run.role, id: run.id, detail: await run.describe?.() });
+    const closedByItself = actor.closed.then(
+      () => true,
+      () => true,
+    );
+    if (reason === undefined) await Promise.race([stopRequested, closedByItself]);
+    if (reason === undefined) {
+      say(`${name}: stopped unexpectedly (its logs on stderr say why)`);
+      return 1;
+    }
+    say(`${name}: ${reason}: draining…`);
+    await actor.stop();
+    say(`${name}: stopped`);
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('disconnect', onDisconnect);
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * `switchyard up`: a whole single-machine cluster in one command. Every actor is its own process
+ * (as in production), started in dependency order: nats-server (unless `--nats`), routers, then
+ * replicas in parallel. Ctrl-C stops it in the reverse order, so that requests in flight drain:
+ * routers finish what they own while the replicas still serve, then replicas, then NATS.
+ * After start-up, a child that dies is reported and the rest keep running (a cluster is built
+ * to lose a replica); a child that fails to start stops the whole cluster, because a cluster
+ * that is not what was asked for should not pretend to be up.
+ */
+import {
+  CONNECTION_ENV,
+  compileConnectionOptions,
+  redactUrl,
+  type ConnectionOptions,
+} from '../cluster/connection.ts';
+import { GENERATE_SUBJECT } from '../cluster/subjects.ts';
+import { resolveUpConfig, type UpPlan } from '../config/actors.ts';
+import { newActorId } from '../config/checks.ts';
+import { subcommandHelp } from '../config/help.ts';
+import { UP_TABLE } from '../config/up-table.ts';
+import { StartupError } from '../errors/errors.ts';
+import { say } from './actor.ts';
+import { ActorProcess, describeExit, type ChildSpec } from './children.ts';
+import { freePort, startLocalNatsServer, type LocalAuth, type LocalNatsServer } from './nats-server.ts';
+import { checkModelDir, displayPath } from './preflight.ts';
+
+/** How long a child may drain after SIGTERM before it is killed (above the default drain grace of 10 s). */
+export const CHILD_STOP_TIMEOUT_MS = 30_000;
+
+/** The auth a local nats-server is configured with; only user/password and token can be set up locally. */
+function localAuth(nats: ConnectionOptions): LocalAuth {
+  const needsRemote = ['nkeySeedFile', 'credsFile', 'tlsCaFile', 'tlsCertFile', 'tlsKeyFile'] as const;
+  const given = needsRemote.filter((k) => nats[k] !== undefined);
+  if (given.length > 0) {
+    throw new StartupError(
+      'config',
+      `${given.map((k) => CONNECTION_ENV[k]).join(', ')} need --nats URL: the local nats-server that up starts ` +
+        'can only be set up with a user and password or a token',
+    );
+  }
+  if (nats.user !== undefined && nats.pass !== undefined)
+    return { kind: 'user', user: nats.user, pass: nats.pass };
+  if (nats.token !== undefined) return { kind: 'token', token: nats.token };
+  return { kind: 'none' };
+}
+
+/** The NATS connection as environment variables: children resolve them like any other actor. */
+function natsEnvironment(nats: ConnectionOptions, url: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { [CONNECTION_ENV.servers]: url };
+  for (const key of Object.keys(CONNECTION_ENV) as (keyof typeof CONNECTION_ENV)[]) {
+    const value = nats[key];
+    if (key !== 'servers' && typeof value === 'string') env[CONNECTION_ENV[key]] = value;
+  }
+  return env;
+}
+
+/**
+ * TODO(http-bridge issue): start a `bridge` child here (with plan.host and plan.port, after the
+ * routers) and return its base URL; the summary prints an HTTP line only when this returns one,
+ * and shutdown must stop the bridge before the routers.
+ */
+function startBridge(_plan: UpPlan): Promise<string | undefined> {
+  return Promise.resolve(undefined);
+}
+
+/** A child that failed to start, with its name for the message. */
+class ChildFailure extends Error {
+  constructor(child: ActorProcess, cause: unknown) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    super(`${child.spec.role} ${child.spec.id} failed to start: ${why}`, { cause });
+  }
+}
+
+class Cluster {
+  private readonly plan: UpPlan;
+  private readonly configFile: string | undefined;
+  private nats: LocalNatsServer | undefined;
+  private readonly routers: ActorProcess[] = [];
+  private readonly replicas: ActorProcess[] = [];
+  private stopReason: string | undefined;
+  private wake = (): void => {};
+  private readonly stopRequested = new Promise<void>((resolve) => (this.wake = resolve));
+
+  constructor(plan: UpPlan, configFile: string | undefined) {
+    this.plan = plan;
+    this.configFile = configFile;
+  }
+
+  private get children(): ActorProcess[] {
+    return [...this.routers, ...this.replicas];
+  }
+
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    if (this.stopReason !== undefined) {
+      say(`up: ${signal} again: killing every process now`);
+      this.killNow();
+      process.exit(1);
+    }
+    this.stopReason = signal;
+    this.wake();
+  };
+
+  /** Synchronous last resort: nothing of the cluster may outlive `up`. */
+  private readonly killNow = (): void => {
+    for (const child of this.children) child.killNow();
+    this.nats?.killNow();
+  };
+
+  async run(): Promise<number> {
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+    process.on('exit', this.killNow);
+    let status = 0;
+    try {
+      await this.start();
+      if (this.stopReason === undefined) await this.stopRequested;
+    } catch (err) {
+      if (!(err instanceof ChildFailure || err instanceof StartupError)) throw err;
+      say(`up: ${err.message}`);
+      status = 1;
+    }
+    say(
+      `up: stopping${this.stopReason === undefined ? '' : ` (${this.stopReason})`}: routers drain first, then replicas, then NATS…`,
+    );
+    await this.stop();
+    say('up: stopped');
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+    return status;
+  }
+
+  /** Waits for all `children` to be ready, or for Ctrl-C; a failure rejects at once. */
+  private async allReady(children: ActorProcess[]): Promise<void> {
+    const ready = children.map((c) =>
+      c.ready.catch((err: unknown) => Promise.reject(new ChildFailure(c, err))),
+    );
+    await Promise.race([Promise.all(ready), this.stopRequested]);
+  }
+
+  private async start(): Promise<void> {
+    const plan = this.plan;
+    let url = plan.nats.servers === undefined ? undefined : [plan.nats.servers].flat().join(',');
+    if (url === undefined) {
+      say('up: starting nats-server on 127.0.0.1…');
+      this.nats = await startLocalNatsServer(localAuth(plan.nats));
+      url = this.nats.url;
+      this.watchNats(this.nats);
+    }
+    if (this.stopReason !== undefined) return;
+    const env = { ...process.env, ...natsEnvironment(plan.nats, url) };
+    const local = this.nats !== undefined;
+    const common = [
+      '--log-level',
+      plan.logLevel,
+      ...(this.configFile === undefined ? [] : ['--config', this.configFile]),
+    ];
+    const where = plan.gpuIds === undefined ? 'cpu' : `GPUs ${plan.gpuIds.join(',')}`;
+    say(
+      `up: starting ${plan.routers} router(s), then ${plan.replicas} replica(s) of ` +
+        `${displayPath(plan.model)} (${where}, ${plan.threads} thread(s) each)…`,
+    );
+
+    for (let i = 1; i <= plan.routers; i++) {
+      const id = local ? `router-${i}` : newActorId('router');
+      this.routers.push(await this.spawn({ role: 'router', id, env, args: common }));
+    }
+    await this.allReady(this.routers);
+    if (this.stopReason !== undefined) return;
+
+    for (let i = 1; i <= plan.replicas; i++) {
+      const id = local ? `replica-${i}` : newActorId('replica');
+      const gpu = plan.gpuIds?.[i - 1];
+      const device = gpu === undefined ? undefined : `cuda:${gpu}`;
+      const args = [...common, '--model', plan.model, '--threads', String(plan.threads)];
+      if (device !== undefined) args.push('--device', device);
+      this.replicas.push(await this.spawn({ role: 'replica', id, env, args, device: device ?? 'cpu' }));
+    }
+    await this.allReady(this.replicas);
+    if (this.stopReason !== undefined) return;
+
+    const http = await startBridge(plan);
+    this.summary(url, http);
+  }
+
+  private async spawn(spec: Omit<ChildSpec, 'metricsPort'>): Promise<ActorProcess> {
+    const metricsPort = this.plan.metrics ? await freePort() : undefined;
+    const args = ['--id', spec.id, ...spec.args];
+    if (metricsPort !== undefined) args.push('--metrics-port', String(metricsPort));
+    const child = ActorProcess.start({ ...spec, args, metricsPort });
+    void child.exited.then((exit) => {
+      // Before it was ready, the failure is reported as a start-up failure instead.
+      if (child.stopping || !child.isReady) return;
+      say(`up: ${spec.role} ${spec.id} exited unexpectedly (${describeExit(exit)}); the rest keep running`);
+    });
+    return child;
+  }
+
+  private watchNats(nats: LocalNatsServer): void {
+    void nats.exited.then((exit) => {
+      if (this.stopReason !== undefined) return;
+      say(
+        `up: nats-server exited unexpectedly (${describeExit(exit)}; log ${nats.logFile}); ` +
+          'the actors keep trying to reconnect; press Ctrl-C to stop',
+      );
+    });
+  }
+
+  private summary(url: string, http: string | undefined): void {
+    const natsLine =
+      this.nats === undefined
+        ? `${redactUrl(url)} (external)`
+        : `${url} (local nats-server, log ${this.nats.logFile})`;
+    const lines = [
+      '',
+      'switchyard is up',
+      `  NATS        ${natsLine}`,
+      `  front door  NATS request-reply on ${GENERATE_SUBJECT} (docs/protocol.md)`,
+    ];
+    if (http !== undefined) lines.push(`  HTTP        ${http}`);
+    lines.push(
+      `  routers     ${this.routers.map((r) => r.spec.id).join(', ')}`,
+      `  replicas    ${this.replicas.map((r) => `${r.spec.id} (${r.detail ?? r.spec.device ?? 'cpu'})`).join(', ')}`,
+    );
+    if (this.plan.metrics) {
+      const urls = this.children.map(
+        (c) => `${c.spec.id} http://127.0.0.1:${String(c.spec.metricsPort)}/metrics`,
+      );
+      lines.push(`  metrics     ${urls.join(', ')}`);
+    }
+    lines.push('Press Ctrl-C to stop.', '');
+    say(lines.join('\n'));
+  }
+
+  private async stop(): Promise<void> {
+    await Promise.all(this.routers.map((r) => r.stop(CHILD_STOP_TIMEOUT_MS)));
+    await Promise.all(this.replicas.map((r) => r.stop(CHILD_STOP_TIMEOUT_MS)));
+    await this.nats?.stop();
+  }
+}
+
+/** Runs `up` until Ctrl-C; resolves to the exit status. */
+export async function upCommand(argv: readonly string[]): Promise<number> {
+  const resolved = resolveUpConfig({ argv });
+  if (resolved.help) {
+    process.stdout.write(subcommandHelp(UP_TABLE));
+    return 0;
+  }
+  const plan = resolved.settings;
+  checkModelDir(plan.model, resolved.sources.get('model'));
+  compileConnectionOptions(plan.nats); // contradictory credentials fail here, before anything starts
+  if (plan.nats.servers === undefined) localAuth(plan.nats);
+  const bridgeFlags = (['host', 'port'] as const).filter((k) => resolved.sources.get(k)?.kind !== 'default');
+  if (bridgeFlags.length > 0) {
+    say(
+      `up: ${bridgeFlags.map((k) => `--${k}`).join(' and ')} will place the HTTP bridge, which arrives with its own issue`,
+    );
+  }
+  return new Cluster(plan, resolved.configFile).run();
+}

@@ -22,8 +22,10 @@ export interface Member {
   lastSeen: number;
   /** Local time the progress counter last moved (or the replica went idle). */
   progressAt: number;
-  /** Requests this router sent since the latest heartbeat (not yet in its load figures). */
-  sentSinceBeat: number;
+  /** This router's requests running on the replica now. */
+  inFlight: number;
+  /** This router's requests on the replica when the latest heartbeat arrived (already in its figures). */
+  inFlightAtBeat: number;
 }
 
 /** Thresholds of the liveness rules. */
@@ -66,14 +68,15 @@ export class Membership {
         liveness: 'alive',
         lastSeen: now,
         progressAt: now,
-        sentSinceBeat: 0,
+        inFlight: 0,
+        inFlightAtBeat: 0,
       });
       return { id: hb.id, from: 'new', to: 'alive' };
     }
     const moved = hb.progress !== member.hb.progress || !hasWork(hb);
     member.hb = hb;
     member.lastSeen = now;
-    member.sentSinceBeat = 0;
+    member.inFlightAtBeat = member.inFlight;
     if (moved) member.progressAt = now;
     if (member.liveness !== 'alive' && !this.isStuck(member, now)) {
       const from = member.liveness;
@@ -145,9 +148,13 @@ function hasWork(hb: ReplicaHeartbeat): boolean {
   return hb.activeSequences + hb.queueDepth > 0;
 }
 
-/** Load a router attributes to a replica: its reported work plus what was sent since. */
+/**
+ * Load a router attributes to a replica: the work its heartbeat reports from everyone else, plus
+ * this router's own requests on it now (fresher than any heartbeat).
+ */
 export function loadOf(member: Member): number {
-  return member.hb.activeSequences + member.hb.queueDepth + member.sentSinceBeat;
+  const reported = member.hb.activeSequences + member.hb.queueDepth;
+  return Math.max(0, reported - member.inFlightAtBeat) + member.inFlight;
 }
 
 /** True when the replica would refuse one more request with `busy`. */

@@ -148,7 +148,6 @@ export class RoutedRequest {
       deadline: this.deadline,
       origin: this.ctx.id,
     });
-    member.sentSinceBeat++;
     const attempt: Attempt = {
       number,
       replicaId: member.id,

@@ -139,10 +139,15 @@ class RouterActor implements Router, RouterContext {
     let set = this.byReplica.get(replicaId);
     if (!set) this.byReplica.set(replicaId, (set = new Set()));
     set.add(request);
+    const member = this.membership.get(replicaId);
+    if (member) member.inFlight = set.size;
   }
 
   detached(request: RoutedRequest, replicaId: string): void {
-    this.byReplica.get(replicaId)?.delete(request);
+    const set = this.byReplica.get(replicaId);
+    set?.delete(request);
+    const member = this.membership.get(replicaId);
+    if (member) member.inFlight = set?.size ?? 0;
   }
 
   finished(request: RoutedRequest): void {

@@ -297,23 +297,31 @@ export class StreamResponder {
     return this.send('ack', encodeAck({ ...ack, attempt: ack.attempt ?? this.attempt }));
   }
 
-  /** Sends the next tokens; seq and attempt are filled in. */
-  chunk(chunk: Omit<Chunk, 'seq' | 'attempt'>): boolean {
+  /**
+   * Sends the next tokens; seq is filled in, and attempt unless given (a router forwarding a
+   * resumed attempt's tokens passes that attempt's number).
+   */
+  chunk(chunk: Omit<Chunk, 'seq' | 'attempt'> & { attempt?: number }): boolean {
     if (this.finishedFlag) return false;
     if (!this.acked) throw new Error('StreamResponder: chunk before ack');
-    const sent = this.send('chunk', encodeChunk({ ...chunk, seq: this.seq, attempt: this.attempt }));
+    const sent = this.send('chunk', encodeChunk({ attempt: this.attempt, ...chunk, seq: this.seq }));
     this.seq += 1;
     return sent;
   }
 
-  /** Ends the stream successfully; `attempts` defaults to this responder's attempt. */
-  end(end: Omit<End, 'seq' | 'attempt' | 'attempts'> & { attempts?: number }): boolean {
+  /** Ends the stream successfully; `attempt` and `attempts` default to this responder's attempt. */
+  end(end: Omit<End, 'seq' | 'attempt' | 'attempts'> & { attempt?: number; attempts?: number }): boolean {
     if (this.finishedFlag) return false;
     if (!this.acked) throw new Error('StreamResponder: end before ack');
     this.finishedFlag = true;
     return this.send(
       'end',
-      encodeEnd({ ...end, attempts: end.attempts ?? this.attempt, seq: this.seq, attempt: this.attempt }),
+      encodeEnd({
+        ...end,
+        attempts: end.attempts ?? this.attempt,
+        seq: this.seq,
+        attempt: end.attempt ?? this.attempt,
+      }),
     );
   }
 

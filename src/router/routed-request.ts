@@ -183,7 +183,7 @@ export class RoutedRequest {
         const { tokenIds, text } = event.chunk;
         const seed = !this.sentSeed && this.req.seed !== undefined ? { seed: this.req.seed } : {};
         this.sentSeed = true;
-        this.responder.chunk({ tokenIds, text, ...seed });
+        this.responder.chunk({ tokenIds, text, attempt: attempt.number, ...seed });
         this.delivered.push(...tokenIds);
         this.armStall(attempt);
         return;
@@ -197,6 +197,7 @@ export class RoutedRequest {
             promptTokens: end.usage.promptTokens,
             completionTokens: attempt.deliveredBefore + end.usage.completionTokens,
           },
+          attempt: attempt.number,
           attempts: this.attempts,
           ...(end.modelVersion !== undefined ? { modelVersion: end.modelVersion } : {}),
         });

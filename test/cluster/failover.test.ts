@@ -69,6 +69,16 @@ async function assertExact(engine: Engine, sent: Sent[], minAttempts: number): P
     assert.ok(got.end, `stream ${i} has no end`);
     assert.ok(got.end.attempts >= minAttempts, `stream ${i} took ${got.end.attempts} attempt(s)`);
     got.chunks.forEach((c, seq) => assert.equal(c.seq, seq, `stream ${i}: gap or duplicate at ${seq}`));
+    const attempts = got.chunks.map((c) => c.attempt);
+    assert.ok(
+      attempts.every((a, k) => k === 0 || a >= attempts[k - 1]!),
+      `stream ${i}: chunk attempts go back: ${attempts.join(',')}`,
+    );
+    assert.equal(
+      attempts.at(-1),
+      got.end.attempts,
+      `stream ${i}: the last chunk is not from the last attempt`,
+    );
     assert.equal(got.tokenIds.length, TOKENS, `stream ${i}: ${got.tokenIds.length} tokens`);
     if (STREAMS[i]!.temperature !== 0)
       assert.equal(typeof got.ack?.seed, 'number', 'sampled request got no seed');

@@ -17,6 +17,7 @@ import * as ort from 'onnxruntime-node';
 import { env, pipeline } from '@huggingface/transformers';
 import { Engine } from '../src/engine/engine.ts';
 import { loadModelInfo, type ModelInfo } from '../src/engine/model-info.ts';
+import { sessionOptions } from '../src/engine/onnx-decoder.ts';
 import { ModelTokenizer } from '../src/engine/tokenizer.ts';
 import { TINY_MODEL } from '../test/helpers/models.ts';
 import { benchPrompts, median, table } from './util.ts';
@@ -156,11 +157,8 @@ async function main(): Promise<void> {
 
   // Every contender is loaded up front and each round runs them all, one after another, so a
   // slow patch of this shared machine hits every contender alike; the median round is reported.
-  const session = await ort.InferenceSession.create(info.onnxPath, {
-    intraOpNumThreads: THREADS,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  });
+  const settings = { intraOpThreads: THREADS, interOpThreads: 1, spinning: false };
+  const session = await ort.InferenceSession.create(info.onnxPath, sessionOptions(settings));
   const engine = await Engine.start({
     modelDir: info.dir,
     intraOpThreads: THREADS,
@@ -171,7 +169,7 @@ async function main(): Promise<void> {
   const generator = await pipeline('text-generation', info.dir, {
     dtype: 'fp32',
     model_file_name: 'decoder_model_merged',
-    session_options: { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: 'all' },
+    session_options: sessionOptions(settings),
   });
   await rawLoop(session, info, prompts.slice(0, 1)); // warm-ups
   await engineRun(engine, prompts.slice(0, 2), 1);

@@ -8,13 +8,7 @@
  * timeout and a lost chunk as a seq gap: both end the stream with a typed, retryable error
  * instead of silence, and the requester retries idempotently (same request id).
  */
-import {
-  PermissionViolationError,
-  type Msg,
-  type MsgHdrs,
-  type NatsConnection,
-  type Subscription,
-} from '@nats-io/nats-core';
+import { PermissionViolationError, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import {
   CancelledError,
   DeadlineExceededError,
@@ -44,7 +38,7 @@ import {
   type End,
   type StreamKind,
 } from './messages/stream.ts';
-import { streamInbox } from './subjects.ts';
+import { replyMux } from './reply-mux.ts';
 
 /** How long a requester waits for the ack: a live responder acks (or refuses) at once. */
 export const DEFAULT_ACK_TIMEOUT_MS = 5_000;
@@ -77,7 +71,7 @@ export interface OpenStreamOptions {
 
 /** A stream in progress, as returned by {@link openStream}. */
 export interface StreamHandle {
-  /** The reply subject of this stream. */
+  /** The reply subject of this stream ('' until the request is sent). */
   readonly inbox: string;
   /** Resolves once, when the terminal event has been delivered. */
   readonly done: Promise<StreamOutcome>;
@@ -97,7 +91,6 @@ export function openStream(
   headers: MsgHdrs,
   opts: OpenStreamOptions,
 ): StreamHandle {
-  const inbox = streamInbox(opts.inboxPrefix);
   const ackTimeoutMs = opts.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
   let resolveDone!: (outcome: StreamOutcome) => void;
   const done = new Promise<StreamOutcome>((resolve) => (resolveDone = resolve));
@@ -106,14 +99,15 @@ export function openStream(
   let nextSeq = 0;
   let silenceTimer: NodeJS.Timeout | undefined;
   let deadlineTimer: NodeJS.Timeout | undefined;
-  let sub: Subscription | undefined;
+  let release: (() => void) | undefined;
+  let inbox = '';
 
   const cleanup = (): void => {
     finished = true;
     clearTimeout(silenceTimer);
     clearTimeout(deadlineTimer);
     opts.signal?.removeEventListener('abort', onAbort);
-    sub?.unsubscribe();
+    release?.();
   };
   const finish = (outcome: StreamOutcome, event: StreamEvent): void => {
     if (finished) return;
@@ -186,7 +180,9 @@ export function openStream(
   };
 
   const handle: StreamHandle = {
-    inbox,
+    get inbox() {
+      return inbox;
+    },
     done,
     close: (reason) => fail(reason ?? new CancelledError('stream closed')),
   };
@@ -206,10 +202,13 @@ export function openStream(
     return handle;
   }
   try {
-    sub = nc.subscribe(inbox, {
+    const reply = replyMux(nc, opts.inboxPrefix).register((err, msg) => {
       // An error here is the server refusing the inbox subscription (permissions): nothing will arrive.
-      callback: (err, msg) => (err ? fail(inboxError(err)) : onMsg(msg)),
+      if (err || !msg) fail(inboxError(err ?? new Error('reply subscription closed')));
+      else onMsg(msg);
     });
+    release = reply.release;
+    inbox = reply.subject;
     nc.publish(subject, body, { reply: inbox, headers });
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);

@@ -59,6 +59,7 @@ export class Engine implements ServingEngine {
         device: options.device,
         intraOpThreads: options.intraOpThreads,
         interOpThreads: options.interOpThreads,
+        spinning: options.spinning,
       },
       limits: {
         maxBatchSize: options.maxBatchSize,

@@ -40,6 +40,23 @@ export interface SessionSettings {
   device: Device;
   intraOpThreads: number;
   interOpThreads: number;
+  /**
+   * Whether idle onnxruntime threads spin-wait for work. Spinning saves microseconds on a quiet
+   * machine but burns cores that other replicas, routers and the event loop need when several
+   * actors share a host (measured: tens of times slower steps with two spinning sessions on 2 cores).
+   */
+  spinning: boolean;
+}
+
+/** onnxruntime session options for these settings (also used by benchmarks for like-for-like runs). */
+export function sessionOptions(settings: Omit<SessionSettings, 'device'>): InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: settings.intraOpThreads,
+    interOpNumThreads: settings.interOpThreads,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: settings.spinning ? '1' : '0' } } },
+  };
 }
 
 const USE_CACHE_BRANCH = 'use_cache_branch';
@@ -65,11 +82,8 @@ export class OnnxDecoder implements Decoder {
     let session: InferenceSession;
     try {
       session = await ort.InferenceSession.create(info.onnxPath, {
+        ...sessionOptions(settings),
         executionProviders: providers,
-        intraOpNumThreads: settings.intraOpThreads,
-        interOpNumThreads: settings.interOpThreads,
-        graphOptimizationLevel: 'all',
-        executionMode: 'sequential',
       });
     } catch (err) {
       if (settings.device.kind !== 'cpu') throw deviceFailure(settings.device, err);

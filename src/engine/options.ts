@@ -40,6 +40,8 @@ export interface EngineOptions {
   maxTokensCap?: number;
   /** ONNX file inside the model folder. @default from manifest.json, else onnx/decoder_model_merged.onnx */
   onnxFile?: string;
+  /** Let idle onnxruntime threads spin-wait (only for a machine given to one replica). @default false */
+  spinning?: boolean;
   /** Allow fault injection (tests and the chaos suite only). @default false */
   allowFaultInjection?: boolean;
 }
@@ -56,6 +58,7 @@ export interface CompiledEngineOptions {
   maxPrefillTokens: number;
   maxTokensCap: number;
   onnxFile: string | undefined;
+  spinning: boolean;
   allowFaultInjection: boolean;
 }
 
@@ -83,6 +86,7 @@ export function compileEngineOptions(opts: EngineOptions, cores: number): Compil
     maxPrefillTokens: positiveInt('maxPrefillTokens', opts.maxPrefillTokens, DEFAULT_MAX_PREFILL_TOKENS),
     maxTokensCap: positiveInt('maxTokensCap', opts.maxTokensCap, DEFAULT_MAX_TOKENS_CAP),
     onnxFile: opts.onnxFile,
+    spinning: opts.spinning ?? false,
     allowFaultInjection: opts.allowFaultInjection ?? false,
   };
   return compiled;

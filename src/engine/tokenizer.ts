@@ -4,7 +4,7 @@
  * answer at once); token → bytes for streaming is a table computed once (`token-bytes.ts`).
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { InvalidRequestError, StartupError } from '../errors/errors.ts';
 import type { ChatMessage } from './request.ts';
@@ -19,7 +19,10 @@ export class ModelTokenizer {
   ) {}
 
   /** Loads `tokenizer.json` / `tokenizer_config.json` from a local model folder. */
-  static async load(modelDir: string): Promise<ModelTokenizer> {
+  static async load(folder: string): Promise<ModelTokenizer> {
+    // Absolute, always: a relative path like `models/x` is also a valid hub id, and would be
+    // looked up under transformers.js' own model folder instead.
+    const modelDir = resolve(folder);
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
     let tokenizer: PreTrainedTokenizer;

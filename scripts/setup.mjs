@@ -4,7 +4,9 @@
 // models when absent, and installs nats-server from Debian when it is missing (as root), or
 // stops with the exact command to run. Idempotent and quick when everything is in place.
 //
-//   node scripts/setup.mjs [--quiet] [--no-nats]
+//   node scripts/setup.mjs [--quiet] [--no-nats] [--browser]
+//
+// --browser (also implied by CI=true) installs Debian's chromium for the web page's browser test.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ const MIN_NODE = [20, 19];
 
 const quiet = process.argv.includes('--quiet');
 const skipNats = process.argv.includes('--no-nats');
+const withBrowser = process.argv.includes('--browser') || process.env.CI === 'true';
 
 function log(message) {
   if (!quiet) console.log(`[setup] ${message}`);
@@ -77,29 +80,65 @@ export function findNatsServer() {
   return NATS_CANDIDATES.find((path) => existsSync(path));
 }
 
-function ensureNatsServer() {
-  if (findNatsServer()) return;
-  const command = 'apt-get update && apt-get install -y nats-server';
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
-    fail(`nats-server is not installed. Install it (Debian/Ubuntu) with:\n  sudo sh -c '${command}'`);
-  }
-  log('nats-server is missing; installing it from Debian');
+/** True when this process may install Debian packages itself. */
+function isRoot() {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** The apt-get command a user runs to install `pkg`. */
+function aptCommand(pkg) {
+  return `apt-get update && apt-get install -y ${pkg}`;
+}
+
+/** Installs a Debian package with apt-get (as root); stops with the command to run if that fails. */
+function aptInstall(pkg, why) {
+  log(`${pkg} is missing; installing it from Debian (${why})`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   for (const args of [
     ['update', '-qq'],
-    ['install', '-y', '-qq', 'nats-server'],
+    ['install', '-y', '-qq', pkg],
   ]) {
     const result = spawnSync('apt-get', args, {
       stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit',
       env,
     });
-    if (result.status !== 0) fail(`'apt-get ${args.join(' ')}' failed. Run it by hand: ${command}`);
+    if (result.status !== 0) fail(`'apt-get ${args.join(' ')}' failed. Run it by hand: ${aptCommand(pkg)}`);
   }
-  if (!findNatsServer()) fail(`nats-server still not found after installing; run: ${command}`);
+}
+
+function ensureNatsServer() {
+  if (findNatsServer()) return;
+  if (!isRoot()) {
+    fail(
+      `nats-server is not installed. Install it (Debian/Ubuntu) with:\n  sudo sh -c '${aptCommand('nats-server')}'`,
+    );
+  }
+  aptInstall('nats-server', 'the message bus every test and `up` start');
+  if (!findNatsServer())
+    fail(`nats-server still not found after installing; run: ${aptCommand('nats-server')}`);
+}
+
+// Chromium, for the web page's browser test (test/bridge/browser.test.ts): only with --browser
+// (npm test) or under CI, since `npm start` must not install a browser. Without root it prints
+// the command and goes on: the browser test then skips and says why.
+const CHROMIUM_PATH = '/usr/bin/chromium';
+
+function ensureChromium() {
+  if (existsSync(process.env.CHROMIUM_BIN ?? CHROMIUM_PATH)) return;
+  if (!isRoot()) {
+    console.error(
+      `[setup] Chromium is not installed, so the browser test will be skipped. Install it with:\n  sudo sh -c '${aptCommand('chromium')}'`,
+    );
+    return;
+  }
+  aptInstall('chromium', 'for the browser test');
+  if (!existsSync(CHROMIUM_PATH))
+    fail(`chromium still not found at ${CHROMIUM_PATH} after installing; run: ${aptCommand('chromium')}`);
 }
 
 checkNode();
 ensureDependencies();
 ensureModels();
 if (!skipNats) ensureNatsServer();
+if (withBrowser) ensureChromium();
 log('ready');

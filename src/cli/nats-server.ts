@@ -52,8 +52,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Resolves true when something on the port answers with a NATS INFO line. */
-function probe(port: number): Promise<boolean> {
+/** Resolves true when something on 127.0.0.1:port answers with a NATS INFO line. */
+export function probeNats(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: HOST, port });
     const done = (ok: boolean): void => {
@@ -113,7 +113,7 @@ async function launch(bin: string, dir: string): Promise<{ child: ChildProcess; 
       const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(-1000) : '';
       return (stderr.trim() || log.trim() || 'no output').split('\n').slice(-3).join(' ');
     }
-    if (await probe(port)) return { child, port };
+    if (await probeNats(port)) return { child, port };
     await new Promise((r) => setTimeout(r, 25));
   }
   child.kill('SIGKILL');

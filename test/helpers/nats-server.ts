@@ -6,12 +6,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { findNatsServer, freePort, probeNats } from '../../src/cli/nats-server.ts';
 
 /** Where Debian and common installs put the binary (Debian's is not on a user's PATH). */
-const BINARY_CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
 /** How long a server may take to accept connections before start() gives up. */
 const READY_TIMEOUT_MS = 10_000;
 /** How long stop() waits for a graceful exit before SIGKILL. */
@@ -52,18 +51,9 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-/** The nats-server binary: $NATS_SERVER_BIN, then PATH, then the usual install paths. */
+/** The nats-server binary (the same search `switchyard up` does), or an error saying how to install it. */
 export function findNatsServerBinary(): string {
-  const fromEnv = process.env.NATS_SERVER_BIN;
-  if (fromEnv !== undefined && fromEnv !== '') {
-    if (existsSync(fromEnv)) return fromEnv;
-    throw new Error(`NATS_SERVER_BIN=${fromEnv} does not exist`);
-  }
-  const onPath = (process.env.PATH ?? '')
-    .split(delimiter)
-    .filter((dir) => dir !== '')
-    .map((dir) => join(dir, 'nats-server'));
-  const found = [...onPath, ...BINARY_CANDIDATES].find((p) => existsSync(p));
+  const found = findNatsServer();
   if (found === undefined) {
     throw new Error(
       'nats-server is not installed; install it with `sudo apt-get install nats-server` ' +
@@ -73,19 +63,7 @@ export function findNatsServerBinary(): string {
   return found;
 }
 
-/** A port that was free a moment ago (the OS picks it; the server binds it right after). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 function quote(value: string): string {
   return JSON.stringify(value);
@@ -104,21 +82,6 @@ function configText(opts: NatsServerOptions, dir: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Resolves when something on host:port answers with a NATS INFO line. */
-function probe(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: HOST, port });
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('data', (data: Buffer) => done(data.toString('utf8').startsWith('INFO ')));
-  });
-}
-
-/** One nats-server process (and its temp dir), owned by a test file. */
 export class NatsServer {
   /** `nats://127.0.0.1:<port>`. */
   readonly url: string;
@@ -192,7 +155,7 @@ export class NatsServer {
       if (this.child !== child) {
         throw new Error(`nats-server exited at start: ${stderr.trim() || this.log().slice(-2000)}`);
       }
-      if (await probe(this.port)) return;
+      if (await probeNats(this.port)) return;
       await new Promise((r) => setTimeout(r, 25));
     }
     throw new Error(`nats-server did not accept connections on ${this.url} within ${READY_TIMEOUT_MS} ms`);

@@ -27,6 +27,7 @@ import { applyFault } from './faults.ts';
 import { HeartbeatPublisher } from './heartbeat.ts';
 import { compileReplicaOptions, type CompiledReplicaOptions, type ReplicaOptions } from './options.ts';
 import { OrphanWatch } from './orphans.ts';
+import { serveMetrics, type Family, type MetricsServer } from '../telemetry/prometheus.ts';
 
 /** Lifecycle of a replica. */
 export type ReplicaState = 'starting' | 'ready' | 'draining' | 'stopped' | 'failed';
@@ -97,6 +98,8 @@ class ReplicaActor implements Replica {
   private readonly heartbeat: HeartbeatPublisher;
   private readonly orphans: OrphanWatch;
   private service: Service | undefined;
+  private metrics: MetricsServer | undefined;
+  private readonly counts = { served: 0, refused: 0, orphansCancelled: 0, handedOver: 0 };
   private stopping: Promise<void> | undefined;
   private resolveClosed!: () => void;
 
@@ -154,6 +157,10 @@ class ReplicaActor implements Replica {
       });
       this.log.warn('fault injection is enabled on this replica');
     }
+    if (this.options.metricsPort > 0) {
+      this.metrics = await serveMetrics(this.options.metricsPort, () => this.collectMetrics());
+      progress(`metrics on http://127.0.0.1:${this.metrics.port}/metrics`);
+    }
     this.state = 'ready';
     this.heartbeat.beat();
     progress(`ready (${info.id}@${info.version}, ${this.engine.device})`);
@@ -177,8 +184,52 @@ class ReplicaActor implements Replica {
       this.checkServable(req, meta.deadline);
       this.serve(req, meta, responder);
     } catch (err) {
+      this.counts.refused++;
       responder.error(toSwitchyardError(err));
     }
+  }
+
+  private collectMetrics(): Family[] {
+    const stats = this.engine.stats();
+    const labels = { replica: this.id, model: this.engine.info.id, version: this.engine.info.version };
+    const gauge = (name: string, help: string, value: number): Family => ({
+      name,
+      help,
+      type: 'gauge',
+      samples: [{ labels, value }],
+    });
+    const counter = (name: string, help: string, value: number): Family => ({
+      name,
+      help,
+      type: 'counter',
+      samples: [{ labels, value }],
+    });
+    return [
+      gauge('switchyard_queue_depth', 'Requests waiting beyond the running batch.', stats.queueDepth),
+      gauge('switchyard_active_sequences', 'Sequences in the running batch.', stats.activeSequences),
+      gauge(
+        'switchyard_token_budget_used_ratio',
+        'Share of the KV token budget reserved by running sequences.',
+        1 - stats.freeTokenBudget / stats.tokenBudget,
+      ),
+      counter(
+        'switchyard_engine_steps_total',
+        'Forward passes of the engine (its progress counter).',
+        stats.progress,
+      ),
+      counter('switchyard_replica_requests_total', 'Generate requests accepted.', this.counts.served),
+      counter(
+        'switchyard_replica_refused_total',
+        'Generate requests refused at once (invalid, busy, …).',
+        this.counts.refused,
+      ),
+      counter('switchyard_heartbeats_sent_total', 'Heartbeats published.', this.heartbeat.sent),
+      counter(
+        'switchyard_orphans_cancelled_total',
+        'Requests cancelled because their router went silent.',
+        this.counts.orphansCancelled,
+      ),
+    ];
   }
 
   private checkServable(req: GenerateRequest, deadline: number | undefined): void {
@@ -216,6 +267,7 @@ class ReplicaActor implements Replica {
     this.inFlight.get(key)?.controller.abort(); // a duplicate attempt replaces the old one
     this.inFlight.set(key, entry);
     if (meta.origin !== undefined) this.orphans.track(meta.origin);
+    this.counts.served++;
     responder.ack({ by: this.id, seed: stream.seed, maxTokens: stream.maxTokens });
     const deadlineTimer =
       meta.deadline === undefined
@@ -273,6 +325,7 @@ class ReplicaActor implements Replica {
     for (const entry of this.inFlight.values()) {
       if (entry.origin !== origin) continue;
       this.log.warn({ requestId: entry.requestId, origin }, 'router gone: cancelling its request');
+      this.counts.orphansCancelled++;
       this.endEarly(entry, new UnavailableError(`router ${origin} is gone`));
     }
   }
@@ -293,6 +346,7 @@ class ReplicaActor implements Replica {
     this.heartbeat.beat(); // deregister: routers drop this replica now, not after missed beats
     this.heartbeat.stop();
     this.orphans.stop();
+    await this.metrics?.close();
     await this.service?.stop().catch(() => undefined);
     await this.engine.stop();
     await this.nc.drain().catch(() => undefined);

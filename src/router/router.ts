@@ -28,6 +28,7 @@ import { isFull, Membership, type MembershipChange } from './membership.ts';
 import { compileRouterOptions, type CompiledRouterOptions, type RouterOptions } from './options.ts';
 import { RoutedRequest, type FailoverReason, type RouterContext } from './routed-request.ts';
 import { createStrategy } from './strategies/index.ts';
+import { serveMetrics, type Family, type MetricsServer } from '../telemetry/prometheus.ts';
 import type { RoutingStrategy } from './strategies/strategy.ts';
 
 /** Lifecycle of a router. */
@@ -74,6 +75,8 @@ class RouterActor implements Router, RouterContext {
   private readonly byReplica = new Map<string, Set<RoutedRequest>>();
   private readonly subs: Subscription[] = [];
   private frontDoor: Subscription | undefined;
+  private metrics: MetricsServer | undefined;
+  private refused = 0;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<void> | undefined;
   private resolveClosed!: () => void;
@@ -124,9 +127,12 @@ class RouterActor implements Router, RouterContext {
         if (!err) this.onGenerate(msg);
       },
     });
+    if (this.options.metricsPort > 0) {
+      this.metrics = await serveMetrics(this.options.metricsPort, () => this.collectMetrics());
+    }
     this.state = 'ready';
     this.beat();
-    this.log.info({ strategy: this.strategy.name }, 'router ready');
+    this.log.info({ strategy: this.strategy.name, metricsPort: this.metrics?.port }, 'router ready');
   }
 
   stop(): Promise<void> {
@@ -200,8 +206,54 @@ class RouterActor implements Router, RouterContext {
       responder.ack({ by: this.id, ...(req.seed !== undefined ? { seed: req.seed } : {}) });
       request.start();
     } catch (err) {
+      this.refused++;
       responder.error(toSwitchyardError(err));
     }
+  }
+
+  private collectMetrics(): Family[] {
+    const router = { router: this.id };
+    const byState = new Map<string, number>([
+      ['alive', 0],
+      ['suspect', 0],
+      ['dead', 0],
+    ]);
+    for (const m of this.membership.all()) byState.set(m.liveness, (byState.get(m.liveness) ?? 0) + 1);
+    return [
+      {
+        name: 'switchyard_replicas',
+        help: 'Replicas in this router membership table, by liveness.',
+        type: 'gauge',
+        samples: [...byState].map(([state, value]) => ({ labels: { ...router, state }, value })),
+      },
+      {
+        name: 'switchyard_failovers_total',
+        help: 'Attempts abandoned and resumed on another replica, by reason.',
+        type: 'counter',
+        samples: Object.entries(this.counters.failovers).map(([reason, value]) => ({
+          labels: { ...router, reason },
+          value,
+        })),
+      },
+      {
+        name: 'switchyard_router_in_flight',
+        help: 'Requests this router owns.',
+        type: 'gauge',
+        samples: [{ labels: router, value: this.requests.size }],
+      },
+      {
+        name: 'switchyard_router_refused_total',
+        help: 'Requests refused at admission (busy, unavailable, model_not_found, invalid).',
+        type: 'counter',
+        samples: [{ labels: router, value: this.refused }],
+      },
+      {
+        name: 'switchyard_replicas_declared_dead_total',
+        help: 'Times a replica was declared dead (missed heartbeats, stuck engine, stopped).',
+        type: 'counter',
+        samples: [{ labels: router, value: this.counters.replicasDeclaredDead }],
+      },
+    ];
   }
 
   /** Throws the typed refusal when the request cannot be placed now. */
@@ -268,6 +320,7 @@ class RouterActor implements Router, RouterContext {
     this.beat();
     for (const timer of this.timers) clearInterval(timer);
     for (const sub of this.subs) sub.unsubscribe();
+    await this.metrics?.close();
     await this.nc.drain().catch(() => undefined);
     this.resolveClosed();
   }

@@ -18,6 +18,7 @@ import {
   routerCancelSubject,
   routerHeartbeatSubject,
 } from '../../src/cluster/subjects.ts';
+import { freePort } from '../../src/cli/nats-server.ts';
 import { ActorProcess, killAll } from '../helpers/cluster.ts';
 import { request, send } from '../helpers/front-door.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
@@ -34,12 +35,24 @@ describe('routing and admission', () => {
   let router: ActorProcess;
   let a: ActorProcess;
   let b: ActorProcess;
+  let routerMetrics: string;
+  let replicaMetrics: string;
 
   before(async () => {
     server = await NatsServer.start();
+    const [routerPort, replicaPort] = [await freePort(), await freePort()];
+    routerMetrics = `http://127.0.0.1:${routerPort}/metrics`;
+    replicaMetrics = `http://127.0.0.1:${replicaPort}/metrics`;
     [router, a, b] = await Promise.all([
-      ActorProcess.start('router', 'rt', server.url),
-      ActorProcess.start('replica', 'ra', server.url, ['--max-batch-size', '4', '--max-queue', '0']),
+      ActorProcess.start('router', 'rt', server.url, ['--metrics-port', String(routerPort)]),
+      ActorProcess.start('replica', 'ra', server.url, [
+        '--max-batch-size',
+        '4',
+        '--max-queue',
+        '0',
+        '--metrics-port',
+        String(replicaPort),
+      ]),
       ActorProcess.start('replica', 'rb', server.url, ['--max-batch-size', '4', '--max-queue', '0']),
     ]);
     nc = await connectNats({ servers: server.url });
@@ -60,6 +73,23 @@ describe('routing and admission', () => {
     const pings = [];
     for await (const ping of await client.ping('switchyard-replica')) pings.push(ping);
     assert.equal(pings.length, 2);
+  });
+
+  it('serves Prometheus metrics on --metrics-port that move with traffic', async () => {
+    const value = (text: string, series: string): number => {
+      const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+      assert.ok(line, `no ${series} in:\n${text}`);
+      return Number(line.split(' ')[1]);
+    };
+    const accepted = 'switchyard_replica_requests_total{replica="ra",model="tiny-gpt2",version="1"}';
+    const before = value(await (await fetch(replicaMetrics)).text(), accepted);
+    for (let i = 0; i < 4; i++)
+      await request(nc, { model: 'tiny-gpt2', prompt: `m ${i}`, maxTokens: 2, temperature: 0 });
+    const after = await (await fetch(replicaMetrics)).text();
+    assert.ok(value(after, accepted) > before, 'accepted requests did not move');
+    assert.match(after, /# TYPE switchyard_active_sequences gauge/);
+    const routerText = await (await fetch(routerMetrics)).text();
+    assert.equal(value(routerText, 'switchyard_replicas{router="rt",state="alive"}'), 2);
   });
 
   it('spreads concurrent requests across replicas by load', async () => {

@@ -14,6 +14,8 @@ import { ActorProcess, injectFault, killAll, waitFor } from '../helpers/cluster.
 import { request, send, type Recorded, type Sent } from '../helpers/front-door.ts';
 import { TEST_THREADS, TINY_MODEL } from '../helpers/models.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
+import { decodeReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
+import { replicaHeartbeatSubject } from '../../src/cluster/subjects.ts';
 
 const TOKENS = 220;
 /** Routers declare a replica dead after 3 missed 200 ms beats: wait a generous multiple. */
@@ -155,5 +157,33 @@ describe('failover between replica processes', () => {
     assert.equal(got.end?.finishReason, 'length');
     await injectFault(nc, 'standby', { drop_heartbeats: false });
     await victim.kill();
+  });
+
+  // Last: it kills the router.
+  it('a replica cancels the work of a router that died, freeing its batch slots', async () => {
+    const host = await ActorProcess.start('replica', 'orphan-host', server.url);
+    victims.push(host);
+    await injectFault(nc, 'standby', { drop_heartbeats: true });
+    await sleep(MEMBERSHIP_SETTLE_MS);
+    await injectFault(nc, 'orphan-host', { step_delay_ms: 40 }); // 500 tokens would take 20 s
+    const active: number[] = [];
+    const sub = nc.subscribe(replicaHeartbeatSubject('orphan-host'), {
+      callback: (_err, msg) => {
+        active.push(decodeReplicaHeartbeat(msg.data).activeSequences);
+      },
+    });
+    const sent = send(nc, {
+      model: 'tiny-gpt2',
+      prompt: 'orphan',
+      maxTokens: 500,
+      temperature: 0,
+      ignoreEos: true,
+    });
+    await waitFor('the request to run', () => sent.record.chunks.length >= 2 && active.at(-1) === 1);
+    await router.kill();
+    // The orphan timeout is 2 s; the request alone would run 20 s more.
+    await waitFor('the orphan to be cancelled', () => active.at(-1) === 0, 15_000);
+    sub.unsubscribe();
+    assert.ok(sent.record.tokenIds.length < 500);
   });
 });

@@ -57,6 +57,11 @@ async function runChild(kind: string, nats: string): Promise<void> {
   if (kind === 'bridge') {
     const bridge = await startBridge({ port: 0, nats: { servers } });
     process.send?.({ type: 'ready', url: bridge.url });
+    // The parent asks for this process's CPU time around its measurements.
+    process.on('message', () => {
+      const { user, system } = process.cpuUsage();
+      process.send?.({ type: 'cpu', us: user + system });
+    });
     process.on('disconnect', () => void bridge.stop().then(() => process.exit(0)));
   } else {
     const replica = await startReplica({
@@ -97,6 +102,14 @@ async function startEchoReplica(nats: string): Promise<{ stop(): Promise<void> }
     const { child } = await forkChild('replica', nats);
     return { stop: () => stopChild(child) };
   }
+}
+
+/** CPU time (µs) the child has used so far. */
+function cpuOf(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    child.once('message', (m: { us: number }) => resolve(m.us));
+    child.send({ type: 'cpu' });
+  });
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
@@ -203,7 +216,11 @@ async function main(): Promise<void> {
         ['nats_client', nats],
         ['bridge', bridge],
       ] as const) {
+        const cpuBefore = name === 'bridge' ? await cpuOf(child) : 0;
         const { rps, latencies } = await loaded(send, CONCURRENCY);
+        if (name === 'bridge') {
+          add('bridge_cpu_ms_per_request', ((await cpuOf(child)) - cpuBefore) / 1000 / latencies.length);
+        }
         add(`${name}_rps_c64`, rps);
         add(`${name}_p50_ms_c64`, median(latencies));
         add(`${name}_p99_ms_c64`, percentile(latencies, 99));
@@ -237,6 +254,7 @@ async function main(): Promise<void> {
         `ms / ${n('bridge_p99_ms_c64')} ms`,
       ],
       [`bridge added p50, ${CONCURRENCY} in flight`, n('bridge_added_p50_ms'), 'ms'],
+      ['bridge process CPU per request', n('bridge_cpu_ms_per_request'), 'ms'],
     ]),
   );
   console.log(

@@ -1,21 +1,26 @@
 /**
- * Lifecycle of one actor process (`switchyard replica`, `switchyard router`): start, report
+ * Lifecycle of one actor process (`switchyard replica`, `router`, `bridge`): start, report
  * readiness (to a human on stdout and to `up` over IPC), drain on SIGTERM/SIGINT, exit.
  * The first signal calls `stop()` once and exits 0 when it resolves; a second one forces exit 1
  * (a human pressing Ctrl-C twice means it).
  */
 import { hasParent, tellParent } from './ipc.ts';
 
-/** A started actor, as `startReplica` and `startRouter` return it. */
+/** A started actor, as `startReplica`, `startRouter` and `startBridge` return it. */
 export interface RunningActor {
   readonly id: string;
+  /** Where it serves HTTP (the bridge), reported to `up` for its summary. */
+  readonly url?: string;
   stop(): Promise<void>;
   readonly closed: Promise<void>;
 }
 
+/** The actors a `switchyard` process can be. */
+export type ActorRole = 'replica' | 'router' | 'bridge';
+
 /** How to start one actor and describe it. */
 export interface ActorRun {
-  readonly role: 'replica' | 'router';
+  readonly role: ActorRole;
   readonly id: string;
   /** Starts the actor; `progress` prints a line for humans. */
   start(progress: (line: string) => void): Promise<RunningActor>;
@@ -58,7 +63,13 @@ export async function runActor(run: ActorRun): Promise<number> {
   if (hasParent()) process.on('disconnect', onDisconnect);
   try {
     const actor = await run.start(say);
-    await tellParent({ type: 'ready', role: run.role, id: run.id, detail: await run.describe?.() });
+    await tellParent({
+      type: 'ready',
+      role: run.role,
+      id: run.id,
+      detail: await run.describe?.(),
+      url: actor.url,
+    });
     const closedByItself = actor.closed.then(
       () => true,
       () => true,

@@ -1,11 +1,12 @@
 /**
  * One actor process started by `up`: `child_process.fork` of the CLI entry point through tsx,
  * with an IPC channel for its ready/failed report. Children run in their own process group, so
- * a Ctrl-C in the terminal reaches only `up`, which stops them in order (routers first, so that
- * in-flight requests still find their replicas).
+ * a Ctrl-C in the terminal reaches only `up`, which stops them in order (the bridge, then routers,
+ * so that in-flight requests still find their replicas).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { ActorRole } from './actor.ts';
 import { decodeChildMessage } from './ipc.ts';
 
 /** The CLI entry point each child runs. */
@@ -15,7 +16,7 @@ const TSX_LOADER = import.meta.resolve('tsx');
 
 /** What to start. */
 export interface ChildSpec {
-  readonly role: 'replica' | 'router';
+  readonly role: ActorRole;
   readonly id: string;
   /** Arguments after the subcommand. */
   readonly args: readonly string[];
@@ -48,6 +49,8 @@ export class ActorProcess {
   isReady = false;
   /** What the child said it serves (e.g. `tiny-gpt2@1, cpu`), once ready. */
   detail: string | undefined;
+  /** Where the child serves HTTP (the bridge), once ready. */
+  url: string | undefined;
   private readonly child: ChildProcess;
 
   private constructor(spec: ChildSpec, child: ChildProcess) {
@@ -67,6 +70,7 @@ export class ActorProcess {
         if (message?.type === 'ready') {
           this.isReady = true;
           this.detail = message.detail;
+          this.url = message.url;
           resolve(message.detail);
         }
         if (message?.type === 'failed') failure = message.message;

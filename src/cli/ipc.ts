@@ -10,6 +10,8 @@ export type ChildMessage =
       role: string;
       id: string;
       /** e.g. `tiny-gpt2@1, cpu`, for the summary */ detail?: string;
+      /** Where it serves HTTP (the bridge: the real port when it was asked for port 0). */
+      url?: string;
     }
   | { type: 'failed'; message: string };
 
@@ -50,6 +52,7 @@ export function decodeChildMessage(value: unknown): ChildMessage | undefined {
       role: m.role,
       id: m.id,
       detail: typeof m.detail === 'string' ? m.detail : undefined,
+      url: typeof m.url === 'string' ? m.url : undefined,
     };
   }
   if (m.type === 'failed' && typeof m.message === 'string') return { type: 'failed', message: m.message };

@@ -3,12 +3,13 @@
  * module, and `up` forks it once per child). Importing it runs the command line.
  *
  * Exit status: 0 after a clean stop, 1 when start-up fails (missing model, unavailable device,
- * NATS refused the credentials, no NATS server) or an actor dies, 2 for a usage error (unknown
+ * NATS refused the credentials, no NATS server, the HTTP port taken) or an actor dies, 2 for a usage error (unknown
  * command or option, a value of the wrong type, a bad config file).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALL_TABLES } from '../config/actors.ts';
+import { BRIDGE_TABLE } from '../config/bridge-table.ts';
 import { topLevelHelp, type CommandSummary } from '../config/help.ts';
 import { REPO_ROOT } from '../config/paths.ts';
 import { REPLICA_TABLE } from '../config/replica-table.ts';
@@ -23,10 +24,6 @@ import { hasParent, reportedReady, tellParent } from './ipc.ts';
 export const EXIT_USAGE = 2;
 /** Exit status of a failed start or an actor that died. */
 export const EXIT_FAILURE = 1;
-
-/** Said by `switchyard bridge` until the HTTP bridge exists. */
-export const BRIDGE_NOT_YET =
-  'the HTTP bridge arrives with the HTTP bridge issue; until then, use the NATS front door (docs/protocol.md)';
 
 type Command = (argv: readonly string[]) => Promise<number>;
 
@@ -64,7 +61,11 @@ const COMMANDS: ReadonlyMap<string, CommandEntry> = new Map<string, CommandEntry
   ],
   [
     'bridge',
-    { summary: 'HTTP ⇄ NATS, OpenAI-compatible (not yet: arrives with its own issue).', run: bridgeCommand },
+    {
+      summary: BRIDGE_TABLE.summary,
+      help: subcommandHelp(BRIDGE_TABLE),
+      run: lazy(() => import('./bridge.ts'), 'bridgeCommand'),
+    },
   ],
   ['help', { summary: "Show this help, or a command's: switchyard help <command>.", run: helpCommand }],
 ]);
@@ -72,11 +73,6 @@ const COMMANDS: ReadonlyMap<string, CommandEntry> = new Map<string, CommandEntry
 /** Loads a command's module only when it runs, so `--help` never loads onnxruntime. */
 function lazy<M extends Record<K, Command>, K extends string>(load: () => Promise<M>, name: K): Command {
   return async (argv) => (await load())[name](argv);
-}
-
-function bridgeCommand(): Promise<number> {
-  process.stderr.write(`switchyard bridge: ${BRIDGE_NOT_YET}\n`);
-  return Promise.resolve(EXIT_USAGE);
 }
 
 function summaries(): CommandSummary[] {

@@ -1,12 +1,15 @@
 /**
  * `switchyard up`: a whole single-machine cluster in one command. Every actor is its own process
- * (as in production), started in dependency order: nats-server (unless `--nats`), routers, then
- * replicas in parallel. Ctrl-C stops it in the reverse order, so that requests in flight drain:
- * routers finish what they own while the replicas still serve, then replicas, then NATS.
+ * (as in production), started in dependency order: nats-server (unless `--nats`), routers,
+ * replicas in parallel, then the HTTP bridge, so that its first request finds a cluster to serve
+ * it. Ctrl-C stops it in the reverse order, so that requests in flight drain: the bridge stops
+ * taking HTTP requests and finishes its own, routers finish what they own while the replicas
+ * still serve, then replicas, then NATS.
  * After start-up, a child that dies is reported and the rest keep running (a cluster is built
  * to lose a replica); a child that fails to start stops the whole cluster, because a cluster
  * that is not what was asked for should not pretend to be up.
  */
+import { createAuthenticator } from '../bridge/auth.ts';
 import {
   CONNECTION_ENV,
   compileConnectionOptions,
@@ -14,7 +17,7 @@ import {
   type ConnectionOptions,
 } from '../cluster/connection.ts';
 import { GENERATE_SUBJECT } from '../cluster/subjects.ts';
-import { resolveUpConfig, type UpPlan } from '../config/actors.ts';
+import { resolveUpConfig, type Resolved, type UpPlan } from '../config/actors.ts';
 import { newActorId } from '../config/checks.ts';
 import { subcommandHelp } from '../config/help.ts';
 import { UP_TABLE } from '../config/up-table.ts';
@@ -22,6 +25,7 @@ import { StartupError } from '../errors/errors.ts';
 import { say } from './actor.ts';
 import { ActorProcess, describeExit, type ChildSpec } from './children.ts';
 import { freePort, startLocalNatsServer, type LocalAuth, type LocalNatsServer } from './nats-server.ts';
+import { checkPortFree } from './port-check.ts';
 import { checkModelDir, displayPath } from './preflight.ts';
 
 /** How long a child may drain after SIGTERM before it is killed (above the default drain grace of 10 s). */
@@ -54,13 +58,19 @@ function natsEnvironment(nats: ConnectionOptions, url: string): NodeJS.ProcessEn
   return env;
 }
 
+/** What the summary says is served over HTTP. */
+export const HTTP_ROUTES_TEXT = 'OpenAI-compatible: /v1/completions, /v1/chat/completions; web page: /';
+
 /**
- * TODO(http-bridge issue): start a `bridge` child here (with plan.host and plan.port, after the
- * routers) and return its base URL; the summary prints an HTTP line only when this returns one,
- * and shutdown must stop the bridge before the routers.
+ * The bridge's own flags: where it listens, always (they win over a config file's `bridge`
+ * section, like every child's placement), and its keys and cache when `up` was given them.
  */
-function startBridge(_plan: UpPlan): Promise<string | undefined> {
-  return Promise.resolve(undefined);
+function bridgeArgs(resolved: Resolved<UpPlan> & { help: false }): string[] {
+  const plan = resolved.settings;
+  const args = ['--host', plan.host, '--port', String(plan.port)];
+  if (plan.keysFile !== undefined) args.push('--keys-file', plan.keysFile);
+  if (resolved.sources.get('cache')?.kind !== 'default') args.push(`--cache=${String(plan.cache)}`);
+  return args;
 }
 
 /** A child that failed to start, with its name for the message. */
@@ -74,20 +84,25 @@ class ChildFailure extends Error {
 class Cluster {
   private readonly plan: UpPlan;
   private readonly configFile: string | undefined;
+  private readonly bridgeArgs: readonly string[];
   private nats: LocalNatsServer | undefined;
+  private bridge: ActorProcess | undefined;
   private readonly routers: ActorProcess[] = [];
   private readonly replicas: ActorProcess[] = [];
   private stopReason: string | undefined;
+  /** Set once the cluster is being stopped (by a signal or a failed start): exits are expected. */
+  private stopping = false;
   private wake = (): void => {};
   private readonly stopRequested = new Promise<void>((resolve) => (this.wake = resolve));
 
-  constructor(plan: UpPlan, configFile: string | undefined) {
+  constructor(plan: UpPlan, configFile: string | undefined, bridgeArgs: readonly string[]) {
     this.plan = plan;
     this.configFile = configFile;
+    this.bridgeArgs = bridgeArgs;
   }
 
   private get children(): ActorProcess[] {
-    return [...this.routers, ...this.replicas];
+    return [...(this.bridge === undefined ? [] : [this.bridge]), ...this.routers, ...this.replicas];
   }
 
   private readonly onSignal = (signal: NodeJS.Signals): void => {
@@ -120,9 +135,10 @@ class Cluster {
       status = 1;
     }
     say(
-      `up: stopping${this.stopReason === undefined ? '' : ` (${this.stopReason})`}: routers drain first, then replicas, then NATS…`,
+      `up: stopping${this.stopReason === undefined ? '' : ` (${this.stopReason})`}: ` +
+        'the bridge drains first, then routers, then replicas, then NATS…',
     );
-    await this.stop();
+    if (!(await this.stop())) status = 1;
     say('up: stopped');
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
@@ -178,12 +194,28 @@ class Cluster {
     await this.allReady(this.replicas);
     if (this.stopReason !== undefined) return;
 
-    const http = await startBridge(plan);
+    const http = await this.startBridge(env, common, local);
+    if (this.stopReason !== undefined) return;
     this.summary(url, http);
   }
 
+  /** Starts the bridge once the cluster behind it is ready; resolves to the URL it serves. */
+  private async startBridge(
+    env: NodeJS.ProcessEnv,
+    common: readonly string[],
+    local: boolean,
+  ): Promise<string | undefined> {
+    const port = this.plan.port === 0 ? 'a free port' : `port ${this.plan.port}`;
+    say(`up: starting the HTTP bridge on ${this.plan.host}, ${port}…`);
+    const id = local ? 'bridge-1' : newActorId('bridge');
+    this.bridge = await this.spawn({ role: 'bridge', id, env, args: [...common, ...this.bridgeArgs] });
+    await this.allReady([this.bridge]);
+    return this.bridge.url;
+  }
+
   private async spawn(spec: Omit<ChildSpec, 'metricsPort'>): Promise<ActorProcess> {
-    const metricsPort = this.plan.metrics ? await freePort() : undefined;
+    // The bridge serves /metrics on its own HTTP port.
+    const metricsPort = this.plan.metrics && spec.role !== 'bridge' ? await freePort() : undefined;
     const args = ['--id', spec.id, ...spec.args];
     if (metricsPort !== undefined) args.push('--metrics-port', String(metricsPort));
     const child = ActorProcess.start({ ...spec, args, metricsPort });
@@ -197,7 +229,7 @@ class Cluster {
 
   private watchNats(nats: LocalNatsServer): void {
     void nats.exited.then((exit) => {
-      if (this.stopReason !== undefined) return;
+      if (this.stopping) return;
       say(
         `up: nats-server exited unexpectedly (${describeExit(exit)}; log ${nats.logFile}); ` +
           'the actors keep trying to reconnect; press Ctrl-C to stop',
@@ -216,14 +248,19 @@ class Cluster {
       `  NATS        ${natsLine}`,
       `  front door  NATS request-reply on ${GENERATE_SUBJECT} (docs/protocol.md)`,
     ];
-    if (http !== undefined) lines.push(`  HTTP        ${http}`);
+    if (http !== undefined) {
+      const keys = this.bridge?.detail === undefined ? '' : `; ${this.bridge.detail}`;
+      lines.push(`  HTTP        ${http}  (${HTTP_ROUTES_TEXT}${keys})`);
+    }
     lines.push(
       `  routers     ${this.routers.map((r) => r.spec.id).join(', ')}`,
       `  replicas    ${this.replicas.map((r) => `${r.spec.id} (${r.detail ?? r.spec.device ?? 'cpu'})`).join(', ')}`,
     );
     if (this.plan.metrics) {
-      const urls = this.children.map(
-        (c) => `${c.spec.id} http://127.0.0.1:${String(c.spec.metricsPort)}/metrics`,
+      const urls = this.children.map((c) =>
+        c.spec.role === 'bridge'
+          ? `${c.spec.id} ${String(c.url)}/metrics`
+          : `${c.spec.id} http://127.0.0.1:${String(c.spec.metricsPort)}/metrics`,
       );
       lines.push(`  metrics     ${urls.join(', ')}`);
     }
@@ -231,10 +268,25 @@ class Cluster {
     say(lines.join('\n'));
   }
 
-  private async stop(): Promise<void> {
-    await Promise.all(this.routers.map((r) => r.stop(CHILD_STOP_TIMEOUT_MS)));
-    await Promise.all(this.replicas.map((r) => r.stop(CHILD_STOP_TIMEOUT_MS)));
+  /** Stops everything in order; false when a child that was running did not exit 0. */
+  private async stop(): Promise<boolean> {
+    this.stopping = true;
+    const clean = [
+      ...(this.bridge === undefined ? [] : [await this.stopChild(this.bridge)]),
+      ...(await Promise.all(this.routers.map((r) => this.stopChild(r)))),
+      ...(await Promise.all(this.replicas.map((r) => this.stopChild(r)))),
+    ];
     await this.nats?.stop();
+    return clean.every(Boolean);
+  }
+
+  /** Stops one child; reports and returns false when it was running and did not exit 0. */
+  private async stopChild(child: ActorProcess): Promise<boolean> {
+    const wasRunning = child.running;
+    const exit = await child.stop(CHILD_STOP_TIMEOUT_MS);
+    if (!wasRunning || exit.code === 0) return true;
+    say(`up: ${child.spec.role} ${child.spec.id} did not stop cleanly (${describeExit(exit)})`);
+    return false;
   }
 }
 
@@ -249,11 +301,13 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   checkModelDir(plan.model, resolved.sources.get('model'));
   compileConnectionOptions(plan.nats); // contradictory credentials fail here, before anything starts
   if (plan.nats.servers === undefined) localAuth(plan.nats);
-  const bridgeFlags = (['host', 'port'] as const).filter((k) => resolved.sources.get(k)?.kind !== 'default');
-  if (bridgeFlags.length > 0) {
-    say(
-      `up: ${bridgeFlags.map((k) => `--${k}`).join(' and ')} will place the HTTP bridge, which arrives with its own issue`,
-    );
+  // A bad keys file or a taken HTTP port fails now, not after every model has loaded.
+  if (plan.keysFile !== undefined) createAuthenticator({ keysFile: plan.keysFile });
+  if (plan.port !== 0) {
+    await checkPortFree(plan.host, plan.port, {
+      host: resolved.sources.get('host'),
+      port: resolved.sources.get('port'),
+    });
   }
-  return new Cluster(plan, resolved.configFile).run();
+  return new Cluster(plan, resolved.configFile, bridgeArgs(resolved)).run();
 }

@@ -1,10 +1,11 @@
 /**
  * Typed entry points of the configuration layer: one per subcommand, each returning the options
  * object its actor starts with. The generic work happens in `resolve.ts`; this file adds what is
- * particular to one subcommand (up's GPU list and thread split).
+ * particular to one subcommand (up's GPU list and thread split, the bridge's timeouts).
  */
 import { availableParallelism } from 'node:os';
 import { StartupError } from '../errors/errors.ts';
+import { BRIDGE_TABLE, type BridgeSettings } from './bridge-table.ts';
 import { selectGpus, parseGpus, type NvidiaSmi } from './gpus.ts';
 import { describeSource, type OptionSource, type OptionTable } from './option.ts';
 import { REPLICA_TABLE, type ReplicaSettings } from './replica-table.ts';
@@ -13,7 +14,7 @@ import { ROUTER_TABLE, type RouterSettings } from './router-table.ts';
 import { UP_TABLE, type UpSettings } from './up-table.ts';
 
 /** Every subcommand's options: a config file is checked against all of them. */
-export const ALL_TABLES: readonly OptionTable[] = [REPLICA_TABLE, ROUTER_TABLE, UP_TABLE];
+export const ALL_TABLES: readonly OptionTable[] = [REPLICA_TABLE, ROUTER_TABLE, BRIDGE_TABLE, UP_TABLE];
 
 /** A resolved subcommand: `--help` was asked, or the settings and where each came from. */
 export type Resolved<T> =
@@ -41,6 +42,34 @@ export function resolveReplicaConfig(input: ResolveInput): Resolved<ReplicaSetti
 /** Options of `switchyard router`, ready for `startRouter` (after taking out `logLevel`). */
 export function resolveRouterConfig(input: ResolveInput): Resolved<RouterSettings> {
   return resolveAs<RouterSettings>(ROUTER_TABLE, input);
+}
+
+/**
+ * Options of `switchyard bridge`, ready for `startBridge` once the policy settings are turned into
+ * policies. A headers timeout above the request timeout is refused here, naming both sources,
+ * rather than by `compileBridgeOptions` in its own option names.
+ */
+export function resolveBridgeConfig(input: ResolveInput): Resolved<BridgeSettings> {
+  const r = resolveAs<BridgeSettings>(BRIDGE_TABLE, input);
+  if (r.help) return r;
+  const { headersTimeoutMs, requestTimeoutMs } = r.settings;
+  if (
+    headersTimeoutMs !== undefined &&
+    requestTimeoutMs !== undefined &&
+    headersTimeoutMs > requestTimeoutMs
+  ) {
+    const given = (flag: string, key: string, value: number): string => {
+      const source = r.sources.get(key) ?? { kind: 'default' };
+      if (source.kind === 'flag') return `--${flag} (${value})`;
+      return `--${flag} (${value}, ${source.kind === 'default' ? 'the default' : `from ${describeSource(source)}`})`;
+    };
+    throw new StartupError(
+      'config',
+      `${given('headers-timeout-ms', 'headersTimeoutMs', headersTimeoutMs)} must not exceed ` +
+        `${given('request-timeout-ms', 'requestTimeoutMs', requestTimeoutMs)}`,
+    );
+  }
+  return r;
 }
 
 /** `up`'s settings with the GPU list and per-replica threads worked out. */

@@ -2,6 +2,7 @@
  * docs/configuration.md, generated from the option tables. `npm run docs:config` writes it and a
  * test fails when the file on disk differs, so the reference can only say what the code does.
  */
+import { KEYS_FILE_ENV } from './bridge-table.ts';
 import { defaultText, fileKey, metavar, type OptionDef, type OptionTable } from './option.ts';
 import { CONFIG_ENV, CONFIG_FILE_DEF } from './resolve.ts';
 
@@ -18,6 +19,12 @@ replica:
 router:
   strategy: least-loaded
   requestTimeoutMs: 60000
+bridge:
+  keysFile: keys.yaml # API keys and their limits, beside this file
+  rateLimit:
+    failMode: closed
+  cache:
+    enabled: true
 up:
   replicas: 2
   routers: 2
@@ -93,7 +100,8 @@ export function renderConfigurationDoc(tables: readonly OptionTable[]): string {
     'Options of one subcommand are `SWITCHYARD_<SUBCOMMAND>_<FLAG>` (`SWITCHYARD_ROUTER_STRATEGY`).',
     'Options that mean the same everywhere drop the subcommand: the NATS connection',
     '(`SWITCHYARD_NATS_*`), `SWITCHYARD_LOG_LEVEL`, `SWITCHYARD_MODEL`, `SWITCHYARD_ALLOW_FAULT_INJECTION`,',
-    `\`${CONFIG_ENV}\` and the HTTP bridge's \`SWITCHYARD_BRIDGE_HOST\` / \`SWITCHYARD_BRIDGE_PORT\`.`,
+    `\`${KEYS_FILE_ENV}\` and \`${CONFIG_ENV}\`. \`up\` places the bridge, so it reads the bridge's`,
+    '`SWITCHYARD_BRIDGE_HOST`, `SWITCHYARD_BRIDGE_PORT` and `SWITCHYARD_BRIDGE_CACHE` too.',
     '',
     '## The config file',
     '',
@@ -109,8 +117,9 @@ export function renderConfigurationDoc(tables: readonly OptionTable[]): string {
     '## `up` and its children',
     '',
     '`up` starts every actor as its own process with `--id`, `--log-level`, `--model` and `--threads`',
-    '(and `--device` with `--gpus`, `--metrics-port` with `--metrics`) set on its command line, so those win',
-    'over the `replica` and `router` sections of a config file; everything else there applies.',
+    '(and `--device` with `--gpus`, `--metrics-port` with `--metrics`) set on its command line, and the',
+    'bridge with `--host` and `--port` (and `--keys-file`, `--cache` when `up` is given them), so those win',
+    'over the `replica`, `router` and `bridge` sections of a config file; everything else there applies.',
     'The NATS connection reaches the children through the environment.',
     '',
     '## Common options',

@@ -1,7 +1,7 @@
 /**
  * The optional config file (`--config FILE`): JSON or YAML, one file for a whole deployment.
  * The shared `nats` section sits at the top level; each subcommand reads its own section
- * (`replica`, `router`, `up`), so `up --config FILE` hands the same file to every child.
+ * (`replica`, `router`, `bridge`, `up`), so `up --config FILE` hands the same file to every child.
  * The whole file is checked against every subcommand's options, so a typo in the `router`
  * section fails a replica's start too, instead of waiting for the day a router restarts.
  */
@@ -55,7 +55,8 @@ export function loadConfigFile(file: string, cwd: string, tables: readonly Optio
     throw fileError(path, `cannot be read: ${reason}`, err);
   }
   const root = parseText(path, text) ?? {}; // an empty YAML file is null: no settings
-  if (!isMapping(root)) throw fileError(path, 'must be a mapping of sections (nats, replica, router, up)');
+  if (!isMapping(root))
+    throw fileError(path, 'must be a mapping of sections (nats, replica, router, bridge, up)');
 
   const known = new Set(tables.flatMap((t) => t.defs.map((d) => fileKey(t, d))));
   const prefixes = new Set(

@@ -1,6 +1,7 @@
 /** The `up` subcommand's options: a whole single-machine cluster, every actor its own process. */
 import type { ConnectionOptions } from '../cluster/connection.ts';
-import { PORT_RANGE, logLevelDef, natsDefs, type CommonSettings } from './common-options.ts';
+import { bridgeHostDef, bridgePortDef, cacheDef, keysFileDef } from './bridge-table.ts';
+import { logLevelDef, natsDefs, type CommonSettings } from './common-options.ts';
 import { parseGpus } from './gpus.ts';
 import type { OptionDef, OptionTable } from './option.ts';
 import { modelDef } from './replica-table.ts';
@@ -9,10 +10,6 @@ import { modelDef } from './replica-table.ts';
 export const DEFAULT_UP_REPLICAS = 1;
 /** Routers `up` starts without `--routers`. */
 export const DEFAULT_UP_ROUTERS = 1;
-/** Where the HTTP bridge listens: loopback only, until someone decides to expose it. */
-export const DEFAULT_BRIDGE_HOST = '127.0.0.1';
-/** The HTTP bridge's port. */
-export const DEFAULT_BRIDGE_PORT = 8080;
 /**
  * Log level `up` gives its children: their JSON logs share the terminal with the progress
  * lines, so only warnings and errors show unless asked.
@@ -28,8 +25,13 @@ export interface UpSettings extends CommonSettings {
   /** `all` or `0,1`, checked by the table; {@link resolveUpConfig} turns it into GPU ordinals. */
   gpus?: string;
   threads?: number;
+  /** Where the bridge listens; port 0 lets it pick a free one. */
   host: string;
   port: number;
+  /** Handed to the bridge as `--keys-file`. */
+  keysFile?: string;
+  /** Handed to the bridge as `--cache` when given to `up`. */
+  cache: boolean;
   metrics: boolean;
 }
 
@@ -77,30 +79,17 @@ const defs: OptionDef[] = [
     defaultText: 'cores / replicas, at least 1',
     doc: 'onnxruntime intra-op threads of each replica.',
   },
-  {
-    key: 'host',
-    flag: 'host',
-    env: 'SWITCHYARD_BRIDGE_HOST',
-    type: 'string',
-    default: DEFAULT_BRIDGE_HOST,
-    doc: 'Address of the HTTP bridge (it arrives with its own issue; accepted now).',
-  },
-  {
-    key: 'port',
-    flag: 'port',
-    env: 'SWITCHYARD_BRIDGE_PORT',
-    type: 'int',
-    ...PORT_RANGE,
-    default: DEFAULT_BRIDGE_PORT,
-    doc: 'Port of the HTTP bridge.',
-  },
+  bridgeHostDef(),
+  bridgePortDef(),
+  keysFileDef('keysFile'),
+  cacheDef('cache'),
   {
     key: 'metrics',
     flag: 'metrics',
     env: env('metrics'),
     type: 'bool',
     default: false,
-    doc: 'Give every actor a Prometheus /metrics port (free ports, listed in the summary).',
+    doc: 'Give every router and replica a Prometheus /metrics port (free ports, listed in the summary; the bridge serves its own on --port).',
   },
   { ...logLevelDef(DEFAULT_UP_LOG_LEVEL), doc: 'Level of the JSON logs of every child process (stderr).' },
   ...natsDefs('none: start a local nats-server on a free port'),
@@ -109,6 +98,7 @@ const defs: OptionDef[] = [
 /** Options of `switchyard up`. */
 export const UP_TABLE: OptionTable = {
   section: 'up',
-  summary: 'Start a whole single-machine cluster: nats-server (unless --nats), routers and replicas.',
+  summary:
+    'Start a whole single-machine cluster: nats-server (unless --nats), routers, replicas and the HTTP bridge.',
   defs,
 };

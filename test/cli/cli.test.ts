@@ -63,6 +63,9 @@ describe('switchyard CLI', { concurrency: true }, () => {
     const up = await cli(['help', 'up']);
     assert.equal(up.code, 0, up.stderr);
     assert.match(up.stdout, /--gpus all\|0,1/);
+    const bridge = await cli(['bridge', '--help']);
+    assert.equal(bridge.code, 0, bridge.stderr);
+    assert.match(bridge.stdout, /--rate-limit-fail-mode open\|closed\n/);
   });
 
   it('an unknown command exits 2 and names it', async () => {
@@ -89,10 +92,34 @@ describe('switchyard CLI', { concurrency: true }, () => {
     );
   });
 
-  it('bridge says when it arrives and exits 2', async () => {
-    const r = await cli(['bridge']);
-    assert.equal(r.code, 2);
-    assert.match(oneLine(r.stderr), /arrives with the HTTP bridge issue/);
+  it('bridge (and up) --port <port in use> fail with one clear line and exit 1', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const address = taken.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    try {
+      const r = await cli(['bridge', '--port', String(port)]);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(
+        oneLine(r.stderr),
+        new RegExp(
+          `^switchyard bridge: port ${port} on 127\\.0\\.0\\.1 is already in use \\(from --port\\): ` +
+            'stop what holds it, or choose another with --port',
+        ),
+      );
+      // up checks the port before it starts anything.
+      const up = await cli(['up'], { SWITCHYARD_BRIDGE_PORT: String(port) });
+      assert.equal(up.code, 1, up.stdout + up.stderr);
+      assert.match(
+        oneLine(up.stderr),
+        new RegExp(
+          `^switchyard up: port ${port} .* in use \\(from environment variable SWITCHYARD_BRIDGE_PORT\\)`,
+        ),
+      );
+      assert.equal(up.stdout, '', 'nothing was started');
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
   });
 
   it('replica --model /nonexistent fails with one clear line and exit 1', async () => {

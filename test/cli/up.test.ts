@@ -1,6 +1,7 @@
 /**
  * `switchyard up` end to end, as the README's first command runs it: a local nats-server,
- * a router and two replicas as child processes; requests served; Ctrl-C stops everything.
+ * a router, two replicas and the HTTP bridge as child processes; requests served over NATS and
+ * HTTP; Ctrl-C stops everything.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,6 +13,8 @@ import { ROOT } from '../helpers/models.ts';
 
 const BIN = join(ROOT, 'bin', 'switchyard.mjs');
 const UP_TIMEOUT_MS = 90_000;
+/** How long the bridge may take to see the replicas' heartbeats after the summary. */
+const READY_TIMEOUT_MS = 5_000;
 
 /** Resolves with everything printed once `marker` appears (or rejects when the process exits). */
 function waitForOutput(child: ChildProcess, marker: RegExp): Promise<string> {
@@ -37,22 +40,49 @@ function waitForOutput(child: ChildProcess, marker: RegExp): Promise<string> {
   });
 }
 
+/** Polls `GET url` until it answers 200; returns the last status. */
+async function waitFor200(url: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(url);
+    await res.arrayBuffer();
+    if (res.status === 200 || Date.now() > deadline) return res.status;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 describe('switchyard up', () => {
   let up: ChildProcess | undefined;
-  after(() => {
-    if (up && up.exitCode === null) up.kill('SIGKILL');
+  after(async () => {
+    // After a failed assertion: a second SIGINT makes up kill its children and nats-server at
+    // once (a SIGKILL of up alone would leave its detached nats-server behind).
+    const child = up;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 200)); // two signals sent at once may arrive as one
+    child.kill('SIGINT');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
   });
 
   it('starts a cluster that serves requests, and Ctrl-C stops all of it', async () => {
-    up = spawn(process.execPath, [BIN, 'up', '--replicas', '2', '--threads', '1'], {
+    up = spawn(process.execPath, [BIN, 'up', '--replicas', '2', '--threads', '1', '--port', '0'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, SWITCHYARD_LOG_LEVEL: 'warn' },
     });
+    let printed = '';
+    up.stdout?.on('data', (d: Buffer) => (printed += d.toString()));
     const out = await waitForOutput(up, /Press Ctrl-C to stop/);
     assert.match(out, /switchyard is up/);
-    assert.match(out, /replicas\s+replica-1 \(cpu\), replica-2 \(cpu\)/);
+    assert.match(out, /replicas\s+replica-1 \(tiny-gpt2@1, cpu\), replica-2 \(tiny-gpt2@1, cpu\)/);
     const url = /NATS\s+(nats:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
     assert.ok(url, `no NATS URL in:\n${out}`);
+    const http = /HTTP\s+(http:\/\/127\.0\.0\.1:(\d+))\s+\(OpenAI-compatible/.exec(out);
+    assert.ok(http?.[1] !== undefined && http[2] !== undefined, `no HTTP URL in:\n${out}`);
+    const base = http[1];
+    assert.notEqual(Number(http[2]), 0, '--port 0: the summary prints the port the bridge got');
 
     const client = await SwitchyardClient.connect({ nats: { servers: url } });
     try {
@@ -69,10 +99,44 @@ describe('switchyard up', () => {
       await client.close();
     }
 
+    const health = await fetch(`${base}/healthz`);
+    assert.equal(health.status, 200);
+    assert.equal(((await health.json()) as { status: string }).status, 'ok');
+    assert.equal(await waitFor200(`${base}/readyz`, READY_TIMEOUT_MS), 200, '/readyz');
+    const models = (await (await fetch(`${base}/v1/models`)).json()) as { data: Array<{ id: string }> };
+    assert.deepEqual(
+      models.data.map((m) => m.id),
+      ['tiny-gpt2'],
+    );
+    const completion = await fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny-gpt2', prompt: 'up over HTTP', max_tokens: 8, temperature: 0 }),
+    });
+    assert.equal(completion.status, 200);
+    const body = (await completion.json()) as {
+      choices: Array<{ text: string; finish_reason: string }>;
+      usage: { completion_tokens: number };
+    };
+    assert.equal(body.usage.completion_tokens, 8);
+    assert.equal(body.choices[0]?.finish_reason, 'length');
+    const page = await fetch(`${base}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    assert.match(await page.text(), /<html/i);
+
     const exited = new Promise<number | null>((resolve) => up!.once('exit', resolve));
     up.kill('SIGINT');
-    assert.equal(await exited, 0, 'up did not exit 0 after Ctrl-C');
-    // The local nats-server went with it.
+    assert.equal(await exited, 0, `up did not exit 0 after Ctrl-C (every child must exit 0):\n${printed}`);
+    const stopped = printed.slice(printed.indexOf('up: stopping'));
+    for (const actor of ['bridge bridge-1', 'router router-1', 'replica replica-1', 'replica replica-2'])
+      assert.match(stopped, new RegExp(`^${actor}: stopped$`, 'm'));
+    assert.ok(
+      stopped.indexOf('bridge bridge-1: stopped') < stopped.indexOf('router router-1: SIGTERM'),
+      `the bridge stops before the routers:\n${stopped}`,
+    );
+    // The local nats-server and the bridge went with it.
     await assert.rejects(connectNats({ servers: url, connectTimeoutMs: 500, maxReconnectAttempts: 0 }));
+    await assert.rejects(fetch(`${base}/healthz`), 'the HTTP port refuses connections');
   });
 });

@@ -1,0 +1,35 @@
+/**
+ * The generation routes, `POST /v1/completions` and `POST /v1/chat/completions`: read and check
+ * the body, translate it, serve it (`generation.ts`).
+ */
+import type { BridgeContext, Handler, RequestContext } from './context.ts';
+import { serveGeneration } from './generation.ts';
+import { readJsonObject } from './http-io.ts';
+import { parseChatRequest, parseCompletionRequest, type ParsedGeneration } from './openai-request.ts';
+import type { WireObject } from '../validation/fields.ts';
+
+function generationRoute(parse: (body: WireObject) => ParsedGeneration): Handler {
+  return async (bridge: BridgeContext, call: RequestContext): Promise<number> => {
+    const { maxBodyBytes, bodyTimeoutMs, generationTimeoutMs } = bridge.options;
+    const body = await readJsonObject(call.req, { maxBytes: maxBodyBytes, timeoutMs: bodyTimeoutMs });
+    const parsed = parse(body);
+    const log = parsed.user === undefined ? call.log : call.log.child({ user: parsed.user });
+    return serveGeneration(
+      {
+        client: bridge.client,
+        view: bridge.view,
+        limiter: bridge.limiter,
+        cache: bridge.cache,
+        metrics: bridge.metrics,
+        generationTimeoutMs,
+      },
+      { ...call, log, parsed },
+    );
+  };
+}
+
+/** `POST /v1/completions`. */
+export const completions: Handler = generationRoute(parseCompletionRequest);
+
+/** `POST /v1/chat/completions`. */
+export const chatCompletions: Handler = generationRoute(parseChatRequest);

@@ -1,0 +1,285 @@
+/**
+ * Serves one OpenAI generation request after it was parsed: rate limit, cache lookup, one
+ * cluster request per choice, then a JSON body or an SSE stream. Errors before the first byte
+ * propagate to the caller (which maps them to an HTTP status); after it, they become an SSE
+ * error event. Cache failures are logged and counted, never surfaced to the client.
+ */
+import type { ServerResponse } from 'node:http';
+import type { SwitchyardClient } from '../client/client.ts';
+import type { GenerateRequest } from '../cluster/messages/generate.ts';
+import { DEFAULT_MAX_TOKENS_CAP } from '../engine/options.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { allChoices, cachedChoice, liveChoice, type ChoiceOutcome, type ChoiceRun } from './choices.ts';
+import type { ClusterView } from './cluster-view.ts';
+import { STATUS_CLIENT_CLOSED, toHttpError } from './http-errors.ts';
+import { sendJson } from './http-io.ts';
+import type { BridgeMetrics } from './metrics.ts';
+import type { ParsedGeneration } from './openai-request.ts';
+import { responseBody, responseId, streamChunk, usageChunk, type ResponseMeta } from './openai-response.ts';
+import type { CachedGeneration, Caller, RateLimiter, ResponseCache } from './policy.ts';
+import { SseWriter } from './sse.ts';
+
+/** Response header that says whether the answer came from the response cache (`hit` or `miss`). */
+export const CACHE_HEADER = 'x-switchyard-cache';
+/** Characters per token when estimating a prompt for the rate limiter (no tokenizer in the bridge). */
+export const CHARS_PER_TOKEN_ESTIMATE = 4;
+/** Tokens a chat message costs beyond its content (role and template markers). */
+export const MESSAGE_OVERHEAD_TOKENS = 4;
+/** A cache lookup slower than this counts as a failure: the cache must never slow a request down much. */
+export const CACHE_LOOKUP_TIMEOUT_MS = 250;
+/** Longest request id; sub-request ids of a multi-prompt request are cut to fit. */
+const REQUEST_ID_MAX_LENGTH = 128;
+
+/** What the generation routes share. */
+export interface GenerationDeps {
+  client: SwitchyardClient;
+  view: ClusterView;
+  limiter: RateLimiter;
+  cache: ResponseCache;
+  metrics: BridgeMetrics;
+  generationTimeoutMs: number;
+}
+
+/** One request to serve. */
+export interface GenerationCall {
+  res: ServerResponse;
+  requestId: string;
+  caller: Caller;
+  parsed: ParsedGeneration;
+  /** Aborted when the client goes away or the bridge stops past its grace. */
+  signal: AbortSignal;
+  /** Headers every answer carries (the request id). */
+  headers: Record<string, string>;
+  log: Logger;
+}
+
+/** The rate limiter's estimate: prompt characters / 4 plus max_tokens (or the engine's default cap). */
+export function estimateTokens(requests: readonly GenerateRequest[]): number {
+  let total = 0;
+  for (const r of requests) {
+    const chars = r.prompt?.length ?? 0;
+    const messageChars = (r.messages ?? []).reduce((sum, m) => sum + m.content.length, 0);
+    total += Math.ceil((chars + messageChars) / CHARS_PER_TOKEN_ESTIMATE);
+    total += (r.messages?.length ?? 0) * MESSAGE_OVERHEAD_TOKENS + (r.promptTokenIds?.length ?? 0);
+    total += r.maxTokens ?? DEFAULT_MAX_TOKENS_CAP;
+  }
+  return total;
+}
+
+/** The request id of choice `index`: the caller's id itself when there is one choice. */
+export function subRequestId(requestId: string, index: number, count: number): string {
+  if (count === 1) return requestId;
+  const suffix = `.${index}`;
+  return requestId.slice(0, REQUEST_ID_MAX_LENGTH - suffix.length) + suffix;
+}
+
+interface CachePlan {
+  /** The version cache keys were made for (pinned, or the single live one). */
+  version?: string;
+  keys: Array<string | undefined>;
+  hits: Array<CachedGeneration | undefined>;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`cache lookup took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The model version a request will be served by: the pinned one, or the only one live replicas
+ * serve. Undefined while several are live (a rollout): the router's pick is not known then.
+ */
+export function expectedVersion(view: ClusterView, request: GenerateRequest | undefined): string | undefined {
+  if (request === undefined) return undefined;
+  if (request.version !== undefined) return request.version;
+  const live = view.liveVersions(request.model);
+  return live.length === 1 ? live[0] : undefined;
+}
+
+async function planCache(
+  deps: GenerationDeps,
+  call: GenerationCall,
+  version: string | undefined,
+): Promise<CachePlan> {
+  const { requests } = call.parsed;
+  const none: CachePlan = { keys: requests.map(() => undefined), hits: requests.map(() => undefined) };
+  if (!deps.cache.enabled || version === undefined) return none;
+  const keys = requests.map((r) => {
+    try {
+      return deps.cache.keyOf(r, version);
+    } catch (err) {
+      call.log.warn({ err }, 'response cache keyOf failed; serving without the cache');
+      deps.metrics.countCache('error');
+      return undefined;
+    }
+  });
+  const hits = await Promise.all(
+    keys.map(async (key) => {
+      if (key === undefined) return undefined;
+      try {
+        const hit = await withTimeout(deps.cache.get(key), CACHE_LOOKUP_TIMEOUT_MS);
+        deps.metrics.countCache(hit === undefined ? 'miss' : 'hit');
+        return hit;
+      } catch (err) {
+        call.log.warn({ err }, 'response cache lookup failed; generating instead');
+        deps.metrics.countCache('error');
+        return undefined;
+      }
+    }),
+  );
+  return { version, keys, hits };
+}
+
+/** Stores the complete generations of a request; failures are logged only. */
+async function fillCache(
+  deps: GenerationDeps,
+  call: GenerationCall,
+  plan: CachePlan,
+  outcomes: ReadonlyArray<(ChoiceOutcome & { text: string }) | undefined>,
+): Promise<void> {
+  await Promise.all(
+    outcomes.map(async (o, i) => {
+      const key = plan.keys[i];
+      // Only what the planned version produced: a hit must never cross model versions.
+      if (o === undefined || o.cached || key === undefined || o.modelVersion !== plan.version) return;
+      try {
+        await deps.cache.put(key, {
+          text: o.text,
+          tokenIds: o.tokenIds,
+          finishReason: o.finishReason,
+          promptTokens: o.usage.promptTokens,
+          completionTokens: o.usage.completionTokens,
+        });
+      } catch (err) {
+        call.log.warn({ err }, 'response cache store failed');
+      }
+    }),
+  );
+}
+
+/**
+ * Serves the request and resolves with the status it was answered with (499 when the client
+ * went away). Rejects, before anything was written, with the error to answer instead.
+ */
+export async function serveGeneration(deps: GenerationDeps, call: GenerationCall): Promise<number> {
+  const { parsed } = call;
+  const admission = await deps.limiter.admit(call.caller, estimateTokens(parsed.requests));
+  let spent = 0;
+  try {
+    const version = expectedVersion(deps.view, parsed.requests[0]);
+    const plan = await planCache(deps, call, version);
+    const headers = { ...call.headers };
+    if (plan.keys.some((k) => k !== undefined)) {
+      headers[CACHE_HEADER] = plan.hits.every((h) => h !== undefined) ? 'hit' : 'miss';
+    }
+    const abort = new AbortController();
+    const onGone = (): void => abort.abort();
+    call.signal.addEventListener('abort', onGone, { once: true });
+    const count = parsed.requests.length;
+    try {
+      const runs = parsed.requests.map((request, i) => {
+        const hit = plan.hits[i];
+        if (hit !== undefined) return cachedChoice(hit);
+        return liveChoice(deps.client, request, {
+          requestId: subRequestId(call.requestId, i, count),
+          timeoutMs: deps.generationTimeoutMs,
+          signal: abort.signal,
+        });
+      });
+      const meta: ResponseMeta = {
+        kind: parsed.kind,
+        id: responseId(parsed.kind, call.requestId),
+        created: Math.floor(Date.now() / 1000),
+        model: parsed.model,
+        fingerprint: version === undefined ? null : `${parsed.requests[0]?.model}@${version}`,
+        includeUsage: parsed.includeUsage,
+      };
+      const outcomes: Array<(ChoiceOutcome & { text: string }) | undefined> = [];
+      const status = parsed.stream
+        ? await streamAnswer(runs, abort, meta, headers, call, outcomes)
+        : await jsonAnswer(runs, abort, meta, headers, call, outcomes);
+      spent = outcomes.reduce(
+        (sum, o) => (o && !o.cached ? sum + o.usage.promptTokens + o.usage.completionTokens : sum),
+        0,
+      );
+      await fillCache(deps, call, plan, outcomes);
+      return status;
+    } finally {
+      call.signal.removeEventListener('abort', onGone);
+    }
+  } finally {
+    admission.release(spent);
+  }
+}
+
+async function jsonAnswer(
+  runs: readonly ChoiceRun[],
+  abort: AbortController,
+  meta: ResponseMeta,
+  headers: Record<string, string>,
+  call: GenerationCall,
+  outcomes: Array<(ChoiceOutcome & { text: string }) | undefined>,
+): Promise<number> {
+  const done = await allChoices(runs, abort, async (run, i) => {
+    let text = '';
+    for await (const delta of run.deltas) text += delta;
+    const outcome = { ...(await run.outcome), text };
+    outcomes[i] = outcome;
+    return outcome;
+  });
+  const version = done.find((o) => o.modelVersion !== undefined)?.modelVersion;
+  const body = responseBody(
+    version === undefined ? meta : { ...meta, fingerprint: `${call.parsed.requests[0]?.model}@${version}` },
+    done,
+  );
+  sendJson(call.res, 200, body, headers);
+  return 200;
+}
+
+async function streamAnswer(
+  runs: readonly ChoiceRun[],
+  abort: AbortController,
+  meta: ResponseMeta,
+  headers: Record<string, string>,
+  call: GenerationCall,
+  outcomes: Array<(ChoiceOutcome & { text: string }) | undefined>,
+): Promise<number> {
+  const sse = new SseWriter(call.res, headers);
+  try {
+    await allChoices(runs, abort, async (run, index) => {
+      let first = true;
+      let text = '';
+      for await (const delta of run.deltas) {
+        if (delta === '') continue; // an incomplete UTF-8 character: its bytes come with the next delta
+        text += delta;
+        await sse.send(streamChunk(meta, index, delta, null, first));
+        first = false;
+      }
+      const outcome = await run.outcome;
+      if (first && meta.kind === 'chat') await sse.send(streamChunk(meta, index, '', null, true));
+      await sse.send(streamChunk(meta, index, '', outcome.finishReason));
+      outcomes[index] = { ...outcome, text };
+    });
+  } catch (err) {
+    if (!sse.started) throw err;
+    if (call.signal.aborted) return STATUS_CLIENT_CLOSED;
+    const answer = toHttpError(err, call.requestId);
+    call.log.warn({ err, code: answer.code }, 'generation failed after the stream started');
+    sse.fail(answer.body);
+    return answer.status;
+  }
+  if (call.signal.aborted) return STATUS_CLIENT_CLOSED;
+  if (meta.includeUsage) {
+    await sse.send(
+      usageChunk(
+        meta,
+        outcomes.map((o) => o?.usage ?? { promptTokens: 0, completionTokens: 0 }),
+      ),
+    );
+  }
+  sse.done();
+  return 200;
+}

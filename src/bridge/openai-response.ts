@@ -1,0 +1,131 @@
+/**
+ * OpenAI response shapes, built in one place so that every route and the stream agree on them:
+ * `text_completion` and `chat.completion` bodies (usage always present), their streaming chunks
+ * (`usage: null` on every chunk when a usage chunk was asked for, as OpenAI does), and the final
+ * usage chunk with `choices: []`.
+ */
+import type { Usage } from '../cluster/messages/stream.ts';
+import type { ApiKind } from './openai-request.ts';
+
+/** `finish_reason` as OpenAI spells it. */
+export type OpenAiFinishReason = 'stop' | 'length';
+
+/** What every body and chunk of one response shares. */
+export interface ResponseMeta {
+  kind: ApiKind;
+  /** `cmpl-…` or `chatcmpl-…`. */
+  id: string;
+  /** Unix seconds. */
+  created: number;
+  /** The model field as the caller wrote it. */
+  model: string;
+  /** `<model>@<version>` that served the request, when known. */
+  fingerprint: string | null;
+  /** Streams: the caller asked for a usage chunk. */
+  includeUsage: boolean;
+}
+
+/** One finished choice. */
+export interface ChoiceResult {
+  text: string;
+  finishReason: OpenAiFinishReason;
+  usage: Usage;
+}
+
+/** OpenAI's usage object. */
+export interface OpenAiUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** The response id: the request id under OpenAI's prefix, so one id finds the request in every log. */
+export function responseId(kind: ApiKind, requestId: string): string {
+  return `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${requestId}`;
+}
+
+/** Usage summed over choices (one cluster request each). */
+export function totalUsage(usages: readonly Usage[]): OpenAiUsage {
+  const prompt = usages.reduce((sum, u) => sum + u.promptTokens, 0);
+  const completion = usages.reduce((sum, u) => sum + u.completionTokens, 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+function head(meta: ResponseMeta, object: string): Record<string, unknown> {
+  return {
+    id: meta.id,
+    object,
+    created: meta.created,
+    model: meta.model,
+    system_fingerprint: meta.fingerprint,
+  };
+}
+
+/** A complete (non-streaming) response body. */
+export function responseBody(meta: ResponseMeta, choices: readonly ChoiceResult[]): Record<string, unknown> {
+  const usage = totalUsage(choices.map((c) => c.usage));
+  if (meta.kind === 'chat') {
+    return {
+      ...head(meta, 'chat.completion'),
+      choices: choices.map((c, index) => ({
+        index,
+        message: { role: 'assistant', content: c.text, refusal: null },
+        logprobs: null,
+        finish_reason: c.finishReason,
+      })),
+      usage,
+    };
+  }
+  return {
+    ...head(meta, 'text_completion'),
+    choices: choices.map((c, index) => ({
+      index,
+      text: c.text,
+      logprobs: null,
+      finish_reason: c.finishReason,
+    })),
+    usage,
+  };
+}
+
+/**
+ * One streaming chunk of choice `index`: a text delta, or (with `finishReason`) the choice's
+ * last chunk. `first` marks a chat choice's opening chunk, which carries `role: 'assistant'`.
+ */
+export function streamChunk(
+  meta: ResponseMeta,
+  index: number,
+  text: string,
+  finishReason: OpenAiFinishReason | null,
+  first = false,
+): Record<string, unknown> {
+  const chunk =
+    meta.kind === 'chat'
+      ? {
+          ...head(meta, 'chat.completion.chunk'),
+          choices: [
+            {
+              index,
+              delta:
+                finishReason !== null && text === ''
+                  ? {}
+                  : first
+                    ? { role: 'assistant', content: text }
+                    : { content: text },
+              logprobs: null,
+              finish_reason: finishReason,
+            },
+          ],
+        }
+      : {
+          ...head(meta, 'text_completion'),
+          choices: [{ index, text, logprobs: null, finish_reason: finishReason }],
+        };
+  return meta.includeUsage ? { ...chunk, usage: null } : chunk;
+}
+
+/** The stream's usage chunk (only when `stream_options.include_usage` was set). */
+export function usageChunk(meta: ResponseMeta, usages: readonly Usage[]): Record<string, unknown> {
+  const object = meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+  return { ...head(meta, object), choices: [], usage: totalUsage(usages) };
+}

@@ -1,0 +1,148 @@
+/**
+ * The web page in headless Chromium against a real cluster (nats-server, a router and two
+ * replica processes, a bridge with API keys): the page asks for a key when the bridge says 401,
+ * lists the replicas, streams a reply token by token (the same text the API gives for the same
+ * greedy request), and its stop button cancels the generation on the bridge.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createAuthenticator } from '../../src/bridge/auth.ts';
+import { injectFault } from '../helpers/cluster.ts';
+import { browserSkipReason, launchBrowser, type TestBrowser } from '../helpers/browser.ts';
+import { MODEL, startCluster, waitFor, type TestCluster } from './harness.ts';
+
+const KEY = 'sy-browser-test-key-0123456789';
+/** Page interactions wait this long at most (model load and first steps on a busy 2-core machine). */
+const UI_TIMEOUT_MS = 30_000;
+/** A stopped reply must leave the replica's batch within this (heartbeats come every ~0.5 s). */
+const STOP_WITHIN_MS = 5_000;
+
+const skip = browserSkipReason();
+
+describe('web page', { skip }, () => {
+  let cluster: TestCluster;
+  let browser: TestBrowser;
+  let url: string;
+
+  const api = (path: string, init: RequestInit = {}): Promise<Response> =>
+    fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${KEY}`, ...init.headers } });
+
+  before(async () => {
+    cluster = await startCluster([{ id: 'r1' }, { id: 'r2' }], {
+      policies: { auth: createAuthenticator({ keys: [{ id: 'browser', key: KEY }] }) },
+    });
+    url = cluster.bridges[0]!.url;
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await cluster?.close();
+  });
+
+  it('loads and asks for an API key when the bridge answers 401', async () => {
+    const { page } = browser;
+    await page.goto(url);
+    assert.equal(await page.title(), 'switchyard');
+    await page.locator('#key-dialog[open]').waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.match(await page.locator('#key-reason').innerText(), /missing API key/);
+    await page.fill('#key-input', KEY);
+    await page.click('#key-save');
+    await page.locator('#status[data-state="live"]').waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.equal(await page.evaluate('sessionStorage.getItem("switchyard.apiKey")'), KEY);
+  });
+
+  it('lists the replicas with their model, version, state and load', async () => {
+    const { page } = browser;
+    const rows = page.locator('#replicas tbody tr');
+    await waitFor('both replicas in the table', async () => (await rows.count()) === 2, UI_TIMEOUT_MS);
+    const text = await page.locator('#replicas tbody').innerText();
+    assert.match(text, /r1/);
+    assert.match(text, /r2/);
+    assert.match(text, new RegExp(MODEL));
+    assert.equal(await page.locator('#replicas .badge[data-state="ready"]').count(), 2);
+    assert.equal(await page.locator('#replicas .bar.batch').count(), 2);
+    assert.equal(await page.locator('#tile-replicas').innerText(), '2 / 2');
+    const option = page.locator(`#model option[value="${MODEL}"]`);
+    await option.waitFor({ state: 'attached', timeout: UI_TIMEOUT_MS });
+  });
+
+  it('streams a reply into the page, token by token, the same text the API gives', async () => {
+    const { page } = browser;
+    await page.selectOption('#model', MODEL);
+    await page.locator('#temperature').fill('0');
+    await page.fill('#max-tokens', '40');
+    // Count the text updates of the reply as they happen: more than one means it streamed.
+    await page.evaluate(`
+      window.syUpdates = 0;
+      new MutationObserver(() => window.syUpdates++).observe(document.getElementById('messages'), {
+        subtree: true,
+        characterData: true,
+        childList: true,
+      });
+    `);
+    const prompt = 'The cluster said';
+    await page.fill('#prompt', prompt);
+    await page.press('#prompt', 'Enter');
+    const reply = page.locator('.msg.assistant').last();
+    await reply.locator('.meta .chip').first().waitFor({ timeout: UI_TIMEOUT_MS });
+    const shown = await reply.locator('.content').innerText();
+    const updates = Number(await page.evaluate('window.syUpdates'));
+    assert.ok(updates > 3, `the reply arrived in ${updates} updates: it did not stream`);
+    assert.match(await reply.locator('.meta').innerText(), /tokens/);
+
+    const res = await api('/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: MODEL,
+        messages: [{ role: 'user', content: prompt }],
+        temperature: 0,
+        max_tokens: 40,
+      }),
+    });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { choices: Array<{ message: { content: string } }> };
+    const expected = body.choices[0]?.message.content ?? '';
+    assert.ok(expected.length > 0);
+    // innerText trims trailing whitespace of the bubble; compare what is visible.
+    assert.equal(shown.trim(), expected.trim());
+    // The 401s that made the page ask for a key are logged by Chromium; nothing else may be.
+    assert.deepEqual(
+      browser.errors.filter((e) => !/status of 401/.test(e)),
+      [],
+    );
+  });
+
+  it('the stop button cancels the generation', async () => {
+    const { page } = browser;
+    // Slow both replicas so the reply is still running when the button is pressed.
+    await Promise.all(['r1', 'r2'].map((id) => injectFault(cluster.nc, id, { step_delay_ms: 100 })));
+    try {
+      await page.fill('#max-tokens', '400');
+      await page.fill('#prompt', 'Go on for a long time');
+      await page.press('#prompt', 'Enter');
+      const reply = page.locator('.msg.assistant').last();
+      await page.locator('#send.stop').waitFor({ timeout: UI_TIMEOUT_MS });
+      await waitFor('the first tokens', async () => (await reply.locator('.content').innerText()).length > 0);
+      await page.click('#send');
+      await reply.locator('.chip.finish-stopped').waitFor({ timeout: UI_TIMEOUT_MS });
+      assert.equal(await page.locator('#send').innerText(), 'Send');
+      // 400 tokens at >= 100 ms a step would run for 40 s: only a cancel frees the batch this soon.
+      const stoppedAt = Date.now();
+      await waitFor(
+        'the replicas to drop the cancelled sequence',
+        async () => {
+          const snap = (await (await api('/v1/cluster')).json()) as {
+            replicas: Array<{ active_sequences: number }>;
+          };
+          return snap.replicas.every((r) => r.active_sequences === 0);
+        },
+        STOP_WITHIN_MS,
+      );
+      assert.ok(Date.now() - stoppedAt < STOP_WITHIN_MS);
+    } finally {
+      await Promise.all(['r1', 'r2'].map((id) => injectFault(cluster.nc, id, { step_delay_ms: 0 })));
+    }
+  });
+});

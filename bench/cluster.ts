@@ -101,7 +101,10 @@ async function generation(
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (next < prompts.length) tokens += await run(prompts[next++]!);
+      while (next < prompts.length) {
+        const produced = await run(prompts[next++]!); // not `tokens += await …`: that loses updates
+        tokens += produced;
+      }
     }),
   );
   return tokens / ((performance.now() - t0) / 1000);

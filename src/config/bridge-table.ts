@@ -34,6 +34,7 @@ import {
   logLevelDef,
   natsDefs,
   type CommonSettings,
+  defBuilders,
 } from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
 
@@ -51,15 +52,7 @@ export interface BridgeSettings extends Omit<BridgeOptions, 'policies' | 'nats'>
   cache: ResponseCacheOptions;
 }
 
-const env = (flag: string): string => `SWITCHYARD_BRIDGE_${flag.toUpperCase().replaceAll('-', '_')}`;
-
-function int(key: string, flag: string, fallback: number, doc: string): OptionDef {
-  return { key, flag, env: env(flag), type: 'int', min: 1, default: fallback, doc };
-}
-
-function ms(key: string, flag: string, fallback: number, doc: string, min = 1): OptionDef {
-  return { key, flag, env: env(flag), type: 'duration-ms', min, default: fallback, doc };
-}
+const { env, int, ms } = defBuilders('bridge');
 
 /** A NATS KV bucket name (the same rule as actor ids). */
 function bucket(key: string, flag: string, fallback: string, doc: string): OptionDef {

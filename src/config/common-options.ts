@@ -140,3 +140,44 @@ export function idDef(role: string): OptionDef {
 
 /** Checks a TCP port number; 0 means off where an option says so. */
 export const PORT_RANGE = { min: 0, max: 65_535 } as const;
+
+/** Builders of one subcommand's option lines: env names `SWITCHYARD_<SUBCOMMAND>_<FLAG>`. */
+export function defBuilders(subcommand: string): {
+  env: (flag: string) => string;
+  int: (key: string, flag: string, fallback: number, doc: string, min?: number) => OptionDef;
+  ms: (key: string, flag: string, fallback: number, doc: string, min?: number) => OptionDef;
+  metricsPort: () => OptionDef;
+} {
+  const env = (flag: string): string =>
+    `SWITCHYARD_${subcommand.toUpperCase()}_${flag.toUpperCase().replaceAll('-', '_')}`;
+  return {
+    env,
+    int: (key, flag, fallback, doc, min = 1) => ({
+      key,
+      flag,
+      env: env(flag),
+      type: 'int',
+      min,
+      default: fallback,
+      doc,
+    }),
+    ms: (key, flag, fallback, doc, min = 1) => ({
+      key,
+      flag,
+      env: env(flag),
+      type: 'duration-ms',
+      min,
+      default: fallback,
+      doc,
+    }),
+    metricsPort: () => ({
+      key: 'metricsPort',
+      flag: 'metrics-port',
+      env: env('metrics-port'),
+      type: 'int',
+      ...PORT_RANGE,
+      default: 0,
+      doc: 'Port of the Prometheus /metrics endpoint; 0 turns it off.',
+    }),
+  };
+}

@@ -16,11 +16,11 @@ import {
 } from '../replica/options.ts';
 import {
   DEFAULT_SERVERS_TEXT,
-  PORT_RANGE,
   idDef,
   logLevelDef,
   natsDefs,
   type CommonSettings,
+  defBuilders,
 } from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
 import { BUNDLED_MODEL_DIR, BUNDLED_MODEL_TEXT } from './paths.ts';
@@ -51,15 +51,7 @@ export function modelDef(key: string): OptionDef {
   };
 }
 
-const env = (flag: string): string => `SWITCHYARD_REPLICA_${flag.toUpperCase().replaceAll('-', '_')}`;
-
-function int(key: string, flag: string, fallback: number, doc: string, min = 1): OptionDef {
-  return { key, flag, env: env(flag), type: 'int', min, default: fallback, doc };
-}
-
-function ms(key: string, flag: string, fallback: number, doc: string, min = 1): OptionDef {
-  return { key, flag, env: env(flag), type: 'duration-ms', min, default: fallback, doc };
-}
+const { env, int, ms, metricsPort } = defBuilders('replica');
 
 const defs: OptionDef[] = [
   idDef('replica'),
@@ -160,15 +152,7 @@ const defs: OptionDef[] = [
     default: false,
     doc: 'Serve the echo engine (prompt bytes echoed back, no model): only for router benchmarks.',
   },
-  {
-    key: 'metricsPort',
-    flag: 'metrics-port',
-    env: env('metrics-port'),
-    type: 'int',
-    ...PORT_RANGE,
-    default: 0,
-    doc: 'Port of the Prometheus /metrics endpoint; 0 turns it off.',
-  },
+  metricsPort(),
   logLevelDef(),
   ...natsDefs(DEFAULT_SERVERS_TEXT),
 ];

@@ -16,11 +16,11 @@ import {
 } from '../router/options.ts';
 import {
   DEFAULT_SERVERS_TEXT,
-  PORT_RANGE,
   idDef,
   logLevelDef,
   natsDefs,
   type CommonSettings,
+  defBuilders,
 } from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
 
@@ -32,15 +32,7 @@ export interface RouterSettings extends RouterOptions, CommonSettings {
   nats: ConnectionOptions;
 }
 
-const env = (flag: string): string => `SWITCHYARD_ROUTER_${flag.toUpperCase().replaceAll('-', '_')}`;
-
-function int(key: string, flag: string, fallback: number, doc: string): OptionDef {
-  return { key, flag, env: env(flag), type: 'int', min: 1, default: fallback, doc };
-}
-
-function ms(key: string, flag: string, fallback: number, doc: string, min = 1): OptionDef {
-  return { key, flag, env: env(flag), type: 'duration-ms', min, default: fallback, doc };
-}
+const { env, int, ms, metricsPort } = defBuilders('router');
 
 const defs: OptionDef[] = [
   idDef('router'),
@@ -104,15 +96,7 @@ const defs: OptionDef[] = [
     'How long SIGTERM waits for in-flight requests.',
     0,
   ),
-  {
-    key: 'metricsPort',
-    flag: 'metrics-port',
-    env: env('metrics-port'),
-    type: 'int',
-    ...PORT_RANGE,
-    default: 0,
-    doc: 'Port of the Prometheus /metrics endpoint; 0 turns it off.',
-  },
+  metricsPort(),
   logLevelDef(),
   ...natsDefs(DEFAULT_SERVERS_TEXT),
 ];

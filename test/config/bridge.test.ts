@@ -1,9 +1,7 @@
 /** The `bridge` option table: defaults from the bridge's own constants, precedence, and messages. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   DEFAULT_CACHE_BUCKET,
   DEFAULT_CACHE_MAX_VALUE_BYTES,
@@ -24,17 +22,9 @@ import {
 import { resolveBridgeConfig, resolveUpConfig } from '../../src/config/actors.ts';
 import { EXAMPLE_CONFIG_YAML } from '../../src/config/docs.ts';
 import type { ResolveInput } from '../../src/config/resolve.ts';
-import { StartupError } from '../../src/errors/errors.ts';
+import { rejectsConfig, scratchFiles } from '../helpers/config.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'sy-bridge-config-test-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-let fileCount = 0;
-function file(ext: string, text: string): string {
-  const path = join(dir, `b${fileCount++}.${ext}`);
-  writeFileSync(path, text);
-  return path;
-}
+const { dir, file } = scratchFiles('sy-bridge-config-test-');
 
 function bridge(input: Partial<ResolveInput>) {
   const r = resolveBridgeConfig({ argv: [], env: {}, cwd: dir, ...input });
@@ -42,14 +32,7 @@ function bridge(input: Partial<ResolveInput>) {
   return r;
 }
 
-function rejects(fn: () => unknown, ...patterns: RegExp[]): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof StartupError, `expected a StartupError, got ${String(err)}`);
-    assert.equal(err.reason, 'config');
-    for (const p of patterns) assert.match(err.message, p);
-    return true;
-  });
-}
+const rejects = rejectsConfig;
 
 describe('bridge defaults', () => {
   it("are the bridge's named constants", () => {

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { CONNECTION_ENV } from '../../src/cluster/connection.ts';
 import {
   resolveReplicaConfig,
@@ -15,16 +13,9 @@ import type { NvidiaSmi } from '../../src/config/gpus.ts';
 import { BUNDLED_MODEL_DIR } from '../../src/config/paths.ts';
 import { unknownEnvironment, type ResolveInput } from '../../src/config/resolve.ts';
 import { StartupError } from '../../src/errors/errors.ts';
+import { rejectsConfig, scratchFiles } from '../helpers/config.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'sy-config-test-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-let fileCount = 0;
-function file(ext: string, text: string): string {
-  const path = join(dir, `c${fileCount++}.${ext}`);
-  writeFileSync(path, text);
-  return path;
-}
+const { dir, file } = scratchFiles('sy-config-test-');
 
 function replica(input: Partial<ResolveInput>) {
   const r = resolveReplicaConfig({ argv: [], env: {}, cwd: dir, ...input });
@@ -32,15 +23,7 @@ function replica(input: Partial<ResolveInput>) {
   return r;
 }
 
-/** Asserts a config error whose message matches every pattern. */
-function rejects(fn: () => unknown, ...patterns: RegExp[]): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof StartupError, `expected a StartupError, got ${String(err)}`);
-    assert.equal(err.reason, 'config');
-    for (const p of patterns) assert.match(err.message, p);
-    return true;
-  });
-}
+const rejects = rejectsConfig;
 
 describe('defaults', () => {
   it('fill every replica option, with the bundled model', () => {

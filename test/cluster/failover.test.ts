@@ -116,8 +116,11 @@ describe('failover between replica processes', () => {
   });
 
   /** Starts a replica that takes every new stream (the standby hides), slowed so streams last. */
-  async function victimWithStreams(id: string): Promise<{ victim: ActorProcess; sent: Sent[] }> {
-    const victim = await ActorProcess.start('replica', id, server.url);
+  async function victimWithStreams(
+    id: string,
+    args: string[] = [],
+  ): Promise<{ victim: ActorProcess; sent: Sent[] }> {
+    const victim = await ActorProcess.start('replica', id, server.url, args);
     victims.push(victim);
     await injectFault(nc, 'standby', { drop_heartbeats: true });
     await sleep(MEMBERSHIP_SETTLE_MS);
@@ -132,6 +135,14 @@ describe('failover between replica processes', () => {
   it('SIGKILL of the replica mid-stream: greedy and sampled streams complete exactly', async () => {
     const { victim, sent } = await victimWithStreams('victim-kill');
     await victim.kill();
+    await assertExact(engine, sent, 2);
+  });
+
+  it('SIGTERM drains: the grace runs out, the rest is handed over exactly, the replica exits 0', async () => {
+    // 220 tokens at 15 ms a step outlast a 300 ms grace: the streams must be handed over.
+    const { victim, sent } = await victimWithStreams('victim-drain', ['--drain-grace-ms', '300']);
+    const code = await victim.terminate();
+    assert.equal(code, 0, `a draining replica must exit 0:\n${victim.log}`);
     await assertExact(engine, sent, 2);
   });
 

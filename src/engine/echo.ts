@@ -24,6 +24,8 @@ const encoder = new TextEncoder();
 /** A {@link ServingEngine} without a model. */
 export class EchoEngine implements ServingEngine {
   readonly device = 'echo';
+  /** The echo engine has nothing that can die. */
+  readonly failed = new Promise<Error>(() => undefined);
   readonly maxQueue: number;
   readonly info: ModelInfo;
   private live = 0;

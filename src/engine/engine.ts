@@ -34,6 +34,8 @@ export class Engine implements ServingEngine {
   private workerStats: SchedulerStats = { queueDepth: 0, activeSequences: 0, reservedTokens: 0, progress: 0 };
   private busySince: number | null = null;
   private stopped: Promise<void> | undefined;
+  private resolveFailed!: (err: Error) => void;
+  readonly failed = new Promise<Error>((resolve) => (this.resolveFailed = resolve));
 
   private constructor(
     private readonly worker: Worker,
@@ -247,6 +249,7 @@ export class Engine implements ServingEngine {
 
   private onWorkerError(err: Error): void {
     this.state = 'failed';
+    this.resolveFailed(err);
     for (const channel of this.live.values())
       channel.fail(new InternalError(`engine worker died: ${err.message}`, { cause: err }));
     this.live.clear();

@@ -63,4 +63,6 @@ export interface ServingEngine {
   stats(): EngineStats;
   injectFault(fault: FaultSettings): void;
   stop(): Promise<void>;
+  /** Resolves (never rejects) if the engine dies on its own; a replica then stops so it is restarted. */
+  readonly failed: Promise<Error>;
 }

@@ -112,6 +112,13 @@ class ReplicaActor implements Replica {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.heartbeat = new HeartbeatPublisher(nc, options, engine, () => this.state);
     this.orphans = new OrphanWatch(nc, options.orphanTimeoutMs, (origin) => this.cancelOrphans(origin));
+    void engine.failed.then((err) => {
+      this.log.error(
+        { err: err.message },
+        'engine failed; stopping so that a supervisor restarts the replica',
+      );
+      void this.stop();
+    });
     void nc.closed().then((err) => {
       if (this.state !== 'stopped') {
         this.log.error({ err }, 'NATS connection closed; stopping');

@@ -41,6 +41,9 @@ import {
 } from './policy-defaults.ts';
 import type { Authenticator, RateLimiter, ResponseCache } from './policy.ts';
 import { UNMATCHED_ROUTE, pathOf, resolveRoute, type Route } from './routes.ts';
+import { context, type Attributes } from '@opentelemetry/api';
+import { HTTP_ATTRS, SWITCHYARD_ATTRS } from '../telemetry/attributes.ts';
+import { endSpan, startHttpServerSpan } from '../telemetry/propagation.ts';
 
 export type { BridgeState } from './context.ts';
 
@@ -133,7 +136,7 @@ async function closePolicies(policies: readonly unknown[], log: Logger): Promise
 
 class BridgeActor implements Bridge, BridgeContext {
   readonly closed: Promise<void>;
-  readonly metrics = new BridgeMetrics();
+  readonly metrics: BridgeMetrics;
   readonly auth: Authenticator;
   readonly limiter: RateLimiter;
   readonly cache: ResponseCache;
@@ -151,6 +154,10 @@ class BridgeActor implements Bridge, BridgeContext {
     policies: { auth: Authenticator; limiter: RateLimiter; cache: ResponseCache },
     readonly log: Logger,
   ) {
+    this.metrics = new BridgeMetrics(options.id, {
+      inFlight: () => this.live.size,
+      liveReplicas: () => view.replicas().filter((r) => r.live).length,
+    });
     this.auth = policies.auth;
     this.limiter = policies.limiter;
     this.cache = policies.cache;
@@ -267,7 +274,7 @@ class BridgeActor implements Bridge, BridgeContext {
     const started = performance.now();
     const path = pathOf(req.url);
     let routeLabel = UNMATCHED_ROUTE;
-    let status: number;
+    let status = 500;
     // A malformed x-request-id is refused, under a fresh id so the refusal can still be traced.
     let requestId: string;
     let badRequestId: Error | undefined;
@@ -279,29 +286,55 @@ class BridgeActor implements Bridge, BridgeContext {
     }
     const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId };
     const log = this.log.child({ requestId });
-    try {
-      if (badRequestId !== undefined) throw badRequestId;
-      if (this.current !== 'running') {
-        headers.connection = 'close';
-        throw new UnavailableError('the bridge is shutting down; retry on another bridge');
+    const trace = startHttpServerSpan(req.headers, req.method ?? 'HTTP', {
+      ...httpAttributes(req, path, this.boundPort),
+      [SWITCHYARD_ATTRS.requestId]: requestId,
+    });
+    // Everything this request does (the NATS client's spans, log lines) runs in its span's context.
+    await context.with(trace.context, async () => {
+      let failure: unknown;
+      try {
+        if (badRequestId !== undefined) throw badRequestId;
+        if (this.current !== 'running') {
+          headers.connection = 'close';
+          throw new UnavailableError('the bridge is shutting down; retry on another bridge');
+        }
+        const { route, handler } = resolveRoute(req.method, path);
+        entry.route = route;
+        routeLabel = route.path;
+        trace.span.updateName(`${req.method ?? 'HTTP'} ${route.path}`);
+        trace.span.setAttribute(HTTP_ATTRS.route, route.path);
+        const caller =
+          route.auth && this.auth.enabled
+            ? this.auth.authenticate(req.headers.authorization)
+            : ANONYMOUS_CALLER;
+        const call: RequestContext = {
+          req,
+          res,
+          requestId,
+          headers,
+          log,
+          signal: entry.abort.signal,
+          caller,
+        };
+        status = await handler(this, call);
+      } catch (err) {
+        failure = err;
+        const error = toSwitchyardError(err);
+        if (error.code === 'rate_limited') this.metrics.countRateLimited();
+        status = this.fail(res, err, requestId, headers, entry.abort.signal.aborted);
+        log[logLevelOf(status)]({ err: error, status, method: req.method, path }, 'request failed');
       }
-      const { route, handler } = resolveRoute(req.method, path);
-      entry.route = route;
-      routeLabel = route.path;
-      const caller =
-        route.auth && this.auth.enabled
-          ? this.auth.authenticate(req.headers.authorization)
-          : ANONYMOUS_CALLER;
-      const call: RequestContext = { req, res, requestId, headers, log, signal: entry.abort.signal, caller };
-      status = await handler(this, call);
-    } catch (err) {
-      status = this.fail(res, err, requestId, headers, entry.abort.signal.aborted);
-      const level = logLevelOf(status);
-      log[level]({ err: toSwitchyardError(err), status, method: req.method, path }, 'request failed');
-    }
-    if (entry.abort.signal.aborted && !res.writableFinished) status = STATUS_CLIENT_CLOSED;
-    this.metrics.countRequest(routeLabel, status);
-    log.debug({ method: req.method, path, status, ms: +(performance.now() - started).toFixed(2) }, 'request');
+      if (entry.abort.signal.aborted && !res.writableFinished) status = STATUS_CLIENT_CLOSED;
+      this.metrics.countRequest(routeLabel, status);
+      log.debug(
+        { method: req.method, path, status, ms: +(performance.now() - started).toFixed(2) },
+        'request',
+      );
+      trace.span.setAttribute(HTTP_ATTRS.responseStatusCode, status);
+      // As the HTTP conventions say: a server span fails on 5xx only; a client's mistake is no error of ours.
+      endSpan(trace.span, status >= 500 ? (failure ?? new Error(`HTTP ${status}`)) : undefined);
+    });
   }
 
   /** Answers an error where the response can still take one; returns the status to count. */
@@ -351,6 +384,20 @@ class BridgeActor implements Bridge, BridgeContext {
     this.log.info('bridge stopped');
     this.resolveClosed();
   }
+}
+
+/** HTTP server attributes of the semantic conventions, known before the route is resolved. */
+function httpAttributes(req: IncomingMessage, path: string, port: number): Attributes {
+  const attributes: Attributes = {
+    [HTTP_ATTRS.requestMethod]: req.method ?? '_OTHER',
+    [HTTP_ATTRS.urlPath]: path,
+    [HTTP_ATTRS.urlScheme]: 'http',
+    [HTTP_ATTRS.serverPort]: port,
+  };
+  const agent = req.headers['user-agent'];
+  if (agent !== undefined) attributes[HTTP_ATTRS.userAgent] = agent.slice(0, 256);
+  if (req.socket.remoteAddress !== undefined) attributes[HTTP_ATTRS.clientAddress] = req.socket.remoteAddress;
+  return attributes;
 }
 
 /** A bug of ours is an error; overload, outages and deadlines are the cluster's weather. */

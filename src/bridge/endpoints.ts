@@ -8,9 +8,9 @@ import type { BridgeContext, RequestContext } from './context.ts';
 import type { ReplicaView } from './cluster-view.ts';
 import { sendError, sendJson, sendText } from './http-io.ts';
 import { SseWriter } from './sse.ts';
+import { METRICS_CONTENT_TYPE } from '../telemetry/prometheus.ts';
 
 /** Prometheus text exposition format. */
-const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 /** `owned_by` of every model in `/v1/models`. */
 const MODEL_OWNER = 'switchyard';
 
@@ -116,11 +116,8 @@ export async function clusterStream(bridge: BridgeContext, call: RequestContext)
 }
 
 /** `GET /metrics`: Prometheus text. */
-export function metrics(bridge: BridgeContext, call: RequestContext): Promise<number> {
-  const text = bridge.metrics.render({
-    inFlight: bridge.inFlight(),
-    liveReplicas: bridge.view.replicas().filter((r) => r.live).length,
-  });
-  sendText(call.res, 200, text, { ...call.headers, 'content-type': PROMETHEUS_CONTENT_TYPE });
-  return Promise.resolve(200);
+export async function metrics(bridge: BridgeContext, call: RequestContext): Promise<number> {
+  const text = await bridge.metrics.render();
+  sendText(call.res, 200, text, { ...call.headers, 'content-type': METRICS_CONTENT_TYPE });
+  return 200;
 }

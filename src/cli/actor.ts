@@ -4,6 +4,8 @@
  * The first signal calls `stop()` once and exits 0 when it resolves; a second one forces exit 1
  * (a human pressing Ctrl-C twice means it).
  */
+import { createLogger } from '../telemetry/logger.ts';
+import { initTracing } from '../telemetry/tracing.ts';
 import { hasParent, tellParent } from './ipc.ts';
 
 /** A started actor, as `startReplica`, `startRouter` and `startBridge` return it. */
@@ -61,6 +63,15 @@ export async function runActor(run: ActorRun): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   if (hasParent()) process.on('disconnect', onDisconnect);
+  // Tracing belongs to the process, not to the actor: tests that run several actors in one
+  // process must not fight over the global provider, so startRouter/startReplica/startBridge
+  // never install it. Spans ended during the drain are exported by the shutdown in `finally`.
+  const tracing = initTracing({
+    serviceName: 'switchyard',
+    actorId: run.id,
+    role: run.role,
+    logger: createLogger({ role: run.role, id: run.id }),
+  });
   try {
     const actor = await run.start(say);
     await tellParent({
@@ -84,6 +95,7 @@ export async function runActor(run: ActorRun): Promise<number> {
     say(`${name}: stopped`);
     return 0;
   } finally {
+    await tracing.shutdown();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('disconnect', onDisconnect);

@@ -24,6 +24,16 @@ import { CancelledError, InternalError, type ErrorCode, type SwitchyardError } f
 import { DeltaQueue } from './delta-queue.ts';
 import type { CompiledClientOptions } from './options.ts';
 import type { RouterLease, RouterWatch } from './router-watch.ts';
+import { context, type Context } from '@opentelemetry/api';
+import { GEN_AI_ATTRS, SWITCHYARD_ATTRS, SWITCHYARD_EVENTS } from '../telemetry/attributes.ts';
+import {
+  endSpan,
+  extractTrace,
+  injectTrace,
+  setTokenUsage,
+  startSendSpan,
+  type MessageSpan,
+} from '../telemetry/propagation.ts';
 
 /**
  * Codes after which the request is sent again: the router (or its path) was lost. `busy` is
@@ -115,6 +125,10 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
   private resolveResult!: (result: StreamResult) => void;
   private rejectResult!: (err: SwitchyardError) => void;
   private readonly onAbort = (): void => this.cancel('request cancelled by the caller');
+  /** The stream's CLIENT span, made on the first send; every send carries its context. */
+  private trace: MessageSpan | undefined;
+  /** Where the span hangs: the caller's traceparent when given, else the active context. */
+  private readonly traceParent: Context;
 
   /** Starts sending at once; use `SwitchyardClient.stream()` rather than this. */
   constructor(ctx: StreamContext, prepared: PreparedRequest) {
@@ -122,6 +136,13 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     this.prepared = prepared;
     this.requestId = prepared.requestId;
     this.effectiveSeed = prepared.request.seed;
+    this.traceParent =
+      prepared.traceparent === undefined
+        ? context.active()
+        : extractTrace(
+            writeRequestMeta({ traceparent: prepared.traceparent, tracestate: prepared.tracestate }),
+            context.active(),
+          );
     this.queue = new DeltaQueue(() => this.cancel('the consumer stopped reading'));
     this.seed = new Promise((resolve) => (this.resolveSeed = resolve));
     this.result = new Promise<StreamResult>((resolve, reject) => {
@@ -190,7 +211,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
    * (greedy and seeded sampling replay it exactly) and swallowed, and the end tells the rest.
    */
   private send(): Attempt {
-    const { request, requestId, deadline, traceparent, tracestate } = this.prepared;
+    const { request, requestId, deadline } = this.prepared;
     let resume = this.delivered;
     let withheld: number | undefined;
     if (request.maxTokens !== undefined && resume.length >= request.maxTokens && resume.length > 0) {
@@ -201,7 +222,23 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     if (resume.length > 0) body.resumeTokenIds = [...(request.resumeTokenIds ?? []), ...resume];
     if (request.maxTokens !== undefined) body.maxTokens = Math.max(1, request.maxTokens - resume.length);
     if (this.effectiveSeed !== undefined) body.seed = this.effectiveSeed;
-    const headers = writeRequestMeta({ requestId, deadline, traceparent, tracestate });
+    const headers = writeRequestMeta({ requestId, deadline });
+    if (this.trace === undefined) {
+      this.trace = startSendSpan(
+        headers,
+        {
+          subject: GENERATE_SUBJECT,
+          attributes: {
+            [SWITCHYARD_ATTRS.requestId]: requestId,
+            [GEN_AI_ATTRS.requestModel]: request.model,
+          },
+        },
+        this.traceParent,
+      );
+    } else {
+      injectTrace(this.trace.context, headers);
+      this.trace.span.addEvent(SWITCHYARD_EVENTS.resend, { [SWITCHYARD_ATTRS.resumedTokens]: resume.length });
+    }
     // The handle is set before any event can arrive: openStream delivers nothing synchronously.
     const attempt = { resumed: resume.length, withheld, remoteEnded: false, over: false } as Attempt;
     attempt.handle = openStream(this.ctx.nc, GENERATE_SUBJECT, encodeGenerateRequest(body), headers, {
@@ -278,6 +315,14 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     };
     if (this.effectiveSeed !== undefined) result.seed = this.effectiveSeed;
     if (end.modelVersion !== undefined) result.modelVersion = end.modelVersion;
+    if (this.trace !== undefined) {
+      this.trace.span.setAttribute(SWITCHYARD_ATTRS.attempt, result.attempts);
+      setTokenUsage(this.trace.span, {
+        inputTokens: result.usage.promptTokens,
+        outputTokens: result.usage.completionTokens,
+      });
+      endSpan(this.trace.span);
+    }
     this.queue.close();
     this.resolveResult(result);
   }
@@ -285,6 +330,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
   private fail(err: SwitchyardError): void {
     if (this.settled) return;
     this.settle();
+    if (this.trace !== undefined) endSpan(this.trace.span, err);
     this.queue.fail(err);
     this.rejectResult(err);
   }

@@ -55,6 +55,9 @@ export function assertModelVersion(kind: string, value: unknown): asserts value 
   }
 }
 
+/** {@link replicaGenerateSubject} with the id left out: span names and metrics stay low-cardinality. */
+export const REPLICA_GENERATE_TEMPLATE = `${PROTOCOL_PREFIX}.replica.{id}.generate`;
+
 /** Where a router forwards one attempt of a request to the replica it chose. */
 export function replicaGenerateSubject(replicaId: string): string {
   assertId('replica id', replicaId);

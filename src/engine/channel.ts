@@ -4,11 +4,12 @@
  * its max_tokens; a slow consumer never blocks other requests.
  */
 import type { SwitchyardError } from '../errors/errors.ts';
-import type { EngineChunk, EngineEnd, EngineStream, GenerateResult } from './types.ts';
+import type { EngineChunk, EngineEnd, EngineStream, GenerateResult, RequestTimings } from './types.ts';
 
 /** One request's stream of chunks, then its end (or an error). */
 export class RequestChannel implements EngineStream {
   readonly end: Promise<EngineEnd>;
+  readonly timings: RequestTimings = { queuedAt: Date.now() };
   private readonly chunks: EngineChunk[] = [];
   private waiter: (() => void) | undefined;
   private done = false;

@@ -18,10 +18,12 @@ import { formatDevice } from './device.ts';
 import { loadModelInfo, type ModelInfo } from './model-info.ts';
 import { isSampled, samplingOf, validateGenerateParams, type UncheckedGenerateParams } from './request.ts';
 import { randomSeed } from './sampling.ts';
-import type { ScheduledRequest, SchedulerStats, StepEvent } from './scheduler.ts';
+import type { ScheduledRequest, SchedulerStats, StepEvent, StepInfo } from './scheduler.ts';
 import { ModelTokenizer } from './tokenizer.ts';
 import type { FaultSettings, FromWorker, ToWorker, WorkerInit } from './worker-protocol.ts';
 import { collect, RequestChannel } from './channel.ts';
+import { GEN_AI_ATTRS, SPAN_NAMES } from '../telemetry/attributes.ts';
+import { inSpan } from '../telemetry/propagation.ts';
 import type { EngineStats, EngineStream, GenerateResult, ServingEngine } from './types.ts';
 
 type State = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -36,6 +38,7 @@ export class Engine implements ServingEngine {
   private stopped: Promise<void> | undefined;
   private resolveFailed!: (err: Error) => void;
   readonly failed = new Promise<Error>((resolve) => (this.resolveFailed = resolve));
+  onStep: ((step: StepInfo) => void) | undefined;
 
   private constructor(
     private readonly worker: Worker,
@@ -108,9 +111,13 @@ export class Engine implements ServingEngine {
     const params = validateGenerateParams(request);
     const promptIds =
       params.promptTokenIds ??
-      this.tokenizer.encode(
-        params.messages ? this.tokenizer.applyChatTemplate(params.messages) : params.prompt!,
-      );
+      inSpan(SPAN_NAMES.tokenize, (span) => {
+        const ids = this.tokenizer.encode(
+          params.messages ? this.tokenizer.applyChatTemplate(params.messages) : params.prompt!,
+        );
+        span.setAttribute(GEN_AI_ATTRS.usageInputTokens, ids.length);
+        return ids;
+      });
     const resumeIds = params.resumeTokenIds ?? [];
     const { contextLength, vocabSize } = this.info;
     for (const id of [...promptIds, ...resumeIds]) {
@@ -225,12 +232,20 @@ export class Engine implements ServingEngine {
   private onMessage(msg: FromWorker): void {
     if (msg.type !== 'events') return;
     this.workerStats = msg.stats;
-    for (const event of msg.events) this.deliver(event);
+    if (msg.step !== undefined) this.onStep?.(msg.step);
+    for (const event of msg.events) this.deliver(event, msg.step);
   }
 
-  private deliver(event: StepEvent): void {
+  private deliver(event: StepEvent, step: StepInfo | undefined): void {
     const channel = this.live.get(event.id);
     if (!channel) return;
+    const { timings } = channel;
+    if (timings.firstTokenAt === undefined && step?.kind === 'prefill') {
+      timings.prefillStartedAt = step.startedAt;
+      timings.firstTokenAt = step.endedAt;
+      timings.prefillBatchSize = step.batchSize;
+    }
+    if (event.finish) timings.endedAt = step?.endedAt ?? Date.now();
     if (event.tokenIds.length > 0 || event.text !== '')
       channel.push({ tokenIds: event.tokenIds, text: event.text });
     const finish = event.finish;

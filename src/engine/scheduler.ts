@@ -40,6 +40,15 @@ export interface StepEvent {
   finish?: { reason: FinishReason; promptTokens: number; completionTokens: number; error?: string };
 }
 
+/** One forward pass, as metrics and traces see it. Times are epoch milliseconds. */
+export interface StepInfo {
+  kind: 'prefill' | 'decode';
+  /** Rows in the forward pass. */
+  batchSize: number;
+  startedAt: number;
+  endedAt: number;
+}
+
 /** Load figures, mirrored to the main thread after every step. */
 export interface SchedulerStats {
   queueDepth: number;
@@ -87,6 +96,8 @@ export class Scheduler {
   private progress = 0;
   private readonly sampler: Sampler;
   private readonly prefilling = new Set<number>();
+  /** The forward pass the last prefill() or decode() ran, until taken. */
+  private lastStep: StepInfo | undefined;
   private readonly cancelAfterPrefill = new Set<number>();
   private readonly eos: ReadonlySet<number>;
 
@@ -124,6 +135,13 @@ export class Scheduler {
     return this.rows.length > 0 || this.waiting.length > 0;
   }
 
+  /** The forward pass run since the last call, if any (the worker sends it with that step's events). */
+  takeStep(): StepInfo | undefined {
+    const step = this.lastStep;
+    this.lastStep = undefined;
+    return step;
+  }
+
   stats(): SchedulerStats {
     return {
       queueDepth: this.waiting.length,
@@ -159,6 +177,7 @@ export class Scheduler {
     const cache = this.decoder.newCache(n);
     let logits: Float32Array[];
     for (const req of batch) this.prefilling.add(req.id);
+    const startedAt = Date.now();
     try {
       logits = await this.decoder.forward(
         { batchSize: n, seqLen: S, inputIds, positionIds, attentionMask },
@@ -173,6 +192,7 @@ export class Scheduler {
       }
       return events;
     }
+    this.lastStep = { kind: 'prefill', batchSize: n, startedAt, endedAt: Date.now() };
     this.progress++;
     const joined: Row[] = [];
     const keep: number[] = [];
@@ -226,6 +246,7 @@ export class Scheduler {
       attentionMask.fill(1n, b * (L + 1) + row.pad, (b + 1) * (L + 1));
     });
     let logits: Float32Array[];
+    const startedAt = Date.now();
     try {
       logits = await this.decoder.forward(
         { batchSize: B, seqLen: 1, inputIds, positionIds, attentionMask },
@@ -235,6 +256,7 @@ export class Scheduler {
       this.failAll(events, (err as Error).message);
       return events;
     }
+    this.lastStep = { kind: 'decode', batchSize: B, startedAt, endedAt: Date.now() };
     this.progress++;
     const keep: number[] = [];
     this.rows.forEach((row, b) => {

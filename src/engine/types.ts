@@ -1,7 +1,7 @@
 /** Public shapes of the engine API, kept apart so that the engine and its helpers share them without cycles. */
 import type { ModelInfo } from './model-info.ts';
 import type { UncheckedGenerateParams } from './request.ts';
-import type { FinishReason } from './scheduler.ts';
+import type { FinishReason, StepInfo } from './scheduler.ts';
 import type { FaultSettings } from './worker-protocol.ts';
 
 /** One step's output for one request. */
@@ -16,6 +16,20 @@ export interface EngineEnd {
   usage: { promptTokens: number; completionTokens: number };
 }
 
+/**
+ * When a request passed each phase, epoch milliseconds, for its trace: it waited in the queue
+ * from `queuedAt` to `prefillStartedAt`, its prompt was computed until `firstTokenAt`, and it was
+ * decoded until `endedAt`. Phases it never reached stay undefined.
+ */
+export interface RequestTimings {
+  queuedAt: number;
+  prefillStartedAt?: number;
+  firstTokenAt?: number;
+  endedAt?: number;
+  /** Rows in the forward pass that computed its prompt. */
+  prefillBatchSize?: number;
+}
+
 /** A running request: iterate for chunks; `end` resolves when it is over. */
 export interface EngineStream extends AsyncIterable<EngineChunk> {
   /** The seed sampling uses (undefined for greedy requests). */
@@ -26,6 +40,8 @@ export interface EngineStream extends AsyncIterable<EngineChunk> {
   readonly maxTokens: number;
   /** Resolves with the finish reason and usage; rejects with a SwitchyardError on failure. */
   readonly end: Promise<EngineEnd>;
+  /** Phase times (engines that have phases fill them in as the request goes). */
+  readonly timings?: Readonly<RequestTimings>;
 }
 
 /** A whole generation, as `generate()` returns it. */
@@ -65,4 +81,8 @@ export interface ServingEngine {
   stop(): Promise<void>;
   /** Resolves (never rejects) if the engine dies on its own; a replica then stops so it is restarted. */
   readonly failed: Promise<Error>;
+  /** Called after every forward pass (metrics); must be cheap and must not throw. */
+  onStep?: (step: StepInfo) => void;
 }
+
+export type { StepInfo };

@@ -5,7 +5,7 @@
  */
 import type { SessionSettings } from './onnx-decoder.ts';
 import type { ModelInfo } from './model-info.ts';
-import type { ScheduledRequest, SchedulerLimits, SchedulerStats, StepEvent } from './scheduler.ts';
+import type { ScheduledRequest, SchedulerLimits, SchedulerStats, StepEvent, StepInfo } from './scheduler.ts';
 import type { StartupFailure } from '../errors/errors.ts';
 
 /** Faults the chaos suite can inject into a live engine (refused unless enabled). */
@@ -36,6 +36,6 @@ export type ToWorker =
 /** Worker → main thread. */
 export type FromWorker =
   | { type: 'ready'; info: ModelInfo }
-  | { type: 'events'; events: StepEvent[]; stats: SchedulerStats }
+  | { type: 'events'; events: StepEvent[]; stats: SchedulerStats; step?: StepInfo }
   | { type: 'failed'; reason: StartupFailure; message: string }
   | { type: 'stopped' };

@@ -53,7 +53,10 @@ port.on('message', (msg: ToWorker) => {
 });
 
 function flush(events: StepEvent[]): void {
-  if (events.length > 0) post({ type: 'events', events, stats: scheduler.stats() });
+  const step = scheduler.takeStep();
+  if (events.length > 0 || step !== undefined) {
+    post({ type: 'events', events, stats: scheduler.stats(), ...(step === undefined ? {} : { step }) });
+  }
 }
 
 function idle(): Promise<void> {

@@ -27,7 +27,11 @@ import { applyFault } from './faults.ts';
 import { HeartbeatPublisher } from './heartbeat.ts';
 import { compileReplicaOptions, type CompiledReplicaOptions, type ReplicaOptions } from './options.ts';
 import { OrphanWatch } from './orphans.ts';
-import { serveMetrics, type Family, type MetricsServer } from '../telemetry/prometheus.ts';
+import { serveMetrics, type MetricsServer } from '../telemetry/prometheus.ts';
+import { context } from '@opentelemetry/api';
+import { endSpan } from '../telemetry/propagation.ts';
+import { ReplicaMetrics } from './metrics.ts';
+import { describeRequest, endRequestTrace, startRequestTrace, type RequestTrace } from './request-trace.ts';
 
 /** Lifecycle of a replica. */
 export type ReplicaState = 'starting' | 'ready' | 'draining' | 'stopped' | 'failed';
@@ -98,8 +102,8 @@ class ReplicaActor implements Replica {
   private readonly heartbeat: HeartbeatPublisher;
   private readonly orphans: OrphanWatch;
   private service: Service | undefined;
-  private metrics: MetricsServer | undefined;
-  private readonly counts = { served: 0, refused: 0, orphansCancelled: 0, handedOver: 0 };
+  private metricsServer: MetricsServer | undefined;
+  private readonly metrics: ReplicaMetrics;
   private stopping: Promise<void> | undefined;
   private resolveClosed!: () => void;
 
@@ -112,6 +116,11 @@ class ReplicaActor implements Replica {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.heartbeat = new HeartbeatPublisher(nc, options, engine, () => this.state);
     this.orphans = new OrphanWatch(nc, options.orphanTimeoutMs, (origin) => this.cancelOrphans(origin));
+    this.metrics = new ReplicaMetrics({
+      id: options.id,
+      engine,
+      heartbeatsSent: () => this.heartbeat.sent,
+    });
     void engine.failed.then((err) => {
       this.log.error(
         { err: err.message },
@@ -165,8 +174,8 @@ class ReplicaActor implements Replica {
       this.log.warn('fault injection is enabled on this replica');
     }
     if (this.options.metricsPort > 0) {
-      this.metrics = await serveMetrics(this.options.metricsPort, () => this.collectMetrics());
-      progress(`metrics on http://127.0.0.1:${this.metrics.port}/metrics`);
+      this.metricsServer = await serveMetrics(this.options.metricsPort, this.metrics.registry);
+      progress(`metrics on http://127.0.0.1:${this.metricsServer.port}/metrics`);
     }
     this.state = 'ready';
     this.heartbeat.beat();
@@ -181,6 +190,7 @@ class ReplicaActor implements Replica {
   private onGenerate(msg: ServiceMsg): void {
     if (!msg.reply) return; // nowhere to answer: a malformed publish, not a request
     let responder = new StreamResponder(this.nc, msg.reply);
+    const trace = startRequestTrace(msg.headers, msg.subject, this.id, msg.data.length);
     try {
       const meta = readRequestMeta(msg.headers);
       responder = new StreamResponder(this.nc, msg.reply, {
@@ -188,55 +198,16 @@ class ReplicaActor implements Replica {
         attempt: meta.attempt,
       });
       const req = decodeGenerateRequest(msg.data);
+      describeRequest(trace, req, meta.requestId ?? '', meta.attempt ?? 1);
       this.checkServable(req, meta.deadline);
-      this.serve(req, meta, responder);
+      // The engine tokenizes inside the request's span, so its span is a child of this one.
+      context.with(trace.context, () => this.serve(req, meta, responder, trace));
     } catch (err) {
-      this.counts.refused++;
-      responder.error(toSwitchyardError(err));
+      const error = toSwitchyardError(err);
+      this.metrics.refused.inc({ code: error.code });
+      endSpan(trace.span, error);
+      responder.error(error);
     }
-  }
-
-  private collectMetrics(): Family[] {
-    const stats = this.engine.stats();
-    const labels = { replica: this.id, model: this.engine.info.id, version: this.engine.info.version };
-    const gauge = (name: string, help: string, value: number): Family => ({
-      name,
-      help,
-      type: 'gauge',
-      samples: [{ labels, value }],
-    });
-    const counter = (name: string, help: string, value: number): Family => ({
-      name,
-      help,
-      type: 'counter',
-      samples: [{ labels, value }],
-    });
-    return [
-      gauge('switchyard_queue_depth', 'Requests waiting beyond the running batch.', stats.queueDepth),
-      gauge('switchyard_active_sequences', 'Sequences in the running batch.', stats.activeSequences),
-      gauge(
-        'switchyard_token_budget_used_ratio',
-        'Share of the KV token budget reserved by running sequences.',
-        1 - stats.freeTokenBudget / stats.tokenBudget,
-      ),
-      counter(
-        'switchyard_engine_steps_total',
-        'Forward passes of the engine (its progress counter).',
-        stats.progress,
-      ),
-      counter('switchyard_replica_requests_total', 'Generate requests accepted.', this.counts.served),
-      counter(
-        'switchyard_replica_refused_total',
-        'Generate requests refused at once (invalid, busy, …).',
-        this.counts.refused,
-      ),
-      counter('switchyard_heartbeats_sent_total', 'Heartbeats published.', this.heartbeat.sent),
-      counter(
-        'switchyard_orphans_cancelled_total',
-        'Requests cancelled because their router went silent.',
-        this.counts.orphansCancelled,
-      ),
-    ];
   }
 
   private checkServable(req: GenerateRequest, deadline: number | undefined): void {
@@ -257,6 +228,7 @@ class ReplicaActor implements Replica {
     req: GenerateRequest,
     meta: { requestId?: string; attempt?: number; origin?: string; deadline?: number },
     responder: StreamResponder,
+    trace: RequestTrace,
   ): void {
     const controller = new AbortController();
     const stream = this.engine.stream(req, { signal: controller.signal }); // throws invalid_request / busy at once
@@ -274,7 +246,7 @@ class ReplicaActor implements Replica {
     this.inFlight.get(key)?.controller.abort(); // a duplicate attempt replaces the old one
     this.inFlight.set(key, entry);
     if (meta.origin !== undefined) this.orphans.track(meta.origin);
-    this.counts.served++;
+    this.metrics.accepted.inc();
     responder.ack({ by: this.id, seed: stream.seed, maxTokens: stream.maxTokens });
     const deadlineTimer =
       meta.deadline === undefined
@@ -291,15 +263,32 @@ class ReplicaActor implements Replica {
           first = false;
         }
         const end = await stream.end;
-        if (entry.endWith) responder.error(entry.endWith);
-        else
-          responder.end({
-            finishReason: end.finishReason,
-            usage: end.usage,
-            modelVersion: this.engine.info.version,
-          });
+        if (entry.endWith) throw entry.endWith;
+        responder.end({
+          finishReason: end.finishReason,
+          usage: end.usage,
+          modelVersion: this.engine.info.version,
+        });
+        endRequestTrace(trace, stream.timings, {
+          end,
+          model: `${this.engine.info.id}@${this.engine.info.version}`,
+        });
+        context.with(trace.context, () =>
+          this.log.debug(
+            { requestId, attempt, finishReason: end.finishReason, usage: end.usage },
+            'request done',
+          ),
+        );
       } catch (err) {
-        responder.error(entry.endWith ?? toSwitchyardError(err));
+        const error = entry.endWith ?? toSwitchyardError(err);
+        responder.error(error);
+        endRequestTrace(trace, stream.timings, { error });
+        context.with(trace.context, () =>
+          this.log.info(
+            { requestId, attempt, code: error.code, err: error.message },
+            'request ended with an error',
+          ),
+        );
       } finally {
         clearTimeout(deadlineTimer);
         if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
@@ -332,7 +321,7 @@ class ReplicaActor implements Replica {
     for (const entry of this.inFlight.values()) {
       if (entry.origin !== origin) continue;
       this.log.warn({ requestId: entry.requestId, origin }, 'router gone: cancelling its request');
-      this.counts.orphansCancelled++;
+      this.metrics.orphansCancelled.inc();
       this.endEarly(entry, new UnavailableError(`router ${origin} is gone`));
     }
   }
@@ -353,7 +342,7 @@ class ReplicaActor implements Replica {
     this.heartbeat.beat(); // deregister: routers drop this replica now, not after missed beats
     this.heartbeat.stop();
     this.orphans.stop();
-    await this.metrics?.close();
+    await this.metricsServer?.close();
     await this.service?.stop().catch(() => undefined);
     await this.engine.stop();
     await this.nc.drain().catch(() => undefined);

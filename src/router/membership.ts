@@ -26,6 +26,8 @@ export interface Member {
   inFlight: number;
   /** This router's requests on the replica when the latest heartbeat arrived (already in its figures). */
   inFlightAtBeat: number;
+  /** Heartbeat intervals passed since `lastSeen` that were already counted as missed. */
+  missedCounted: number;
 }
 
 /** Thresholds of the liveness rules. */
@@ -48,6 +50,8 @@ export class Membership {
   private readonly members = new Map<string, Member>();
   /** Every model id (and id@version) any replica ever served: unknown ones are model_not_found. */
   private readonly everServed = new Set<string>();
+  /** Heartbeats missed by any member so far (each interval without a beat, up to its death). */
+  missedBeats = 0;
 
   constructor(private readonly rules: MembershipRules) {}
 
@@ -70,12 +74,14 @@ export class Membership {
         progressAt: now,
         inFlight: 0,
         inFlightAtBeat: 0,
+        missedCounted: 0,
       });
       return { id: hb.id, from: 'new', to: 'alive' };
     }
     const moved = hb.progress !== member.hb.progress || !hasWork(hb);
     member.hb = hb;
     member.lastSeen = now;
+    member.missedCounted = 0;
     member.inFlightAtBeat = member.inFlight;
     if (moved) member.progressAt = now;
     if (member.liveness !== 'alive' && !this.isStuck(member, now)) {
@@ -91,6 +97,12 @@ export class Membership {
     const changes: MembershipChange[] = [];
     for (const member of this.members.values()) {
       const missed = (now - member.lastSeen) / member.hb.intervalMs;
+      // Each whole interval without a beat is one missed beat, counted once, up to death.
+      const whole = Math.min(Math.floor(missed), this.rules.deadAfterMissed);
+      if (whole > member.missedCounted) {
+        this.missedBeats += whole - member.missedCounted;
+        member.missedCounted = whole;
+      }
       let to: Liveness = 'alive';
       let reason: DeathReason | undefined;
       if (missed >= this.rules.deadAfterMissed) {

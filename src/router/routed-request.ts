@@ -13,22 +13,25 @@ import { encodeGenerateRequest, type GenerateRequest } from '../cluster/messages
 import { encodeCancel } from '../cluster/messages/stream.ts';
 import { openStream, type StreamEvent, type StreamHandle, type StreamResponder } from '../cluster/stream.ts';
 import { replicaCancelSubject, replicaGenerateSubject } from '../cluster/subjects.ts';
+import { GEN_AI_ATTRS, SWITCHYARD_ATTRS } from '../telemetry/attributes.ts';
 import {
   BusyError,
+  CancelledError,
   DeadlineExceededError,
   UnavailableError,
   type SwitchyardError,
 } from '../errors/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { endSpan } from '../telemetry/propagation.ts';
+import { context, type Span } from '@opentelemetry/api';
 import { isFull, type Member, type Membership } from './membership.ts';
+import type { FailoverReason, ModelInstruments, RequestCode, RouterMetrics } from './metrics.ts';
+import type { RouteTrace } from './route-trace.ts';
 import type { CompiledRouterOptions } from './options.ts';
 import type { RoutingStrategy } from './strategies/strategy.ts';
 
 /** How long a replica may take to ack: it acks on receipt, so this only catches a lost request. */
 export const REPLICA_ACK_TIMEOUT_MS = 2_000;
-
-/** Why an attempt was abandoned (metrics label). */
-export type FailoverReason = 'replica_dead' | 'stalled' | 'no_ack' | 'error' | 'unavailable';
 
 /** What a routed request needs from its router. */
 export interface RouterContext {
@@ -38,13 +41,12 @@ export interface RouterContext {
   readonly membership: Membership;
   readonly strategy: RoutingStrategy;
   readonly log: Logger;
+  readonly metrics: RouterMetrics;
   /** An attempt of `request` now runs on `replicaId` (for failover when that replica dies). */
   attached(request: RoutedRequest, replicaId: string): void;
   detached(request: RoutedRequest, replicaId: string): void;
   /** The request is over (ended, failed or cancelled). */
   finished(request: RoutedRequest): void;
-  /** Observability hook: an attempt failed over. */
-  failedOver(request: RoutedRequest, replicaId: string, reason: FailoverReason): void;
 }
 
 interface Attempt {
@@ -55,6 +57,8 @@ interface Attempt {
   /** Tokens delivered before this attempt started. */
   deliveredBefore: number;
   stallTimer?: NodeJS.Timeout;
+  /** The attempt's CLIENT span (its replica's span is a child). */
+  span: Span;
 }
 
 /** A request's life at its router, from admission to its one end or error. */
@@ -68,6 +72,9 @@ export class RoutedRequest {
   private done = false;
   private sentSeed = false;
   private readonly deadlineTimer: NodeJS.Timeout;
+  private readonly instruments: ModelInstruments;
+  private readonly admittedAt = performance.now();
+  private lastChunkAt: number | undefined;
 
   constructor(
     private readonly ctx: RouterContext,
@@ -76,7 +83,9 @@ export class RoutedRequest {
     private readonly meta: RequestMeta,
     private readonly responder: StreamResponder,
     readonly deadline: number,
+    private readonly trace: RouteTrace,
   ) {
+    this.instruments = ctx.metrics.forModel(req.model);
     this.maxTokens = req.maxTokens;
     this.deadlineTimer = setTimeout(
       () => this.fail(new DeadlineExceededError(`deadline passed after ${this.attempts} attempt(s)`)),
@@ -103,21 +112,22 @@ export class RoutedRequest {
   /** The client cancelled: stop the attempt and end the stream as cancelled. */
   cancel(reason: string): void {
     if (this.done) return;
-    this.abandonCurrent(reason);
+    const err = new CancelledError(reason);
+    this.abandonCurrent(reason, err);
     this.responder.end({
       finishReason: 'cancelled',
       usage: { promptTokens: 0, completionTokens: this.delivered.length },
       attempts: Math.max(1, this.attempts),
     });
-    this.close();
+    this.close(err.code, 0, err);
   }
 
   /** Ends the request with an error (retryable ones make the client resend elsewhere). */
   fail(err: SwitchyardError): void {
     if (this.done) return;
-    this.abandonCurrent(err.message);
+    this.abandonCurrent(err.message, err);
     this.responder.error(err);
-    this.close();
+    this.close(err.code, 0, err);
   }
 
   private next(lastError: SwitchyardError | undefined): void {
@@ -152,6 +162,7 @@ export class RoutedRequest {
       number,
       replicaId: member.id,
       deliveredBefore: this.delivered.length,
+      span: this.trace.attempt(number, member.id, headers),
     };
     this.current = attempt;
     this.ctx.attached(this, member.id);
@@ -185,12 +196,14 @@ export class RoutedRequest {
         this.sentSeed = true;
         this.responder.chunk({ tokenIds, text, attempt: attempt.number, ...seed });
         this.delivered.push(...tokenIds);
+        this.observeChunk(tokenIds.length);
         this.armStall(attempt);
         return;
       }
       case 'end': {
         const { end } = event;
         this.detach(attempt);
+        endSpan(attempt.span);
         this.responder.end({
           finishReason: end.finishReason,
           usage: {
@@ -201,7 +214,7 @@ export class RoutedRequest {
           attempts: this.attempts,
           ...(end.modelVersion !== undefined ? { modelVersion: end.modelVersion } : {}),
         });
-        return this.close();
+        return this.close('ok', end.usage.promptTokens);
       }
       case 'error': {
         const err = event.error;
@@ -232,28 +245,32 @@ export class RoutedRequest {
   private failover(reason: FailoverReason, err: SwitchyardError): void {
     const attempt = this.current;
     if (this.done || !attempt) return;
-    this.ctx.log.warn(
-      {
-        requestId: this.requestId,
-        replica: attempt.replicaId,
-        attempt: attempt.number,
-        reason,
-        err: err.message,
-      },
-      'attempt failed; resuming elsewhere',
+    context.with(this.trace.context, () =>
+      this.ctx.log.warn(
+        {
+          requestId: this.requestId,
+          replica: attempt.replicaId,
+          attempt: attempt.number,
+          reason,
+          err: err.message,
+        },
+        'attempt failed; resuming elsewhere',
+      ),
     );
-    this.ctx.failedOver(this, attempt.replicaId, reason);
+    this.ctx.metrics.failedOver(reason);
+    this.trace.failover(attempt.replicaId, attempt.number, reason, this.delivered.length);
     this.excluded.add(attempt.replicaId);
-    this.abandonCurrent(`failover: ${reason}`);
+    this.abandonCurrent(`failover: ${reason}`, err);
     // A replica answering busy is not broken: if every replica is busy the client hears busy.
     this.next(err.code === 'busy' ? new BusyError(err.message) : err);
   }
 
   /** Stops listening to the running attempt and tells its replica to stop work on it. */
-  private abandonCurrent(reason: string): void {
+  private abandonCurrent(reason: string, err: SwitchyardError): void {
     const attempt = this.current;
     if (!attempt) return;
     this.detach(attempt);
+    endSpan(attempt.span, err);
     attempt.handle?.close();
     try {
       this.ctx.nc.publish(
@@ -271,9 +288,25 @@ export class RoutedRequest {
     this.ctx.detached(this, attempt.replicaId);
   }
 
-  private close(): void {
+  /** Time to first token, then the gap per token of each later chunk. */
+  private observeChunk(tokens: number): void {
+    const now = performance.now();
+    if (this.lastChunkAt === undefined) this.instruments.firstToken((now - this.admittedAt) / 1_000);
+    else if (tokens > 0) this.instruments.interToken((now - this.lastChunkAt) / 1_000 / tokens);
+    this.lastChunkAt = now;
+  }
+
+  private close(code: RequestCode, promptTokens: number, err?: SwitchyardError): void {
     this.done = true;
     clearTimeout(this.deadlineTimer);
+    const seconds = (performance.now() - this.admittedAt) / 1_000;
+    this.instruments.finished(code, seconds, promptTokens, this.delivered.length);
+    this.trace.span.setAttributes({
+      [SWITCHYARD_ATTRS.attempt]: this.attempts,
+      [GEN_AI_ATTRS.usageOutputTokens]: this.delivered.length,
+      ...(promptTokens > 0 ? { [GEN_AI_ATTRS.usageInputTokens]: promptTokens } : {}),
+    });
+    endSpan(this.trace.span, err);
     this.ctx.finished(this);
   }
 }

@@ -26,9 +26,12 @@ import { BusyError, ModelNotFoundError, UnavailableError, toSwitchyardError } fr
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { isFull, Membership, type MembershipChange } from './membership.ts';
 import { compileRouterOptions, type CompiledRouterOptions, type RouterOptions } from './options.ts';
-import { RoutedRequest, type FailoverReason, type RouterContext } from './routed-request.ts';
+import { RoutedRequest, type RouterContext } from './routed-request.ts';
 import { createStrategy } from './strategies/index.ts';
-import { serveMetrics, type Family, type MetricsServer } from '../telemetry/prometheus.ts';
+import { serveMetrics, type MetricsServer } from '../telemetry/prometheus.ts';
+import { endSpan } from '../telemetry/propagation.ts';
+import { RouterMetrics } from './metrics.ts';
+import { startRouteTrace } from './route-trace.ts';
 import type { RoutingStrategy } from './strategies/strategy.ts';
 
 /** Lifecycle of a router. */
@@ -40,6 +43,9 @@ export type RouterState = 'starting' | 'ready' | 'draining' | 'stopped';
  */
 export const MEMBERSHIP_WARMUP_MS = 600;
 
+/** The `model` label of a request refused before its body could be read. */
+const UNKNOWN_MODEL = 'unknown';
+
 /** A running router. */
 export interface Router {
   readonly id: string;
@@ -47,12 +53,6 @@ export interface Router {
   /** Stops taking requests, finishes in-flight ones within the grace period, deregisters. Idempotent. */
   stop(): Promise<void>;
   readonly closed: Promise<void>;
-}
-
-/** Counters a router keeps (the observability issue exports them as metrics). */
-export interface RouterCounters {
-  failovers: Partial<Record<FailoverReason, number>>;
-  replicasDeclaredDead: number;
 }
 
 /** Starts a router and resolves once it takes requests. */
@@ -70,13 +70,12 @@ class RouterActor implements Router, RouterContext {
   readonly closed: Promise<void>;
   readonly membership: Membership;
   readonly strategy: RoutingStrategy;
-  readonly counters: RouterCounters = { failovers: {}, replicasDeclaredDead: 0 };
+  readonly metrics: RouterMetrics;
   private readonly requests = new Map<string, RoutedRequest>();
   private readonly byReplica = new Map<string, Set<RoutedRequest>>();
   private readonly subs: Subscription[] = [];
   private frontDoor: Subscription | undefined;
-  private metrics: MetricsServer | undefined;
-  private refused = 0;
+  private metricsServer: MetricsServer | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<void> | undefined;
   private resolveClosed!: () => void;
@@ -89,6 +88,11 @@ class RouterActor implements Router, RouterContext {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.membership = new Membership(options);
     this.strategy = createStrategy(options.strategy);
+    this.metrics = new RouterMetrics({
+      id: options.id,
+      membership: this.membership,
+      inFlight: () => this.requests.size,
+    });
     void nc.closed().then((err) => {
       if (this.state !== 'stopped') {
         log.error({ err }, 'NATS connection closed; stopping');
@@ -128,11 +132,11 @@ class RouterActor implements Router, RouterContext {
       },
     });
     if (this.options.metricsPort > 0) {
-      this.metrics = await serveMetrics(this.options.metricsPort, () => this.collectMetrics());
+      this.metricsServer = await serveMetrics(this.options.metricsPort, this.metrics.registry);
     }
     this.state = 'ready';
     this.beat();
-    this.log.info({ strategy: this.strategy.name, metricsPort: this.metrics?.port }, 'router ready');
+    this.log.info({ strategy: this.strategy.name, metricsPort: this.metricsServer?.port }, 'router ready');
   }
 
   stop(): Promise<void> {
@@ -160,10 +164,6 @@ class RouterActor implements Router, RouterContext {
     if (this.requests.get(request.requestId) === request) this.requests.delete(request.requestId);
   }
 
-  failedOver(_request: RoutedRequest, _replicaId: string, reason: FailoverReason): void {
-    this.counters.failovers[reason] = (this.counters.failovers[reason] ?? 0) + 1;
-  }
-
   private onHeartbeat(msg: Msg): void {
     try {
       const change = this.membership.observe(decodeReplicaHeartbeat(msg.data), Date.now());
@@ -180,7 +180,7 @@ class RouterActor implements Router, RouterContext {
     for (const change of changes) {
       this.log.info(change, `replica ${change.id}: ${change.from} -> ${change.to}`);
       if (change.to !== 'dead') continue;
-      this.counters.replicasDeclaredDead++;
+      this.metrics.replicaDeclaredDead();
       for (const request of [...(this.byReplica.get(change.id) ?? [])]) {
         request.replicaDied(change.id, change.reason ?? 'dead');
       }
@@ -190,70 +190,32 @@ class RouterActor implements Router, RouterContext {
   private onGenerate(msg: Msg): void {
     if (!msg.reply) return;
     let responder = new StreamResponder(this.nc, msg.reply);
+    const trace = startRouteTrace(msg.headers, this.id, msg.data.length);
+    let model = UNKNOWN_MODEL;
     try {
       const meta = readRequestMeta(msg.headers);
       const requestId = meta.requestId ?? randomUUID();
       responder = new StreamResponder(this.nc, msg.reply, { requestId });
       const req = decodeGenerateRequest(msg.data);
+      model = req.model;
+      trace.describe(req, requestId);
       this.admit(req.model, req.version);
       if (isSampled(req) && req.seed === undefined) req.seed = randomSeed();
       // A resend of a request this router still owns (its client lost track of us): the new
       // stream replaces the old one, which nobody listens to any more.
       this.requests.get(requestId)?.fail(new UnavailableError('superseded by a resend of the same request'));
       const deadline = meta.deadline ?? Date.now() + this.options.requestTimeoutMs;
-      const request = new RoutedRequest(this, requestId, req, meta, responder, deadline);
+      const request = new RoutedRequest(this, requestId, req, meta, responder, deadline, trace);
       this.requests.set(requestId, request);
       responder.ack({ by: this.id, ...(req.seed !== undefined ? { seed: req.seed } : {}) });
       request.start();
     } catch (err) {
-      this.refused++;
-      responder.error(toSwitchyardError(err));
+      const error = toSwitchyardError(err);
+      // Only models the cluster serves become label values: a client's typo must not mint series.
+      this.metrics.refused(this.membership.known(model, undefined) ? model : UNKNOWN_MODEL, error.code);
+      endSpan(trace.span, error);
+      responder.error(error);
     }
-  }
-
-  private collectMetrics(): Family[] {
-    const router = { router: this.id };
-    const byState = new Map<string, number>([
-      ['alive', 0],
-      ['suspect', 0],
-      ['dead', 0],
-    ]);
-    for (const m of this.membership.all()) byState.set(m.liveness, (byState.get(m.liveness) ?? 0) + 1);
-    return [
-      {
-        name: 'switchyard_replicas',
-        help: 'Replicas in this router membership table, by liveness.',
-        type: 'gauge',
-        samples: [...byState].map(([state, value]) => ({ labels: { ...router, state }, value })),
-      },
-      {
-        name: 'switchyard_failovers_total',
-        help: 'Attempts abandoned and resumed on another replica, by reason.',
-        type: 'counter',
-        samples: Object.entries(this.counters.failovers).map(([reason, value]) => ({
-          labels: { ...router, reason },
-          value,
-        })),
-      },
-      {
-        name: 'switchyard_router_in_flight',
-        help: 'Requests this router owns.',
-        type: 'gauge',
-        samples: [{ labels: router, value: this.requests.size }],
-      },
-      {
-        name: 'switchyard_router_refused_total',
-        help: 'Requests refused at admission (busy, unavailable, model_not_found, invalid).',
-        type: 'counter',
-        samples: [{ labels: router, value: this.refused }],
-      },
-      {
-        name: 'switchyard_replicas_declared_dead_total',
-        help: 'Times a replica was declared dead (missed heartbeats, stuck engine, stopped).',
-        type: 'counter',
-        samples: [{ labels: router, value: this.counters.replicasDeclaredDead }],
-      },
-    ];
   }
 
   /** Throws the typed refusal when the request cannot be placed now. */
@@ -320,7 +282,7 @@ class RouterActor implements Router, RouterContext {
     this.beat();
     for (const timer of this.timers) clearInterval(timer);
     for (const sub of this.subs) sub.unsubscribe();
-    await this.metrics?.close();
+    await this.metricsServer?.close();
     await this.nc.drain().catch(() => undefined);
     this.resolveClosed();
   }

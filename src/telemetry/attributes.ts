@@ -83,10 +83,26 @@ export const SWITCHYARD_ATTRS = {
   batchSize: 'switchyard.batch.size',
 } as const;
 
+/** Names of the spans that are not message spans (those are named by operation and subject). */
+export const SPAN_NAMES = {
+  /** Router: one request from admission to its end, parent of one span per attempt. */
+  route: 'route',
+  /** Replica: the prompt (or chat messages) turned into token ids. */
+  tokenize: 'tokenize',
+  /** Replica: from submission to the engine until the request joined a prefill. */
+  queueWait: 'queue_wait',
+  /** Replica: the forward pass over the prompt, up to the first token. */
+  prefill: 'prefill',
+  /** Replica: decode steps from the first token to the last. */
+  decode: 'decode',
+} as const;
+
 /** Span event names that only switchyard has. */
 export const SWITCHYARD_EVENTS = {
   /** On the router's route span: one attempt was abandoned and the request moved on. */
   failover: 'switchyard.failover',
   /** On the replica's request span: the first token left the engine. */
   firstToken: 'switchyard.first_token',
+  /** On the client's span: its router went away and the request was resent to another. */
+  resend: 'switchyard.resend',
 } as const;

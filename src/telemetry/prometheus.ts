@@ -1,46 +1,52 @@
 /**
- * Prometheus text exposition (format 0.0.4) and the small HTTP server each actor serves it on
- * (`--metrics-port`; 0 = off). Metric values are read at scrape time from the actor's own state,
- * so the hot paths (decode step, routing decision, heartbeat) do no metrics work at all.
+ * Prometheus metrics for every actor, with prom-client: the library the Node field scrapes with
+ * (histograms with exact buckets, `collect()` callbacks for values read at scrape time, the text
+ * format done right). OpenTelemetry's Prometheus exporter was the other choice; it would add a
+ * metrics SDK whose views and temporality settings we do not need, for the same text.
+ *
+ * Each actor owns one {@link Registry} (tests run several actors in one process, so nothing is
+ * registered globally), labelled with the actor's id, and serves it on `GET /metrics` at its
+ * `--metrics-port` (0 = off); the bridge serves its registry on its own HTTP port. Gauges of
+ * existing state (queue depth, membership) are read at scrape time, so the decode step and the
+ * routing decision do no work for them; histograms and counters are updated where things happen.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { StartupError } from '../errors/errors.ts';
+import { eventLoopDelaySeconds } from './event-loop.ts';
 
-/** One sample: label values and a number. */
-export interface Sample {
-  labels?: Readonly<Record<string, string>>;
-  value: number;
-}
-
-/** One metric family. */
-export interface Family {
-  name: string;
-  help: string;
-  type: 'counter' | 'gauge';
-  samples: readonly Sample[];
-}
+export { Counter, Gauge, Histogram, Registry };
 
 /** Where actors serve metrics: loopback unless told otherwise. */
 export const DEFAULT_METRICS_HOST = '127.0.0.1';
 
-function escapeLabel(value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-}
+/** Buckets of request durations, in seconds (a tiny model on CPU to a long generation on a GPU). */
+export const DURATION_BUCKETS_S = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+/** Buckets of time to first token, in seconds. */
+export const TTFT_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Buckets of the time between two tokens of one stream, in seconds. */
+export const ITL_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
-/** Renders families as Prometheus text. */
-export function renderFamilies(families: readonly Family[]): string {
-  const lines: string[] = [];
-  for (const f of families) {
-    lines.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`);
-    for (const s of f.samples) {
-      const labels = Object.entries(s.labels ?? {});
-      const text =
-        labels.length === 0 ? '' : `{${labels.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
-      lines.push(`${f.name}${text} ${Number.isFinite(s.value) ? s.value : 0}`);
-    }
-  }
-  return `${lines.join('\n')}\n`;
+/** The `Content-Type` of the text exposition format. */
+export const METRICS_CONTENT_TYPE = new Registry().contentType;
+
+/**
+ * A registry for one actor: every series carries `labels` (e.g. `{ replica: 'r1' }`), and the
+ * process's event-loop delay is in it (Invariant 4: inference must not starve the event loop).
+ */
+export function actorRegistry(labels: Readonly<Record<string, string>>): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ ...labels });
+  new Gauge({
+    name: 'switchyard_event_loop_delay_seconds',
+    help: 'p99 event-loop delay of this process since the previous scrape.',
+    registers: [registry],
+    collect() {
+      this.set(eventLoopDelaySeconds());
+    },
+  });
+  return registry;
 }
 
 /** A running metrics endpoint. */
@@ -49,10 +55,10 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Serves `GET /metrics` on `port` (0 = a free port); `collect` is called per scrape. */
+/** Serves `GET /metrics` on `port` (0 = a free port) from `registry`. */
 export async function serveMetrics(
   port: number,
-  collect: () => readonly Family[],
+  registry: Registry,
   host = DEFAULT_METRICS_HOST,
 ): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
@@ -60,9 +66,10 @@ export async function serveMetrics(
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');
       return;
     }
-    res
-      .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
-      .end(renderFamilies(collect()));
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) =>

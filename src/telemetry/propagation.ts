@@ -23,6 +23,7 @@ import {
   type TextMapSetter,
   type Tracer,
 } from '@opentelemetry/api';
+import type { IncomingHttpHeaders } from 'node:http';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { Match, type MsgHdrs } from '@nats-io/nats-core';
 import { HEADERS, TRACE_HEADER_MAX_LENGTH } from '../cluster/headers.ts';
@@ -91,11 +92,36 @@ export function extractTrace(headers: MsgHdrs | undefined, base: Context = ROOT_
   return headers === undefined ? base : w3c.extract(base, headers, getter);
 }
 
+const httpGetter: TextMapGetter<IncomingHttpHeaders> = {
+  keys: (carrier) => Object.keys(carrier),
+  get(carrier, key) {
+    const value = carrier[key.toLowerCase()];
+    const first = Array.isArray(value) ? value[0] : value;
+    return first === undefined || first === '' || first.length > TRACE_HEADER_MAX_LENGTH ? undefined : first;
+  },
+};
+
+/**
+ * Starts the SERVER span of an incoming HTTP request, a child of its `traceparent` header when it
+ * has a valid one (a caller's own trace continues through the bridge), else a new trace.
+ */
+export function startHttpServerSpan(
+  headers: IncomingHttpHeaders,
+  name: string,
+  attributes: Attributes,
+): MessageSpan {
+  const parent = w3c.extract(ROOT_CONTEXT, headers, httpGetter);
+  const span = tracer().startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+  return { span, context: trace.setSpan(parent, span) };
+}
+
 /** Request-reply (CLIENT/SERVER spans) or fire-and-forget publish (PRODUCER/CONSUMER spans). */
 export type MessagePattern = 'request' | 'publish';
 
 /** What a message span describes. */
 export interface MessageSpanOptions {
+  /** Span name, where the operation has a better one (`route`). @default `<operation> <subject template>` */
+  name?: string;
   /** The subject the message is sent to or arrived on: `messaging.destination.name`. */
   subject: string;
   /**
@@ -145,7 +171,7 @@ export function startSendSpan(
 ): MessageSpan {
   const operation = MESSAGING_OPERATION.send;
   const span = tracer().startSpan(
-    `${operation} ${opts.subjectTemplate ?? opts.subject}`,
+    opts.name ?? `${operation} ${opts.subjectTemplate ?? opts.subject}`,
     {
       kind: opts.pattern === 'publish' ? SpanKind.PRODUCER : SpanKind.CLIENT,
       attributes: messageAttributes(opts, operation),
@@ -165,7 +191,7 @@ export function startReceiveSpan(headers: MsgHdrs | undefined, opts: MessageSpan
   const parent = extractTrace(headers);
   const operation = MESSAGING_OPERATION.process;
   const span = tracer().startSpan(
-    `${operation} ${opts.subjectTemplate ?? opts.subject}`,
+    opts.name ?? `${operation} ${opts.subjectTemplate ?? opts.subject}`,
     {
       kind: opts.pattern === 'publish' ? SpanKind.CONSUMER : SpanKind.SERVER,
       attributes: messageAttributes(opts, operation),
@@ -203,5 +229,21 @@ export function setTokenUsage(span: Span, usage: TokenUsage): void {
   if (usage.inputTokens !== undefined) span.setAttribute(GEN_AI_ATTRS.usageInputTokens, usage.inputTokens);
   if (usage.outputTokens !== undefined) {
     span.setAttribute(GEN_AI_ATTRS.usageOutputTokens, usage.outputTokens);
+  }
+}
+
+/**
+ * Runs `work` synchronously in an INTERNAL span, a child of the active context (the tokenizer's
+ * span inside a replica's request span); an exception marks the span failed and is rethrown.
+ */
+export function inSpan<T>(name: string, work: (span: Span) => T, attributes?: Attributes): T {
+  const span = tracer().startSpan(name, attributes === undefined ? {} : { attributes });
+  try {
+    const result = work(span);
+    span.end();
+    return result;
+  } catch (err) {
+    endSpan(span, err);
+    throw err;
   }
 }

@@ -178,7 +178,7 @@ describe('the bridge with its policies', () => {
       .join('');
     assert.equal(text, (a.choices[0] as { text: string }).text);
     const metrics = await (await fetch(`${bridge.url}/metrics`)).text();
-    assert.match(metrics, /switchyard_bridge_cache_lookups_total\{outcome="hit"\} 2/);
+    assert.match(metrics, /switchyard_cache_requests_total\{result="hit"[^}]*\} 2/);
   });
 
   it('does not cache a sampled request without a seed', async () => {
@@ -195,7 +195,7 @@ describe('the bridge with its policies', () => {
       assert.equal(res.status, 200, res.text);
       assert.equal(res.headers['x-switchyard-cache'], 'miss');
       const metrics = await (await fetch(`${bridge.url}/metrics`)).text();
-      assert.match(metrics, /switchyard_bridge_cache_lookups_total\{outcome="error"\} [1-9]/);
+      assert.match(metrics, /switchyard_cache_requests_total\{result="error"[^}]*\} [1-9]/);
     } finally {
       cache.failGet = false;
       cache.failPut = false;

@@ -88,8 +88,23 @@ describe('routing and admission', () => {
     const after = await (await fetch(replicaMetrics)).text();
     assert.ok(value(after, accepted) > before, 'accepted requests did not move');
     assert.match(after, /# TYPE switchyard_active_sequences gauge/);
+    assert.match(
+      after,
+      /^switchyard_event_loop_delay_seconds\{replica="ra",model="tiny-gpt2",version="1"\} [0-9.e-]+$/m,
+    );
+    assert.match(
+      after,
+      /^switchyard_batch_size_count\{(?=[^}]*phase="decode")(?=[^}]*replica="ra")[^}]*\} [1-9]/m,
+    );
     const routerText = await (await fetch(routerMetrics)).text();
-    assert.equal(value(routerText, 'switchyard_replicas{router="rt",state="alive"}'), 2);
+    assert.equal(value(routerText, 'switchyard_replicas{state="alive",router="rt"}'), 2);
+    assert.ok(value(routerText, 'switchyard_requests_total{model="tiny-gpt2",code="ok",router="rt"}') >= 4);
+    assert.ok(value(routerText, 'switchyard_generation_tokens_total{model="tiny-gpt2",router="rt"}') >= 4);
+    assert.match(
+      routerText,
+      /^switchyard_time_to_first_token_seconds_count\{router="rt",model="tiny-gpt2"\} [1-9]/m,
+    );
+    assert.match(routerText, /^switchyard_event_loop_delay_seconds\{router="rt"\} [0-9.e-]+$/m);
   });
 
   it('spreads concurrent requests across replicas by load', async () => {

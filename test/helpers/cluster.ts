@@ -22,6 +22,8 @@ export const ACTOR_START_TIMEOUT_MS = 60_000;
 /** One actor process. */
 export class ActorProcess {
   readonly exited: Promise<number | null>;
+  /** Where a bridge serves HTTP, from its ready message. */
+  url: string | undefined;
   private output = '';
 
   private constructor(
@@ -42,7 +44,7 @@ export class ActorProcess {
 
   /** Starts `switchyard <role> --id <id> --nats <url> ...args` and waits until it reports ready. */
   static async start(
-    role: 'replica' | 'router',
+    role: 'replica' | 'router' | 'bridge',
     id: string,
     natsUrl: string,
     args: string[] = [],
@@ -50,7 +52,11 @@ export class ActorProcess {
   ): Promise<ActorProcess> {
     const base = ['--id', id, '--nats', natsUrl, '--log-level', 'warn'];
     const extra =
-      role === 'replica' ? ['--model', TINY_MODEL, '--threads', '1', '--allow-fault-injection'] : [];
+      role === 'replica'
+        ? ['--model', TINY_MODEL, '--threads', '1', '--allow-fault-injection']
+        : role === 'bridge'
+          ? ['--host', '127.0.0.1', '--port', '0']
+          : [];
     const child = fork(BIN, [role, ...base, ...extra, ...args], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, ...env },
@@ -73,9 +79,10 @@ export class ActorProcess {
           new Error(`${this.role} ${this.id} not ready within ${ACTOR_START_TIMEOUT_MS} ms:\n${this.output}`),
         );
       }, ACTOR_START_TIMEOUT_MS);
-      this.child.on('message', (msg: { type?: string; message?: string }) => {
+      this.child.on('message', (msg: { type?: string; message?: string; url?: string }) => {
         if (msg.type === 'ready') {
           clearTimeout(timer);
+          this.url = msg.url;
           resolve();
         } else if (msg.type === 'failed') {
           clearTimeout(timer);

@@ -32,6 +32,21 @@ function hb(id: string, over: Partial<ReplicaHeartbeat> = {}): ReplicaHeartbeat 
 }
 
 describe('membership', () => {
+  it('counts each missed heartbeat interval once, up to death, and restarts after a beat', () => {
+    const m = new Membership(RULES);
+    m.observe(hb('a'), 0);
+    m.tick(INTERVAL * 0.9);
+    assert.equal(m.missedBeats, 0);
+    m.tick(INTERVAL * 1.5);
+    m.tick(INTERVAL * 1.7);
+    assert.equal(m.missedBeats, 1, 'one interval passed without a beat');
+    m.tick(INTERVAL * 10);
+    assert.equal(m.missedBeats, RULES.deadAfterMissed, 'a dead member stops counting');
+    m.observe(hb('a'), INTERVAL * 11);
+    m.tick(INTERVAL * 12.5);
+    assert.equal(m.missedBeats, RULES.deadAfterMissed + 1);
+  });
+
   it('goes alive → suspect → dead on missed beats, and rejoins on the next beat', () => {
     const m = new Membership(RULES);
     assert.deepEqual(m.observe(hb('a'), 0), { id: 'a', from: 'new', to: 'alive' });

@@ -21,6 +21,8 @@ export interface ReceivedSpan {
   attributes: Record<string, AttrValue>;
   resource: Record<string, AttrValue>;
   events: string[];
+  /** The same events with their attributes. */
+  eventDetails: { name: string; attributes: Record<string, AttrValue> }[];
 }
 
 /** OTLP SpanKind numbers. */
@@ -39,7 +41,7 @@ interface JsonSpan {
   name: string;
   kind: number;
   attributes?: JsonKeyValue[];
-  events?: { name: string }[];
+  events?: { name: string; attributes?: JsonKeyValue[] }[];
 }
 interface JsonRequest {
   resourceSpans?: {
@@ -71,6 +73,10 @@ function decodeJson(body: Buffer): ReceivedSpan[] {
         attributes: jsonAttributes(s.attributes),
         resource,
         events: (s.events ?? []).map((e) => e.name),
+        eventDetails: (s.events ?? []).map((e) => ({
+          name: e.name,
+          attributes: jsonAttributes(e.attributes),
+        })),
       })),
     );
   });
@@ -161,6 +167,10 @@ function decodeProtobuf(body: Buffer): ReceivedSpan[] {
           attributes: pbAttributes(sub(s, 9)),
           resource,
           events: sub(s, 11).map((e) => sub(fields(e), 2)[0]?.toString('utf8') ?? ''),
+          eventDetails: sub(s, 11).map((e) => ({
+            name: sub(fields(e), 2)[0]?.toString('utf8') ?? '',
+            attributes: pbAttributes(sub(fields(e), 3)),
+          })),
         };
       }),
     );

@@ -1,0 +1,172 @@
+/**
+ * A router's Prometheus metrics. The router sees every request from admission to its one end,
+ * so the request-level metrics live here (the bridge and the NATS client both go through a
+ * router): counts by model and outcome, duration, time to first token, inter-token latency and
+ * token counts as delivered to the client. Membership gauges are read at scrape time.
+ */
+import type { ErrorCode } from '../errors/errors.ts';
+import {
+  actorRegistry,
+  Counter,
+  DURATION_BUCKETS_S,
+  Gauge,
+  Histogram,
+  ITL_BUCKETS_S,
+  TTFT_BUCKETS_S,
+  type Registry,
+} from '../telemetry/prometheus.ts';
+import type { Membership } from './membership.ts';
+
+/** How a request ended, as the `code` label says it: `ok`, or its error code. */
+export type RequestCode = 'ok' | ErrorCode;
+
+/** Why an attempt was abandoned (metrics label). */
+export type FailoverReason = 'replica_dead' | 'stalled' | 'no_ack' | 'error' | 'unavailable';
+
+/** What the metrics read from the router at scrape time. */
+export interface RouterMetricsSource {
+  readonly id: string;
+  readonly membership: Membership;
+  inFlight(): number;
+}
+
+/** The instruments of one model, bound once per request so the chunk path does no label lookup. */
+export interface ModelInstruments {
+  firstToken(seconds: number): void;
+  interToken(seconds: number): void;
+  finished(code: RequestCode, seconds: number, promptTokens: number, completionTokens: number): void;
+}
+
+/** One router's registry and the instruments its code updates. */
+export class RouterMetrics {
+  readonly registry: Registry;
+  private readonly requests: Counter<'model' | 'code'>;
+  private readonly duration: Histogram<'model' | 'code'>;
+  private readonly ttft: Histogram<'model'>;
+  private readonly itl: Histogram<'model'>;
+  private readonly promptTokens: Counter<'model'>;
+  private readonly generationTokens: Counter<'model'>;
+  private readonly failovers: Counter<'reason'>;
+  private readonly declaredDead: Counter;
+  private readonly byModel = new Map<string, ModelInstruments>();
+
+  constructor(source: RouterMetricsSource) {
+    const registry = actorRegistry({ router: source.id });
+    const registers = [registry];
+    this.registry = registry;
+    this.requests = new Counter({
+      name: 'switchyard_requests_total',
+      help: 'Generate requests this router answered, by model and outcome (ok or the error code).',
+      labelNames: ['model', 'code'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'switchyard_request_duration_seconds',
+      help: 'From admission to the end of the stream, by model and outcome.',
+      labelNames: ['model', 'code'],
+      buckets: DURATION_BUCKETS_S,
+      registers,
+    });
+    this.ttft = new Histogram({
+      name: 'switchyard_time_to_first_token_seconds',
+      help: 'From admission to the first token forwarded to the client.',
+      labelNames: ['model'],
+      buckets: TTFT_BUCKETS_S,
+      registers,
+    });
+    this.itl = new Histogram({
+      name: 'switchyard_inter_token_latency_seconds',
+      help: 'Time between two tokens forwarded on one stream (failover pauses included).',
+      labelNames: ['model'],
+      buckets: ITL_BUCKETS_S,
+      registers,
+    });
+    this.promptTokens = new Counter({
+      name: 'switchyard_prompt_tokens_total',
+      help: 'Prompt tokens of completed requests, as reported in their usage.',
+      labelNames: ['model'],
+      registers,
+    });
+    this.generationTokens = new Counter({
+      name: 'switchyard_generation_tokens_total',
+      help: 'Tokens generated and delivered to clients (all attempts of a request together).',
+      labelNames: ['model'],
+      registers,
+    });
+    this.failovers = new Counter({
+      name: 'switchyard_failovers_total',
+      help: 'Attempts abandoned and resumed on another replica, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.declaredDead = new Counter({
+      name: 'switchyard_replicas_declared_dead_total',
+      help: 'Times a replica was declared dead (missed beats, stuck engine, or deregistered).',
+      registers,
+    });
+    new Gauge({
+      name: 'switchyard_replicas',
+      help: 'Replicas in this router membership table, by liveness.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = { alive: 0, suspect: 0, dead: 0 };
+        for (const m of source.membership.all()) counts[m.liveness]++;
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
+    new Counter({
+      name: 'switchyard_heartbeats_missed_total',
+      help: 'Replica heartbeats that did not arrive within their interval (each counted once).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(source.membership.missedBeats);
+      },
+    });
+    new Gauge({
+      name: 'switchyard_router_in_flight',
+      help: 'Requests this router owns now.',
+      registers,
+      collect() {
+        this.set(source.inFlight());
+      },
+    });
+  }
+
+  /** The instruments of `model`, made once per model. */
+  forModel(model: string): ModelInstruments {
+    let bound = this.byModel.get(model);
+    if (bound === undefined) {
+      const ttft = this.ttft.labels({ model });
+      const itl = this.itl.labels({ model });
+      const prompt = this.promptTokens.labels({ model });
+      const generated = this.generationTokens.labels({ model });
+      bound = {
+        firstToken: (s) => ttft.observe(s),
+        interToken: (s) => itl.observe(s),
+        finished: (code, s, promptTokens, completionTokens) => {
+          this.requests.inc({ model, code });
+          this.duration.observe({ model, code }, s);
+          prompt.inc(promptTokens);
+          generated.inc(completionTokens);
+        },
+      };
+      this.byModel.set(model, bound);
+    }
+    return bound;
+  }
+
+  /** A request refused at admission (no stream was opened), `model` as far as it is known. */
+  refused(model: string, code: RequestCode): void {
+    this.requests.inc({ model, code });
+  }
+
+  failedOver(reason: FailoverReason): void {
+    this.failovers.inc({ reason });
+  }
+
+  replicaDeclaredDead(): void {
+    this.declaredDead.inc();
+  }
+}

@@ -120,6 +120,19 @@ describe('switchyard up', () => {
     };
     assert.equal(body.usage.completion_tokens, 8);
     assert.equal(body.choices[0]?.finish_reason, 'length');
+    // Every actor's /metrics is listed in the summary and serves after traffic went through it.
+    const metricsLine = /^\s*metrics\s+(.+)$/m.exec(out)?.[1] ?? '';
+    const metricsUrls = [...metricsLine.matchAll(/(\S+) (http:\/\/127\.0\.0\.1:\d+\/metrics)/g)];
+    assert.deepEqual(
+      metricsUrls.map((m) => m[1]).sort(),
+      ['bridge-1', 'replica-1', 'replica-2', 'router-1'],
+      `metrics line: ${metricsLine}`,
+    );
+    const routerUrl = metricsUrls.find((m) => m[1] === 'router-1')?.[2] as string;
+    assert.match(
+      await (await fetch(routerUrl)).text(),
+      /^switchyard_requests_total\{model="tiny-gpt2",code="ok",router="router-1"\} (\d+)$/m,
+    );
     const page = await fetch(`${base}/`);
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /^text\/html/);

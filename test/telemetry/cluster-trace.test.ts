@@ -187,9 +187,13 @@ describe('one trace across bridge, router and replica processes', () => {
     assert.equal(served.parentSpanId, attempts[1]?.spanId);
     assert.ok(Number(served.attributes[SWITCHYARD_ATTRS.resumedTokens]) > 0, 'the attempt resumed tokens');
     assert.ok(Number(served.attributes[GEN_AI_ATTRS.usageOutputTokens]) > 0);
-    for (const phase of [SPAN_NAMES.tokenize, SPAN_NAMES.queueWait, SPAN_NAMES.prefill, SPAN_NAMES.decode]) {
-      assert.equal(one(spans, phase).parentSpanId, served.spanId, `${phase} is a child of the replica span`);
-    }
+    // (The killed replica may have exported its first attempt's tokenize span before it died.)
+    const children = spans.filter((s) => s.parentSpanId === served.spanId).map((s) => s.name);
+    assert.deepEqual(
+      children.sort(),
+      [SPAN_NAMES.decode, SPAN_NAMES.prefill, SPAN_NAMES.queueWait, SPAN_NAMES.tokenize],
+      'the engine phases are children of the replica span',
+    );
 
     const lines = router.log
       .split('\n')

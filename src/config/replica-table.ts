@@ -145,6 +145,14 @@ const defs: OptionDef[] = [
     doc: 'Obey fault-injection messages (tests and the chaos suite only; never in production).',
   },
   {
+    key: 'logPrompts',
+    flag: 'log-prompts',
+    env: env('log-prompts'),
+    type: 'bool',
+    default: false,
+    doc: "Put each request's prompt and generated text on its 'request done' log line (info). Off: no prompt or completion text is ever logged.",
+  },
+  {
     key: 'echo',
     flag: 'echo',
     env: env('echo'),

@@ -31,6 +31,11 @@ export interface ReplicaOptions {
   /** Port for Prometheus `/metrics`; 0 = off. @default 0 */
   metricsPort?: number;
   /**
+   * Log each request's prompt and generated text when it ends (debugging a model, never by
+   * default: prompts are the users' data). @default false
+   */
+  logPrompts?: boolean;
+  /**
    * Serve with the echo engine (tokens echoed back, no inference): only for router benchmarks.
    * @default false
    */
@@ -48,6 +53,7 @@ export interface CompiledReplicaOptions {
   warmup: boolean;
   allowFaultInjection: boolean;
   metricsPort: number;
+  logPrompts: boolean;
   echo: boolean;
 }
 
@@ -69,6 +75,7 @@ export function compileReplicaOptions(opts: ReplicaOptions): CompiledReplicaOpti
     warmup: opts.warmup ?? true,
     allowFaultInjection: opts.allowFaultInjection ?? false,
     metricsPort: checkMs('metricsPort', opts.metricsPort, 0, 0),
+    logPrompts: opts.logPrompts ?? false,
     echo: opts.echo ?? false,
   };
 }

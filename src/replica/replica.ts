@@ -258,9 +258,11 @@ class ReplicaActor implements Replica {
     void (async () => {
       try {
         let first = true;
+        let text = '';
         for await (const chunk of stream) {
           responder.chunk(first && stream.seed !== undefined ? { ...chunk, seed: stream.seed } : chunk);
           first = false;
+          if (this.options.logPrompts) text += chunk.text;
         }
         const end = await stream.end;
         if (entry.endWith) throw entry.endWith;
@@ -273,12 +275,15 @@ class ReplicaActor implements Replica {
           end,
           model: `${this.engine.info.id}@${this.engine.info.version}`,
         });
-        context.with(trace.context, () =>
-          this.log.debug(
-            { requestId, attempt, finishReason: end.finishReason, usage: end.usage },
-            'request done',
-          ),
-        );
+        const done = { requestId, attempt, finishReason: end.finishReason, usage: end.usage };
+        context.with(trace.context, () => {
+          if (!this.options.logPrompts) return this.log.debug(done, 'request done');
+          const asked =
+            req.messages === undefined
+              ? { prompt: req.prompt ?? req.promptTokenIds }
+              : { messages: req.messages };
+          this.log.info({ ...done, ...asked, text }, 'request done');
+        });
       } catch (err) {
         const error = entry.endWith ?? toSwitchyardError(err);
         responder.error(error);

@@ -31,20 +31,24 @@ const STREAMS: GenerateRequest[] = [
   },
   { model: 'tiny-gpt2', prompt: 'Weather', maxTokens: TOKENS, temperature: 0, ignoreEos: true },
   // Sampled without a seed: the router assigns one, so a resumed stream continues exactly.
+  // Moderate temperatures on purpose: the random tiny model's distributions are nearly flat,
+  // and at temperature >= 0.9 about 1 in 120 streams of 220 tokens flips one draw when batched
+  // differently (CPU kernels round differently per batch shape; README "Exactness"). That is
+  // the engine's numerical limit, not the resume logic these tests check.
   {
     model: 'tiny-gpt2',
     prompt: 'A short story:',
     maxTokens: TOKENS,
-    temperature: 0.9,
-    topP: 0.95,
+    temperature: 0.6,
+    topP: 0.9,
     ignoreEos: true,
   },
   {
     model: 'tiny-gpt2',
     prompt: 'Bread needs',
     maxTokens: TOKENS,
-    temperature: 1.1,
-    topK: 40,
+    temperature: 0.7,
+    topK: 8,
     ignoreEos: true,
   },
 ];

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { SwitchyardClient } from '../../src/client/client.ts';
 import { connectNats } from '../../src/cluster/connection.ts';
 import {
   GEN_AI_ATTRS,
@@ -24,6 +25,7 @@ import { OTLP_KIND, OtlpReceiver, type ReceivedSpan } from './otlp-receiver.ts';
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CALLER_SPAN_ID = '00f067aa0ba902b7';
 const TOKENS = 120;
+const PROMPT = 'The yard at night';
 /** Slows every step so the stream is still running when its replica is killed. */
 const STEP_DELAY_MS = 15;
 
@@ -123,7 +125,7 @@ describe('one trace across bridge, router and replica processes', () => {
       },
       body: JSON.stringify({
         model: 'tiny-gpt2',
-        prompt: 'The yard at night',
+        prompt: PROMPT,
         max_tokens: TOKENS,
         temperature: 0,
         stream: true,
@@ -203,5 +205,54 @@ describe('one trace across bridge, router and replica processes', () => {
     assert.ok(logged, `router log:\n${router.log}`);
     assert.equal(logged[LOG_TRACE_FIELDS.traceId], TRACE_ID);
     assert.equal(logged[LOG_TRACE_FIELDS.spanId], route.spanId);
+    for (const actor of [bridge, router, ...[...replicas.values()].map((r) => r.actor)]) {
+      assert.ok(!actor.log.includes(PROMPT), `${actor.role} ${actor.id} logged the prompt`);
+    }
+  });
+});
+
+describe('--log-prompts', () => {
+  let nats: NatsServer;
+  let actors: ActorProcess[] = [];
+
+  before(async () => {
+    nats = await NatsServer.start();
+    actors = [
+      await ActorProcess.start('replica', 'lp', nats.url, ['--log-prompts', '--log-level', 'info']),
+      await ActorProcess.start('router', 'lprt', nats.url),
+    ];
+  });
+  after(async () => {
+    await killAll(actors);
+    await nats?.stop();
+  });
+
+  it("puts the prompt and the generated text on the replica's 'request done' line, with the trace id", async () => {
+    const client = await SwitchyardClient.connect({ nats: { servers: nats.url } });
+    try {
+      const result = await client.generate(
+        { model: 'tiny-gpt2', prompt: PROMPT, maxTokens: 6, temperature: 0 },
+        { traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-01` },
+      );
+      const replica = actors[0] as ActorProcess;
+      let line: Record<string, unknown> | undefined;
+      await waitFor('the request done line', () => {
+        line = replica.log
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+          .find((l) => l.msg === 'request done');
+        return line !== undefined;
+      });
+      assert.equal(line?.prompt, PROMPT);
+      assert.equal(line?.text, result.text);
+      assert.equal(
+        line?.[LOG_TRACE_FIELDS.traceId],
+        TRACE_ID,
+        "the caller's trace continues through a client without tracing of its own",
+      );
+    } finally {
+      await client.close();
+    }
   });
 });

@@ -14,6 +14,7 @@ import { Agent, request } from 'node:http';
 import { parseArgs } from 'node:util';
 import { ModelTokenizer } from '../src/engine/tokenizer.ts';
 import { ActorProcess, killAll, waitFor } from '../test/helpers/cluster.ts';
+import { envWithoutOtel } from '../test/helpers/env.ts';
 import { TINY_MODEL } from '../test/helpers/models.ts';
 import { NatsServer } from '../test/helpers/nats-server.ts';
 import { OtlpReceiver } from '../test/telemetry/otlp-receiver.ts';
@@ -42,13 +43,6 @@ interface Stack {
   actors: ActorProcess[];
   url: string;
   agent: Agent;
-}
-
-/** The environment of the actors: no OTEL_* of the caller's, plus `extra`. */
-function actorEnv(extra: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OTEL_') && v !== undefined) env[k] = v;
-  return { ...env, ...extra };
 }
 
 async function startStack(name: Stack['name'], env: Record<string, string>): Promise<Stack> {
@@ -123,13 +117,13 @@ async function main(): Promise<void> {
     stacks.push(
       await startStack(
         'on',
-        actorEnv({
+        envWithoutOtel({
           OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
           OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
           OTEL_TRACES_SAMPLER: 'always_on',
         }),
       ),
-      await startStack('off', actorEnv({})),
+      await startStack('off', envWithoutOtel({})),
     );
     for (const stack of stacks) await measure(stack, prompts, WARMUP_SECONDS);
     const rates: Record<Stack['name'], number[]> = { on: [], off: [] };

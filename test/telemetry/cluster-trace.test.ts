@@ -19,6 +19,7 @@ import {
 } from '../../src/telemetry/attributes.ts';
 import { LOG_TRACE_FIELDS } from '../../src/telemetry/log-context.ts';
 import { ActorProcess, injectFault, killAll, waitFor } from '../helpers/cluster.ts';
+import { envWithoutOtel } from '../helpers/env.ts';
 import { freePort, NatsServer } from '../helpers/nats-server.ts';
 import { OTLP_KIND, OtlpReceiver, type ReceivedSpan } from './otlp-receiver.ts';
 
@@ -31,14 +32,11 @@ const STEP_DELAY_MS = 15;
 
 /** The environment of an actor that exports its spans to `endpoint` as OTLP/JSON, quickly. */
 function otelEnv(endpoint: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OTEL_') && v !== undefined) env[k] = v;
-  return {
-    ...env,
+  return envWithoutOtel({
     OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
     OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
     OTEL_BSP_SCHEDULE_DELAY: '100',
-  };
+  });
 }
 
 async function activeSequences(metricsPort: number): Promise<number> {

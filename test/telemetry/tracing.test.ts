@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { envWithoutOtel } from '../helpers/env.ts';
 import { freePort, NatsServer } from '../helpers/nats-server.ts';
 import { MESSAGING_ATTRS, GEN_AI_ATTRS, SWITCHYARD_ATTRS } from '../../src/telemetry/attributes.ts';
 import { LOG_TRACE_FIELDS } from '../../src/telemetry/log-context.ts';
@@ -20,9 +21,7 @@ const CHILD_TIMEOUT_MS = 20_000;
 
 /** The environment without any OTEL_* variable of the machine running the tests. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OTEL_')) env[k] = v;
-  return { ...env, SWITCHYARD_LOG_LEVEL: 'info', ...extra };
+  return envWithoutOtel({ SWITCHYARD_LOG_LEVEL: 'info', ...extra });
 }
 
 interface ChildResult {

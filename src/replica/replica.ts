@@ -288,8 +288,9 @@ class ReplicaActor implements Replica {
         const error = entry.endWith ?? toSwitchyardError(err);
         responder.error(error);
         endRequestTrace(trace, stream.timings, { error });
+        const level = error.code === 'cancelled' ? 'debug' : 'info'; // clients leave all the time
         context.with(trace.context, () =>
-          this.log.info(
+          this.log[level](
             { requestId, attempt, code: error.code, err: error.message },
             'request ended with an error',
           ),

@@ -8,6 +8,8 @@ import type { ServerResponse } from 'node:http';
 import type { SwitchyardClient } from '../client/client.ts';
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
 import { DEFAULT_MAX_TOKENS_CAP } from '../engine/options.ts';
+import { trace } from '@opentelemetry/api';
+import { GEN_AI_ATTRS, GEN_AI_OPERATION } from '../telemetry/attributes.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { allChoices, cachedChoice, liveChoice, type ChoiceOutcome, type ChoiceRun } from './choices.ts';
 import type { ClusterView } from './cluster-view.ts';
@@ -166,6 +168,12 @@ async function fillCache(
  */
 export async function serveGeneration(deps: GenerationDeps, call: GenerationCall): Promise<number> {
   const { parsed } = call;
+  // The bridge's HTTP span (the active one) tells which GenAI operation this was.
+  trace.getActiveSpan()?.setAttributes({
+    [GEN_AI_ATTRS.operationName]:
+      parsed.kind === 'chat' ? GEN_AI_OPERATION.chat : GEN_AI_OPERATION.textCompletion,
+    [GEN_AI_ATTRS.requestModel]: parsed.model,
+  });
   const admission = await deps.limiter.admit(call.caller, estimateTokens(parsed.requests));
   let spent = 0;
   try {

@@ -155,6 +155,8 @@ describe('one trace across bridge, router and replica processes', () => {
     assert.equal(role(http), 'bridge');
     assert.equal(http.parentSpanId, CALLER_SPAN_ID, "the caller's traceparent is honoured");
     assert.equal(http.attributes['http.response.status_code'], 200);
+    assert.equal(http.attributes[GEN_AI_ATTRS.operationName], 'text_completion');
+    assert.equal(http.attributes[GEN_AI_ATTRS.requestModel], 'tiny-gpt2');
 
     const send = one(spans, 'send sy.v1.generate');
     assert.equal(send.kind, OTLP_KIND.client);

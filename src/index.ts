@@ -34,3 +34,10 @@ export {
   UnavailableError,
   type ErrorCode,
 } from './errors/errors.ts';
+/**
+ * Tracing for a program that runs actors in-process: `switchyard <actor>` calls it for you. A
+ * program with its own OpenTelemetry SDK needs neither: the client's and the actors' spans join
+ * whatever provider and active context it installed.
+ */
+export { initTracing, type Tracing } from './telemetry/tracing.ts';
+export type { TracingOptions } from './telemetry/tracing-options.ts';

@@ -4,7 +4,7 @@
  * latency and token metrics are the router's (every request passes one); the bridge adds what
  * only it sees: HTTP statuses, the response cache, rate limiting.
  */
-import { actorRegistry, Counter, Gauge, type Registry } from '../telemetry/prometheus.ts';
+import { actorRegistry, Counter, scraped, type Registry } from '../telemetry/prometheus.ts';
 
 /** Outcome of one cache lookup. */
 export type CacheOutcome = 'hit' | 'miss' | 'error';
@@ -44,22 +44,12 @@ export class BridgeMetrics {
       help: 'Requests refused because their API key was over its rate limit.',
       registers,
     });
-    new Gauge({
-      name: 'switchyard_bridge_in_flight',
-      help: 'HTTP requests being served.',
-      registers,
-      collect() {
-        this.set(gauges.inFlight());
-      },
-    });
-    new Gauge({
-      name: 'switchyard_bridge_live_replicas',
-      help: 'Replicas this bridge sees as live.',
-      registers,
-      collect() {
-        this.set(gauges.liveReplicas());
-      },
-    });
+    scraped(registry, 'gauge', 'switchyard_bridge_in_flight', 'HTTP requests being served.', () =>
+      gauges.inFlight(),
+    );
+    scraped(registry, 'gauge', 'switchyard_bridge_live_replicas', 'Replicas this bridge sees as live.', () =>
+      gauges.liveReplicas(),
+    );
   }
 
   /** Counts one answered request (499 for a client that went away). */

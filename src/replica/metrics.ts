@@ -4,7 +4,7 @@
  * the worker's step loop); request counters move where requests are accepted or refused.
  */
 import type { ServingEngine } from '../engine/types.ts';
-import { actorRegistry, Counter, Gauge, Histogram, type Registry } from '../telemetry/prometheus.ts';
+import { actorRegistry, Counter, Histogram, scraped, type Registry } from '../telemetry/prometheus.ts';
 
 /** Buckets of rows per forward pass (powers of two up to a large GPU batch). */
 export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -32,27 +32,23 @@ export class ReplicaMetrics {
     });
     const registers = [registry];
     this.registry = registry;
-    const gauge = (name: string, help: string, read: () => number): void => {
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(read());
-        },
-      });
-    };
-    gauge(
+    scraped(
+      registry,
+      'gauge',
       'switchyard_queue_depth',
       'Requests waiting beyond the running batch.',
       () => engine.stats().queueDepth,
     );
-    gauge(
+    scraped(
+      registry,
+      'gauge',
       'switchyard_active_sequences',
       'Sequences in the running batch.',
       () => engine.stats().activeSequences,
     );
-    gauge(
+    scraped(
+      registry,
+      'gauge',
       'switchyard_token_budget_used_ratio',
       'Share of the KV token budget reserved by running sequences.',
       () => {
@@ -93,14 +89,8 @@ export class ReplicaMetrics {
       help: 'Requests cancelled because their router went silent.',
       registers,
     });
-    new Counter({
-      name: 'switchyard_heartbeats_sent_total',
-      help: 'Heartbeats published.',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(source.heartbeatsSent());
-      },
-    });
+    scraped(registry, 'counter', 'switchyard_heartbeats_sent_total', 'Heartbeats published.', () =>
+      source.heartbeatsSent(),
+    );
   }
 }

@@ -13,6 +13,7 @@ import {
   Histogram,
   ITL_BUCKETS_S,
   TTFT_BUCKETS_S,
+  scraped,
   type Registry,
 } from '../telemetry/prometheus.ts';
 import type { Membership } from './membership.ts';
@@ -115,23 +116,16 @@ export class RouterMetrics {
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
       },
     });
-    new Counter({
-      name: 'switchyard_heartbeats_missed_total',
-      help: 'Replica heartbeats that did not arrive within their interval (each counted once).',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(source.membership.missedBeats);
-      },
-    });
-    new Gauge({
-      name: 'switchyard_router_in_flight',
-      help: 'Requests this router owns now.',
-      registers,
-      collect() {
-        this.set(source.inFlight());
-      },
-    });
+    scraped(
+      registry,
+      'counter',
+      'switchyard_heartbeats_missed_total',
+      'Replica heartbeats that did not arrive within their interval (each counted once).',
+      () => source.membership.missedBeats,
+    );
+    scraped(registry, 'gauge', 'switchyard_router_in_flight', 'Requests this router owns now.', () =>
+      source.inFlight(),
+    );
   }
 
   /** The instruments of `model`, made once per model. */

@@ -49,6 +49,40 @@ export function actorRegistry(labels: Readonly<Record<string, string>>): Registr
   return registry;
 }
 
+/**
+ * A gauge, or a counter mirrored from a count the actor keeps anyway, whose value `read` gives
+ * at scrape time (no work where the value changes).
+ */
+export function scraped(
+  registry: Registry,
+  kind: 'gauge' | 'counter',
+  name: string,
+  help: string,
+  read: () => number,
+): void {
+  const registers = [registry];
+  if (kind === 'gauge') {
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  } else {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  }
+}
+
 /** A running metrics endpoint. */
 export interface MetricsServer {
   readonly port: number;

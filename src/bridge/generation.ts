@@ -206,14 +206,16 @@ export async function serveGeneration(deps: GenerationDeps, call: GenerationCall
         includeUsage: parsed.includeUsage,
       };
       const outcomes: Array<(ChoiceOutcome & { text: string }) | undefined> = [];
+      // Stored before the answer's last bytes: a client that repeats a request once it has the
+      // answer gets a hit (read-your-writes), from this bridge or another on the same bucket.
+      const store = (): Promise<void> => fillCache(deps, call, plan, outcomes);
       const status = parsed.stream
-        ? await streamAnswer(runs, abort, meta, headers, call, outcomes)
-        : await jsonAnswer(runs, abort, meta, headers, call, outcomes);
+        ? await streamAnswer(runs, abort, meta, headers, call, outcomes, store)
+        : await jsonAnswer(runs, abort, meta, headers, call, outcomes, store);
       spent = outcomes.reduce(
         (sum, o) => (o && !o.cached ? sum + o.usage.promptTokens + o.usage.completionTokens : sum),
         0,
       );
-      await fillCache(deps, call, plan, outcomes);
       return status;
     } finally {
       call.signal.removeEventListener('abort', onGone);
@@ -230,6 +232,7 @@ async function jsonAnswer(
   headers: Record<string, string>,
   call: GenerationCall,
   outcomes: Array<(ChoiceOutcome & { text: string }) | undefined>,
+  store: () => Promise<void>,
 ): Promise<number> {
   const done = await allChoices(runs, abort, async (run, i) => {
     let text = '';
@@ -243,6 +246,7 @@ async function jsonAnswer(
     version === undefined ? meta : { ...meta, fingerprint: `${call.parsed.requests[0]?.model}@${version}` },
     done,
   );
+  await store();
   sendJson(call.res, 200, body, headers);
   return 200;
 }
@@ -254,6 +258,7 @@ async function streamAnswer(
   headers: Record<string, string>,
   call: GenerationCall,
   outcomes: Array<(ChoiceOutcome & { text: string }) | undefined>,
+  store: () => Promise<void>,
 ): Promise<number> {
   const sse = new SseWriter(call.res, headers);
   try {
@@ -280,6 +285,7 @@ async function streamAnswer(
     return answer.status;
   }
   if (call.signal.aborted) return STATUS_CLIENT_CLOSED;
+  await store();
   if (meta.includeUsage) {
     await sse.send(
       usageChunk(

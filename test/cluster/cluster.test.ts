@@ -82,11 +82,21 @@ describe('routing and admission', () => {
       return Number(line.split(' ')[1]);
     };
     const accepted = 'switchyard_replica_requests_total{replica="ra",model="tiny-gpt2",version="1"}';
+    const routed = 'switchyard_requests_total{model="tiny-gpt2",code="ok",router="rt"}';
     const before = value(await (await fetch(replicaMetrics)).text(), accepted);
-    for (let i = 0; i < 4; i++)
-      await request(nc, { model: 'tiny-gpt2', prompt: `m ${i}`, maxTokens: 2, temperature: 0 });
-    const after = await (await fetch(replicaMetrics)).text();
-    assert.ok(value(after, accepted) > before, 'accepted requests did not move');
+    const routerBefore = await (await fetch(routerMetrics)).text();
+    // A labelled series appears with its first request.
+    const routedBefore = routerBefore.includes(`${routed} `) ? value(routerBefore, routed) : 0;
+    // Two idle replicas: each request goes to either, so send until ra served one (40 all to
+    // rb has odds of 1e-12), at least 4.
+    let sent = 0;
+    let after = '';
+    do {
+      await request(nc, { model: 'tiny-gpt2', prompt: `m ${sent}`, maxTokens: 2, temperature: 0 });
+      sent++;
+      after = await (await fetch(replicaMetrics)).text();
+    } while (sent < 40 && (sent < 4 || value(after, accepted) === before));
+    assert.ok(value(after, accepted) > before, `ra accepted none of ${sent} requests`);
     assert.match(after, /# TYPE switchyard_active_sequences gauge/);
     assert.match(
       after,
@@ -98,7 +108,7 @@ describe('routing and admission', () => {
     );
     const routerText = await (await fetch(routerMetrics)).text();
     assert.equal(value(routerText, 'switchyard_replicas{state="alive",router="rt"}'), 2);
-    assert.ok(value(routerText, 'switchyard_requests_total{model="tiny-gpt2",code="ok",router="rt"}') >= 4);
+    assert.equal(value(routerText, routed) - routedBefore, sent, 'the router counts every request once');
     assert.ok(value(routerText, 'switchyard_generation_tokens_total{model="tiny-gpt2",router="rt"}') >= 4);
     assert.match(
       routerText,

@@ -90,7 +90,7 @@ describe('routing and admission', () => {
     // Two idle replicas: each request goes to either, so send until ra served one (40 all to
     // rb has odds of 1e-12), at least 4.
     let sent = 0;
-    let after = '';
+    let after: string;
     do {
       await request(nc, { model: 'tiny-gpt2', prompt: `m ${sent}`, maxTokens: 2, temperature: 0 });
       sent++;

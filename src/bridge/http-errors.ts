@@ -70,6 +70,7 @@ const BY_CODE: Readonly<Record<ErrorCode, { status: number; type: string }>> = {
   deadline_exceeded: { status: 504, type: 'timeout_error' },
   cancelled: { status: STATUS_CLIENT_CLOSED, type: 'cancelled_error' },
   internal: { status: 500, type: 'server_error' },
+  engine_failed: { status: 500, type: 'server_error' },
 };
 
 function retryAfterSeconds(ms: number): string {

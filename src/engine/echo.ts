@@ -103,6 +103,8 @@ export class EchoEngine implements ServingEngine {
       freeTokenBudget: ECHO_CONTEXT * (this.maxBatch - Math.min(this.live, this.maxBatch)),
       progress: this.progress,
       busySince: null,
+      stepStartedAt: null,
+      stepTokens: 0,
     };
   }
 

@@ -185,6 +185,8 @@ export class Engine implements ServingEngine {
       freeTokenBudget: this.options.tokenBudget - this.workerStats.reservedTokens,
       progress: this.workerStats.progress,
       busySince: this.busySince,
+      stepStartedAt: null,
+      stepTokens: 0,
     };
   }
 

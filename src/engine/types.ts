@@ -62,6 +62,10 @@ export interface EngineStats {
   progress: number;
   /** Epoch ms since the engine has had work without pause; null when idle. */
   busySince: number | null;
+  /** Epoch ms when the forward pass running now started; null between steps. */
+  stepStartedAt: number | null;
+  /** Tokens the running forward pass covers (rows × new positions); 0 between steps. */
+  stepTokens: number;
 }
 
 /**

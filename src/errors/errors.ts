@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   'deadline_exceeded',
   'cancelled',
   'internal',
+  'engine_failed',
 ] as const;
 
 /** One of {@link ERROR_CODES}. */
@@ -36,6 +37,9 @@ const RETRYABLE: Readonly<Record<ErrorCode, boolean>> = {
   deadline_exceeded: false,
   cancelled: false,
   internal: true,
+  // A router retries an engine failure on one other replica itself (at most once); nobody resends
+  // it after that, so that one request that breaks engines cannot take down every replica.
+  engine_failed: false,
 };
 
 /** True when `value` is one of the known error codes. */
@@ -138,6 +142,20 @@ export class InternalError extends SwitchyardError {
   }
 }
 
+/**
+ * An attempt ended because the inference engine failed with the request in its batch (the
+ * worker threw or exited, or a forward pass failed). Its router retries it on one other replica;
+ * a second engine failure ends the request with this code, which clients and the bridge never
+ * resend (DESIGN.md invariant 8). A replica that was killed, frozen or partitioned is not an
+ * engine failure: those attempts fail over as `unavailable`.
+ */
+export class EngineFailedError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('engine_failed', message, options);
+    this.name = 'EngineFailedError';
+  }
+}
+
 /** Builds the matching error class for a code (used when rebuilding errors from the wire). */
 export function errorFromCode(code: ErrorCode, message: string, retryAfterMs = 0): SwitchyardError {
   switch (code) {
@@ -161,6 +179,8 @@ export function errorFromCode(code: ErrorCode, message: string, retryAfterMs = 0
       return new CancelledError(message);
     case 'internal':
       return new InternalError(message);
+    case 'engine_failed':
+      return new EngineFailedError(message);
   }
 }
 

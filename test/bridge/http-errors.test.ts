@@ -13,6 +13,7 @@ import {
   RateLimitedError,
   UnauthorizedError,
   UnavailableError,
+  EngineFailedError,
 } from '../../src/errors/errors.ts';
 
 describe('toHttpError', () => {
@@ -27,6 +28,7 @@ describe('toHttpError', () => {
       [new UnavailableError('no replica'), 503, 'unavailable_error', { 'retry-after': '1' }],
       [new DeadlineExceededError('late'), 504, 'timeout_error', {}],
       [new CancelledError('gone'), 499, 'cancelled_error', {}],
+      [new EngineFailedError('failed on two replicas'), 500, 'server_error', {}],
     ];
     for (const [err, status, type, headers] of cases) {
       const answer = toHttpError(err, 'req-1');

@@ -16,7 +16,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../src/cluster/connection.ts';
 import { writeRequestMeta } from '../src/cluster/headers.ts';
 import { encodeGenerateRequest, type GenerateRequest } from '../src/cluster/messages/generate.ts';
-import { openStream } from '../src/cluster/stream.ts';
+import { openStream } from '../src/cluster/stream-requester.ts';
 import { GENERATE_SUBJECT, replicaGenerateSubject } from '../src/cluster/subjects.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { ModelTokenizer } from '../src/engine/tokenizer.ts';

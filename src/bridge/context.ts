@@ -4,14 +4,15 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SwitchyardClient } from '../client/client.ts';
+import type { ActorState } from '../cluster/actor-state.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ClusterView } from './cluster-view.ts';
 import type { BridgeMetrics } from './metrics.ts';
 import type { CompiledBridgeOptions } from './options.ts';
 import type { Authenticator, Caller, RateLimiter, ResponseCache } from './policy.ts';
 
-/** Lifecycle of a bridge. */
-export type BridgeState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
+/** Lifecycle of a bridge (the one actor lifecycle). */
+export type BridgeState = ActorState;
 
 /** The bridge's shared parts. */
 export interface BridgeContext {

@@ -2,7 +2,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { ConnectionOptions } from '../cluster/connection.ts';
 import { ATTEMPT_MAX } from '../cluster/messages/stream.ts';
-import { DEFAULT_ACK_TIMEOUT_MS } from '../cluster/stream.ts';
+import { DEFAULT_ACK_TIMEOUT_MS } from '../cluster/stream-requester.ts';
 import { checkMs } from '../config/checks.ts';
 import { StartupError } from '../errors/errors.ts';
 

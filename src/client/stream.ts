@@ -3,8 +3,11 @@
  * the router that owns it. The router owns the request's replica-side failover; this class owns
  * the router's: when the router dies (no-responders, no ack, its heartbeats stop, or its stream
  * fails with `unavailable` or `internal`), the request is sent again under the same request id,
- * with the effective seed and every token already handed to the caller as `resume_token_ids`, so
- * the caller sees one stream without gaps or duplicates (DESIGN.md invariants 1 and 2).
+ * with the effective seed and every token already handed to the caller as `resume_token_ids`
+ * (the one resume builder, `cluster/resume.ts`, that routers use too), so the caller sees one
+ * stream without gaps or duplicates (DESIGN.md invariants 1 and 2). Each resend says in
+ * `Sy-Attempt` how many replica attempts the request has used, so router failovers and client
+ * resends spend one budget.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import { errorFromHeaders, writeRequestMeta } from '../cluster/headers.ts';
@@ -18,9 +21,10 @@ import {
   type FinishReason,
   type Usage,
 } from '../cluster/messages/stream.ts';
-import { openStream, type StreamEvent, type StreamHandle } from '../cluster/stream.ts';
+import { buildResume } from '../cluster/resume.ts';
+import { openStream, type StreamEvent, type StreamHandle } from '../cluster/stream-requester.ts';
 import { GENERATE_SUBJECT, routerCancelSubject } from '../cluster/subjects.ts';
-import { CancelledError, InternalError, type ErrorCode, type SwitchyardError } from '../errors/errors.ts';
+import { CancelledError, UnavailableError, type ErrorCode, type SwitchyardError } from '../errors/errors.ts';
 import { DeltaQueue } from './delta-queue.ts';
 import type { CompiledClientOptions } from './options.ts';
 import type { RouterLease, RouterWatch } from './router-watch.ts';
@@ -38,7 +42,8 @@ import {
 /**
  * Codes after which the request is sent again: the router (or its path) was lost. `busy` is
  * retryable in the taxonomy but goes to the caller, who owns the back-off policy (HTTP 429 +
- * Retry-After); the other codes would fail the same way anywhere.
+ * Retry-After); `engine_failed` was already retried by the router; the other codes would fail
+ * the same way anywhere.
  */
 const FAILOVER_CODES: ReadonlySet<ErrorCode> = new Set(['unavailable', 'internal']);
 
@@ -57,7 +62,10 @@ export interface StreamResult {
    * before its last resend + the final router's `completion_tokens`.
    */
   usage: Usage;
-  /** The final router's `attempts` + the client's resends (sends − 1). */
+  /**
+   * Replica attempts the request used across every router (attempt numbers run on across
+   * resends), and at least the number of sends.
+   */
   attempts: number;
   /** The effective sampling seed; absent for greedy requests that never had one. */
   seed?: number;
@@ -91,8 +99,6 @@ interface Attempt {
   lease?: RouterLease;
   /** Tokens the client put into resume_token_ids on this send (beyond the caller's own). */
   resumed: number;
-  /** A delivered token this send regenerates to learn how the request ended (see `send`). */
-  withheld?: number;
   /** The router ended this send itself (an error message), so it needs no cancel. */
   remoteEnded: boolean;
   /** The send is over (and its router told to stop where needed). */
@@ -117,9 +123,12 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
   private readonly delivered: number[] = [];
   private effectiveSeed: number | undefined;
   private seedKnown = false;
+  /** max_tokens of the caller's request as the cluster settled it (its own value, or the default). */
+  private settledMaxTokens: number | undefined;
+  /** The highest replica attempt number seen in a chunk: where the next router's attempts start. */
+  private highestAttempt = 0;
   private current: Attempt | undefined;
   private settled = false;
-  private fatal: SwitchyardError | undefined;
   private wakePause: (() => void) | undefined;
   private resolveSeed!: (seed: number | undefined) => void;
   private resolveResult!: (result: StreamResult) => void;
@@ -136,6 +145,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     this.prepared = prepared;
     this.requestId = prepared.requestId;
     this.effectiveSeed = prepared.request.seed;
+    this.settledMaxTokens = prepared.request.maxTokens;
     this.traceParent =
       prepared.traceparent === undefined
         ? context.active()
@@ -186,43 +196,41 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
 
   private async run(): Promise<void> {
     for (let sendNo = 1; ; sendNo += 1) {
-      const attempt = this.send();
+      const attempt = this.send(sendNo);
       const outcome = await attempt.handle.done;
       attempt.lease?.release();
       if (this.settled) return;
-      if (outcome.ok) return this.succeed(attempt, outcome.end, sendNo);
+      if (outcome.ok && outcome.end.finishReason !== 'cancelled')
+        return this.succeed(attempt, outcome.end, sendNo);
       attempt.over = true;
-      const error = this.fatal ?? outcome.error;
+      const error = outcome.ok
+        ? // We did not cancel (that settles the stream first): the router dropped the request.
+          new UnavailableError(`router ${attempt.routerId ?? '?'} ended the request as cancelled unasked`)
+        : outcome.error;
       if (attempt.routerId !== undefined && !attempt.remoteEnded) {
         // It may be alive but cut off from us: stop it before a second router takes over.
         this.sendCancel(attempt.routerId, `client gave up on it: ${error.code}`);
       }
-      const failover = this.fatal === undefined && FAILOVER_CODES.has(error.code);
+      const failover = FAILOVER_CODES.has(error.code);
       if (!failover || sendNo >= this.ctx.options.maxAttempts) return this.fail(error);
       await this.pause();
       if (this.settled) return;
     }
   }
 
-  /**
-   * Sends the request once more from where the caller is. When every token max_tokens allows
-   * was delivered but the end was lost, there is nothing left to generate, yet the finish reason
-   * and usage are unknown: the last token is then withheld from resume_token_ids, regenerated
-   * (greedy and seeded sampling replay it exactly) and swallowed, and the end tells the rest.
-   */
-  private send(): Attempt {
+  /** Sends the request (once more) from where the caller is. */
+  private send(sendNo: number): Attempt {
     const { request, requestId, deadline } = this.prepared;
-    let resume = this.delivered;
-    let withheld: number | undefined;
-    if (request.maxTokens !== undefined && resume.length >= request.maxTokens && resume.length > 0) {
-      withheld = resume[resume.length - 1];
-      resume = resume.slice(0, -1);
-    }
-    const body: GenerateRequest = { ...request };
-    if (resume.length > 0) body.resumeTokenIds = [...(request.resumeTokenIds ?? []), ...resume];
-    if (request.maxTokens !== undefined) body.maxTokens = Math.max(1, request.maxTokens - resume.length);
-    if (this.effectiveSeed !== undefined) body.seed = this.effectiveSeed;
-    const headers = writeRequestMeta({ requestId, deadline });
+    const resumed = this.delivered.length;
+    const body = buildResume({
+      request,
+      delivered: this.delivered,
+      maxTokens: this.settledMaxTokens,
+      seed: this.effectiveSeed,
+    });
+    // Past every attempt an earlier router made (at least one per earlier send).
+    const attemptNo = Math.max(this.highestAttempt, sendNo - 1) + 1;
+    const headers = writeRequestMeta({ requestId, deadline, attempt: attemptNo });
     if (this.trace === undefined) {
       this.trace = startSendSpan(
         headers,
@@ -237,10 +245,10 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
       );
     } else {
       injectTrace(this.trace.context, headers);
-      this.trace.span.addEvent(SWITCHYARD_EVENTS.resend, { [SWITCHYARD_ATTRS.resumedTokens]: resume.length });
+      this.trace.span.addEvent(SWITCHYARD_EVENTS.resend, { [SWITCHYARD_ATTRS.resumedTokens]: resumed });
     }
     // The handle is set before any event can arrive: openStream delivers nothing synchronously.
-    const attempt = { resumed: resume.length, withheld, remoteEnded: false, over: false } as Attempt;
+    const attempt = { resumed, remoteEnded: false, over: false } as Attempt;
     attempt.handle = openStream(this.ctx.nc, GENERATE_SUBJECT, encodeGenerateRequest(body), headers, {
       ackTimeoutMs: this.ctx.options.ackTimeoutMs,
       deadline,
@@ -275,19 +283,11 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     if (this.settled) return;
     attempt.lease?.touch();
     if (chunk.seed !== undefined && this.effectiveSeed === undefined) this.learnSeed(chunk.seed);
-    let { tokenIds, text } = chunk;
-    if (attempt.withheld !== undefined) {
-      // Everything up to the withheld token's regeneration was delivered before, text included.
-      if (tokenIds.length === 0) return;
-      if (tokenIds[0] !== attempt.withheld) {
-        this.fatal = diverged(attempt.withheld, tokenIds[0]);
-        attempt.handle.close(this.fatal);
-        return;
-      }
-      attempt.withheld = undefined;
-      tokenIds = tokenIds.slice(1);
-      text = '';
+    if (chunk.maxTokens !== undefined && this.settledMaxTokens === undefined) {
+      this.settledMaxTokens = attempt.resumed + chunk.maxTokens;
     }
+    this.highestAttempt = Math.max(this.highestAttempt, chunk.attempt);
+    const { tokenIds, text } = chunk;
     if (tokenIds.length === 0 && text === '') return;
     this.delivered.push(...tokenIds);
     this.queue.push({ tokenIds, text });
@@ -301,9 +301,8 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
   }
 
   private succeed(attempt: Attempt, end: End, sendNo: number): void {
-    if (attempt.withheld !== undefined) {
-      return this.fail(diverged(attempt.withheld, undefined));
-    }
+    // Text tied to no token (held back for a stop sequence, released at EOS) comes with the end.
+    if (end.text !== undefined) this.queue.push({ tokenIds: [], text: end.text });
     this.settle();
     const result: StreamResult = {
       finishReason: end.finishReason,
@@ -311,7 +310,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
         promptTokens: end.usage.promptTokens,
         completionTokens: attempt.resumed + end.usage.completionTokens,
       },
-      attempts: end.attempts + sendNo - 1,
+      attempts: Math.max(end.attempts, sendNo),
     };
     if (this.effectiveSeed !== undefined) result.seed = this.effectiveSeed;
     if (end.modelVersion !== undefined) result.modelVersion = end.modelVersion;
@@ -366,11 +365,4 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
       };
     });
   }
-}
-
-function diverged(expected: number, got: number | undefined): SwitchyardError {
-  return new InternalError(
-    `resumed generation diverged from the delivered tokens: expected token ${expected} again, got ` +
-      `${got === undefined ? 'the end' : `token ${got}`}`,
-  );
 }

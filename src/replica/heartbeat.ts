@@ -4,11 +4,11 @@
  * monitor) and compare progress between beats to tell a stuck engine from a busy one.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
-import { encodeReplicaHeartbeat, type HeartbeatState } from '../cluster/messages/heartbeat.ts';
+import { encodeReplicaHeartbeat } from '../cluster/messages/heartbeat.ts';
 import { replicaHeartbeatSubject } from '../cluster/subjects.ts';
 import type { ServingEngine } from '../engine/types.ts';
 import type { CompiledReplicaOptions } from './options.ts';
-import type { ReplicaState } from './replica.ts';
+import { heartbeatStateOf, type ActorState } from '../cluster/actor-state.ts';
 
 /** Publishes one replica's heartbeats. */
 export class HeartbeatPublisher {
@@ -23,7 +23,7 @@ export class HeartbeatPublisher {
     private readonly nc: NatsConnection,
     private readonly options: CompiledReplicaOptions,
     private readonly engine: ServingEngine,
-    private readonly state: () => ReplicaState,
+    private readonly state: () => ActorState,
   ) {
     this.subject = replicaHeartbeatSubject(options.id);
   }
@@ -51,7 +51,7 @@ export class HeartbeatPublisher {
           model: info.id,
           modelVersion: info.version,
           device: this.engine.device,
-          state: toHeartbeatState(state),
+          state: heartbeatStateOf(state),
           queueDepth: stats.queueDepth,
           activeSequences: stats.activeSequences,
           maxBatchSize: stats.maxBatchSize,
@@ -69,8 +69,4 @@ export class HeartbeatPublisher {
       // Draining or closed connection: the next beat (or the router's miss counter) covers it.
     }
   }
-}
-
-function toHeartbeatState(state: ReplicaState): HeartbeatState {
-  return state === 'failed' ? 'stopped' : state;
 }

@@ -10,7 +10,9 @@ import { connectNats } from '../cluster/connection.ts';
 import { readRequestMeta } from '../cluster/headers.ts';
 import { decodeGenerateRequest, type GenerateRequest } from '../cluster/messages/generate.ts';
 import { decodeCancel } from '../cluster/messages/stream.ts';
-import { StreamResponder } from '../cluster/stream.ts';
+import { STREAM_KEEPALIVE_INTERVAL_MS } from '../cluster/messages/stream.ts';
+import { watchReconnects } from '../cluster/reconnects.ts';
+import { StreamResponder } from '../cluster/stream-responder.ts';
 import { replicaCancelSubject, replicaFaultSubject, replicaGenerateSubject } from '../cluster/subjects.ts';
 import { EchoEngine } from '../engine/echo.ts';
 import { Engine } from '../engine/engine.ts';
@@ -20,7 +22,6 @@ import {
   ModelNotFoundError,
   UnavailableError,
   toSwitchyardError,
-  type SwitchyardError,
 } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { applyFault } from './faults.ts';
@@ -31,10 +32,13 @@ import { serveMetrics, type MetricsServer } from '../telemetry/prometheus.ts';
 import { context } from '@opentelemetry/api';
 import { endSpan } from '../telemetry/propagation.ts';
 import { ReplicaMetrics } from './metrics.ts';
-import { describeRequest, endRequestTrace, startRequestTrace, type RequestTrace } from './request-trace.ts';
+import { describeRequest, startRequestTrace, type RequestTrace } from './request-trace.ts';
+import type { ActorState } from '../cluster/actor-state.ts';
+import { ServedRequest, workKey, type ServingContext } from './served-request.ts';
+import type { RequestMeta } from '../cluster/headers.ts';
 
-/** Lifecycle of a replica. */
-export type ReplicaState = 'starting' | 'ready' | 'draining' | 'stopped' | 'failed';
+/** Lifecycle of a replica (the one actor lifecycle). */
+export type ReplicaState = ActorState;
 
 /** Service name in `$SRV.INFO` (any NATS services client lists replicas under it). */
 export const REPLICA_SERVICE_NAME = 'switchyard-replica';
@@ -54,18 +58,6 @@ export interface Replica {
 /** Progress lines for humans (the CLI prints them while models load). */
 export interface ReplicaHooks {
   onProgress?(line: string): void;
-}
-
-/** One request being served. */
-interface InFlight {
-  requestId: string;
-  attempt: number;
-  origin: string | undefined;
-  startedAt: number;
-  controller: AbortController;
-  responder: StreamResponder;
-  /** Set when the replica ends the request itself (deadline, orphan, hand-over). */
-  endWith?: SwitchyardError;
 }
 
 /** Starts a replica and resolves once it is warmed up and announced. */
@@ -98,7 +90,11 @@ export async function startReplica(opts: ReplicaOptions, hooks: ReplicaHooks = {
 class ReplicaActor implements Replica {
   state: ReplicaState = 'starting';
   readonly closed: Promise<void>;
-  private readonly inFlight = new Map<string, InFlight>();
+  /** Work by (origin, request id, attempt): see {@link workKey}. */
+  private readonly inFlight = new Map<string, ServedRequest>();
+  private readonly serving: ServingContext;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private stopReconnectWatch: (() => void) | undefined;
   private readonly heartbeat: HeartbeatPublisher;
   private readonly orphans: OrphanWatch;
   private service: Service | undefined;
@@ -106,6 +102,8 @@ class ReplicaActor implements Replica {
   private readonly metrics: ReplicaMetrics;
   private stopping: Promise<void> | undefined;
   private resolveClosed!: () => void;
+  /** Why the replica stops on its own (its engine died): it ends `failed`, not `stopped`. */
+  private failedBy: Error | undefined;
 
   constructor(
     private readonly options: CompiledReplicaOptions,
@@ -114,6 +112,13 @@ class ReplicaActor implements Replica {
     private readonly log: Logger,
   ) {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.serving = {
+      replicaId: options.id,
+      log,
+      modelVersion: engine.info.version,
+      modelName: `${engine.info.id}@${engine.info.version}`,
+      logPrompts: options.logPrompts,
+    };
     this.heartbeat = new HeartbeatPublisher(nc, options, engine, () => this.state);
     this.orphans = new OrphanWatch(nc, options.orphanTimeoutMs, (origin) => this.cancelOrphans(origin));
     this.metrics = new ReplicaMetrics({
@@ -122,6 +127,7 @@ class ReplicaActor implements Replica {
       heartbeatsSent: () => this.heartbeat.sent,
     });
     void engine.failed.then((err) => {
+      this.failedBy ??= err;
       this.log.error(
         { err: err.message },
         'engine failed; stopping so that a supervisor restarts the replica',
@@ -143,6 +149,17 @@ class ReplicaActor implements Replica {
   async start(progress: (line: string) => void): Promise<void> {
     this.heartbeat.start();
     this.orphans.start();
+    this.keepaliveTimer = setInterval(() => {
+      for (const request of this.inFlight.values()) request.keepalive(STREAM_KEEPALIVE_INTERVAL_MS);
+    }, STREAM_KEEPALIVE_INTERVAL_MS / 2).unref();
+    this.stopReconnectWatch = watchReconnects(this.nc, () => {
+      // Messages published while disconnected are gone: hand every stream over rather than let
+      // its router wait for what will never come.
+      this.log.warn({ inFlight: this.inFlight.size }, 'NATS reconnected: handing in-flight requests over');
+      for (const request of this.inFlight.values()) {
+        request.endEarly(new UnavailableError(`replica ${this.id} reconnected to NATS: resume elsewhere`));
+      }
+    });
     if (this.options.warmup) {
       progress('warming up…');
       await this.engine.generate({ prompt: 'warm up', maxTokens: 2, temperature: 0 });
@@ -177,7 +194,7 @@ class ReplicaActor implements Replica {
       this.metricsServer = await serveMetrics(this.options.metricsPort, this.metrics.registry);
       progress(`metrics on http://127.0.0.1:${this.metricsServer.port}/metrics`);
     }
-    this.state = 'ready';
+    this.state = 'running';
     this.heartbeat.beat();
     progress(`ready (${info.id}@${info.version}, ${this.engine.device})`);
   }
@@ -212,7 +229,7 @@ class ReplicaActor implements Replica {
 
   private checkServable(req: GenerateRequest, deadline: number | undefined): void {
     const { info } = this.engine;
-    if (this.state !== 'ready') {
+    if (this.state !== 'running') {
       throw new UnavailableError(`replica ${this.id} is ${this.state}: retry on another replica`);
     }
     if (req.model !== info.id || (req.version !== undefined && req.version !== info.version)) {
@@ -226,89 +243,37 @@ class ReplicaActor implements Replica {
 
   private serve(
     req: GenerateRequest,
-    meta: { requestId?: string; attempt?: number; origin?: string; deadline?: number },
+    meta: RequestMeta,
     responder: StreamResponder,
     trace: RequestTrace,
   ): void {
-    const controller = new AbortController();
-    const stream = this.engine.stream(req, { signal: controller.signal }); // throws invalid_request / busy at once
     const requestId = meta.requestId ?? `anon-${Math.random().toString(36).slice(2)}`;
-    const attempt = meta.attempt ?? 1;
-    const key = `${requestId}/${attempt}`;
-    const entry: InFlight = {
-      requestId,
-      attempt,
-      origin: meta.origin,
-      startedAt: Date.now(),
-      controller,
-      responder,
-    };
-    this.inFlight.get(key)?.controller.abort(); // a duplicate attempt replaces the old one
-    this.inFlight.set(key, entry);
+    const key = { origin: meta.origin, requestId, attempt: meta.attempt ?? 1 };
+    // Throws invalid_request / busy at once, before anything is acked.
+    const stream = this.engine.stream(req, {});
+    const request = new ServedRequest(key, this.serving, req, stream, responder, trace, meta.deadline);
+    const id = workKey(key);
+    this.inFlight.get(id)?.endEarly(new UnavailableError('superseded by a resend of the same attempt'));
+    this.inFlight.set(id, request);
     if (meta.origin !== undefined) this.orphans.track(meta.origin);
     this.metrics.accepted.inc();
-    responder.ack({ by: this.id, seed: stream.seed, maxTokens: stream.maxTokens });
-    const deadlineTimer =
-      meta.deadline === undefined
-        ? undefined
-        : setTimeout(
-            () => this.endEarly(entry, new DeadlineExceededError('deadline passed during generation')),
-            meta.deadline - Date.now(),
-          ).unref();
-    void (async () => {
-      try {
-        let first = true;
-        let text = '';
-        for await (const chunk of stream) {
-          responder.chunk(first && stream.seed !== undefined ? { ...chunk, seed: stream.seed } : chunk);
-          first = false;
-          if (this.options.logPrompts) text += chunk.text;
-        }
-        const end = await stream.end;
-        if (entry.endWith) throw entry.endWith;
-        responder.end({
-          finishReason: end.finishReason,
-          usage: end.usage,
-          modelVersion: this.engine.info.version,
-        });
-        endRequestTrace(trace, stream.timings, {
-          end,
-          model: `${this.engine.info.id}@${this.engine.info.version}`,
-        });
-        const done = { requestId, attempt, finishReason: end.finishReason, usage: end.usage };
-        context.with(trace.context, () => {
-          if (!this.options.logPrompts) return this.log.debug(done, 'request done');
-          const asked =
-            req.messages === undefined
-              ? { prompt: req.prompt ?? req.promptTokenIds }
-              : { messages: req.messages };
-          this.log.info({ ...done, ...asked, text }, 'request done');
-        });
-      } catch (err) {
-        const error = entry.endWith ?? toSwitchyardError(err);
-        responder.error(error);
-        endRequestTrace(trace, stream.timings, { error });
-        const level = error.code === 'cancelled' ? 'debug' : 'info'; // clients leave all the time
-        context.with(trace.context, () =>
-          this.log[level](
-            { requestId, attempt, code: error.code, err: error.message },
-            'request ended with an error',
-          ),
-        );
-      } finally {
-        clearTimeout(deadlineTimer);
-        if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
-      }
-    })();
+    void request.finished.then(() => {
+      if (this.inFlight.get(id) === request) this.inFlight.delete(id);
+    });
   }
 
+  /**
+   * A router's cancel stops only that router's work: the cancel names its origin, and an attempt
+   * another router owns (same request id, after a client resend) is left alone.
+   */
   private onCancel(msg: ServiceMsg): void {
     try {
       const cancel = decodeCancel(msg.data);
-      for (const entry of this.inFlight.values()) {
-        if (entry.requestId !== cancel.requestId) continue;
-        if (cancel.attempt !== undefined && entry.attempt !== cancel.attempt) continue;
-        entry.controller.abort();
+      for (const request of this.inFlight.values()) {
+        const { key } = request;
+        if (key.requestId !== cancel.requestId || key.origin !== cancel.origin) continue;
+        if (cancel.attempt !== undefined && key.attempt !== cancel.attempt) continue;
+        request.cancel();
       }
       if (msg.reply) msg.respond();
     } catch (err) {
@@ -317,37 +282,41 @@ class ReplicaActor implements Replica {
     }
   }
 
-  /** Ends a request on the replica's own initiative with a typed error (the end follows from the engine). */
-  private endEarly(entry: InFlight, err: SwitchyardError): void {
-    entry.endWith ??= err;
-    entry.controller.abort();
+  private cancelOrphans(origin: string): void {
+    for (const request of this.inFlight.values()) {
+      if (request.key.origin !== origin) continue;
+      this.log.warn({ requestId: request.key.requestId, origin }, 'router gone: cancelling its request');
+      this.metrics.orphansCancelled.inc();
+      request.endEarly(new UnavailableError(`router ${origin} is gone`));
+    }
   }
 
-  private cancelOrphans(origin: string): void {
-    for (const entry of this.inFlight.values()) {
-      if (entry.origin !== origin) continue;
-      this.log.warn({ requestId: entry.requestId, origin }, 'router gone: cancelling its request');
-      this.metrics.orphansCancelled.inc();
-      this.endEarly(entry, new UnavailableError(`router ${origin} is gone`));
-    }
+  /** Resolves when every request in flight now has ended, or after `ms`. */
+  private async settled(ms: number): Promise<void> {
+    if (this.inFlight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    await Promise.race([Promise.all([...this.inFlight.values()].map((r) => r.finished)), timeout]);
+    clearTimeout(timer);
   }
 
   private async drain(): Promise<void> {
-    if (this.state === 'stopped') return;
+    if (this.state === 'stopped' || this.state === 'failed') return;
     this.state = 'draining';
     this.heartbeat.beat(); // routers stop sending new work at once
-    const deadline = Date.now() + this.options.drainGraceMs;
-    while (this.inFlight.size > 0 && Date.now() < deadline) await sleep(20);
-    for (const entry of this.inFlight.values()) {
+    await this.settled(this.options.drainGraceMs);
+    for (const request of this.inFlight.values()) {
       // Hand over: a retryable error makes the router resume the request elsewhere from the
       // tokens it has delivered.
-      this.endEarly(entry, new UnavailableError(`replica ${this.id} is shutting down: resume elsewhere`));
+      request.endEarly(new UnavailableError(`replica ${this.id} is shutting down: resume elsewhere`));
     }
-    while (this.inFlight.size > 0 && Date.now() < deadline + 1_000) await sleep(10);
-    this.state = 'stopped';
+    await this.settled(HAND_OVER_GRACE_MS);
+    this.state = this.failedBy === undefined ? 'stopped' : 'failed';
     this.heartbeat.beat(); // deregister: routers drop this replica now, not after missed beats
     this.heartbeat.stop();
     this.orphans.stop();
+    clearInterval(this.keepaliveTimer);
+    this.stopReconnectWatch?.();
     await this.metricsServer?.close();
     await this.service?.stop().catch(() => undefined);
     await this.engine.stop();
@@ -356,6 +325,5 @@ class ReplicaActor implements Replica {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+/** How long handed-over requests get to send their last message before the connection drains. */
+const HAND_OVER_GRACE_MS = 1_000;

@@ -22,7 +22,15 @@ import type { Membership } from './membership.ts';
 export type RequestCode = 'ok' | ErrorCode;
 
 /** Why an attempt was abandoned (metrics label). */
-export type FailoverReason = 'replica_dead' | 'stalled' | 'no_ack' | 'error' | 'unavailable';
+export type FailoverReason =
+  | 'replica_dead'
+  | 'stalled'
+  | 'no_ack'
+  | 'error'
+  | 'unavailable'
+  | 'engine_failed'
+  | 'reconnect'
+  | 'unasked_cancel';
 
 /** What the metrics read from the router at scrape time. */
 export interface RouterMetricsSource {

@@ -2,22 +2,36 @@
  * One request as a router owns it: attempts on replicas, forwarding of chunks to the client, and
  * exact failover. When an attempt's replica dies, stalls, answers no-responders or fails
  * retryably, the request resumes on another replica from the token ids already delivered to the
- * client (never from text), with the remaining max_tokens and a new attempt number; messages of
- * older attempts arrive on closed inboxes and are never seen. The client sees no gap and no
- * duplicate, and with greedy decoding or the router-assigned seed the text is the same as an
- * uninterrupted run's.
+ * client (never from text), built by the one resume builder (`cluster/resume.ts`), with a new
+ * attempt number; messages of older attempts arrive on closed inboxes and are never seen. The
+ * client sees no gap and no duplicate, and with greedy decoding or the router-assigned seed the
+ * text is the same as an uninterrupted run's.
+ *
+ * Attempts are numbered across the whole request: a client's resend says in `Sy-Attempt` where
+ * its earlier routers stopped, so router attempts and client resends share one budget
+ * (`maxAttempts`). An attempt that failed inside an engine (`engine_failed`) is retried on one
+ * other replica at most, then the request ends with `engine_failed`, which nobody resends.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import { writeRequestMeta, type RequestMeta } from '../cluster/headers.ts';
 import { encodeGenerateRequest, type GenerateRequest } from '../cluster/messages/generate.ts';
-import { encodeCancel } from '../cluster/messages/stream.ts';
-import { openStream, type StreamEvent, type StreamHandle, type StreamResponder } from '../cluster/stream.ts';
+import { encodeCancel, type End } from '../cluster/messages/stream.ts';
+import { buildResume } from '../cluster/resume.ts';
+import {
+  openStream,
+  type StreamEvent,
+  type StreamFailure,
+  type StreamHandle,
+} from '../cluster/stream-requester.ts';
+import type { StreamResponder } from '../cluster/stream-responder.ts';
 import { replicaCancelSubject, replicaGenerateSubject } from '../cluster/subjects.ts';
+import { timerDelay } from '../cluster/timers.ts';
 import { GEN_AI_ATTRS, SWITCHYARD_ATTRS } from '../telemetry/attributes.ts';
 import {
   BusyError,
   CancelledError,
   DeadlineExceededError,
+  EngineFailedError,
   UnavailableError,
   type SwitchyardError,
 } from '../errors/errors.ts';
@@ -29,6 +43,12 @@ import type { FailoverReason, ModelInstruments, RequestCode, RouterMetrics } fro
 import type { RouteTrace } from './route-trace.ts';
 import type { CompiledRouterOptions } from './options.ts';
 import type { RoutingStrategy } from './strategies/strategy.ts';
+
+/**
+ * Engine failures of one request that its router retries elsewhere: one. A request that breaks
+ * the engine of a second replica too ends with `engine_failed` (DESIGN.md invariant 8).
+ */
+export const ENGINE_FAILURE_RETRIES = 1;
 
 /** How long a replica may take to ack: it acks on receipt, so this only catches a lost request. */
 export const REPLICA_ACK_TIMEOUT_MS = 2_000;
@@ -56,7 +76,6 @@ interface Attempt {
   handle?: StreamHandle;
   /** Tokens delivered before this attempt started. */
   deliveredBefore: number;
-  stallTimer?: NodeJS.Timeout;
   /** The attempt's CLIENT span (its replica's span is a child). */
   span: Span;
 }
@@ -64,13 +83,16 @@ interface Attempt {
 /** A request's life at its router, from admission to its one end or error. */
 export class RoutedRequest {
   private readonly delivered: number[] = [];
-  private attempts = 0;
+  /** The number of the last attempt made (a client's resend starts past its earlier routers' attempts). */
+  private lastAttempt: number;
+  private readonly firstAttempt: number;
+  private engineFailures = 0;
   private readonly excluded = new Set<string>();
   private current: Attempt | undefined;
-  /** Settled max_tokens counted from this router's first attempt (the replica fills a default in). */
+  /** Settled max_tokens of this router's request (the first replica fills a default in when absent). */
   private maxTokens: number | undefined;
   private done = false;
-  private sentSeed = false;
+  private sentFirstChunk = false;
   private readonly deadlineTimer: NodeJS.Timeout;
   private readonly instruments: ModelInstruments;
   private readonly admittedAt = performance.now();
@@ -87,15 +109,23 @@ export class RoutedRequest {
   ) {
     this.instruments = ctx.metrics.forModel(req.model);
     this.maxTokens = req.maxTokens;
+    // The client's Sy-Attempt is the number this send's first attempt gets.
+    this.firstAttempt = meta.attempt ?? 1;
+    this.lastAttempt = this.firstAttempt - 1;
     this.deadlineTimer = setTimeout(
-      () => this.fail(new DeadlineExceededError(`deadline passed after ${this.attempts} attempt(s)`)),
-      Math.max(0, deadline - Date.now()),
+      () => this.fail(new DeadlineExceededError(`deadline passed after ${this.attemptsMade} attempt(s)`)),
+      timerDelay(deadline - Date.now()),
     ).unref();
   }
 
   /** The replica of the running attempt, if any. */
   get replicaId(): string | undefined {
     return this.current?.replicaId;
+  }
+
+  /** Attempts made on replicas by this router and the routers before it. */
+  private get attemptsMade(): number {
+    return Math.max(1, this.lastAttempt);
   }
 
   /** Starts the first attempt. */
@@ -109,6 +139,15 @@ export class RoutedRequest {
     this.failover('replica_dead', new UnavailableError(`replica ${replicaId} died (${why})`));
   }
 
+  /** This router's NATS connection reconnected: the running attempt's messages may have been lost. */
+  connectionLost(): void {
+    if (!this.current) return;
+    this.failover(
+      'reconnect',
+      new UnavailableError('router reconnected to NATS: messages may have been lost'),
+    );
+  }
+
   /** The client cancelled: stop the attempt and end the stream as cancelled. */
   cancel(reason: string): void {
     if (this.done) return;
@@ -117,7 +156,7 @@ export class RoutedRequest {
     this.responder.end({
       finishReason: 'cancelled',
       usage: { promptTokens: 0, completionTokens: this.delivered.length },
-      attempts: Math.max(1, this.attempts),
+      attempts: this.attemptsMade,
     });
     this.close(err.code, 0, err);
   }
@@ -133,23 +172,29 @@ export class RoutedRequest {
   private next(lastError: SwitchyardError | undefined): void {
     if (this.done) return;
     if (Date.now() >= this.deadline) {
-      return this.fail(new DeadlineExceededError(`deadline passed after ${this.attempts} attempt(s)`));
+      return this.fail(new DeadlineExceededError(`deadline passed after ${this.attemptsMade} attempt(s)`));
     }
-    if (this.attempts >= this.ctx.options.maxAttempts) {
-      return this.fail(lastError ?? new UnavailableError('no attempt succeeded'));
+    if (this.lastAttempt >= this.ctx.options.maxAttempts) {
+      return this.fail(
+        finalError(lastError) ??
+          new UnavailableError(
+            `retry budget spent: ${this.lastAttempt} attempts of at most ${this.ctx.options.maxAttempts}`,
+          ),
+      );
     }
-    const remaining = this.maxTokens === undefined ? undefined : this.maxTokens - this.delivered.length;
     const member = this.choose();
     if (!member) {
       return this.fail(
-        lastError ?? new UnavailableError(`no live replica serves ${this.req.model} for this request`),
+        finalError(lastError) ??
+          new UnavailableError(`no live replica serves ${this.req.model} for this request`),
       );
     }
-    const number = ++this.attempts;
-    const body = encodeGenerateRequest({
-      ...this.req,
-      resumeTokenIds: [...(this.req.resumeTokenIds ?? []), ...this.delivered],
-      ...(remaining === undefined ? {} : { maxTokens: remaining }),
+    const number = ++this.lastAttempt;
+    const body = buildResume({
+      request: this.req,
+      delivered: this.delivered,
+      maxTokens: this.maxTokens,
+      seed: this.req.seed,
     });
     const headers = writeRequestMeta({
       ...this.meta,
@@ -166,19 +211,26 @@ export class RoutedRequest {
     };
     this.current = attempt;
     this.ctx.attached(this, member.id);
-    attempt.handle = openStream(this.ctx.nc, replicaGenerateSubject(member.id), body, headers, {
-      onMessage: (event) => this.onEvent(attempt, event),
-      ackTimeoutMs: REPLICA_ACK_TIMEOUT_MS,
-      deadline: this.deadline,
-    });
+    attempt.handle = openStream(
+      this.ctx.nc,
+      replicaGenerateSubject(member.id),
+      encodeGenerateRequest(body),
+      headers,
+      {
+        onMessage: (event) => this.onEvent(attempt, event),
+        ackTimeoutMs: REPLICA_ACK_TIMEOUT_MS,
+        // From the ack: a replica keeps a queued request's stream alive with keepalives.
+        idleTimeoutMs: this.ctx.options.stallTimeoutMs,
+        deadline: this.deadline,
+      },
+    );
   }
 
-  /** A live, ready, not-full replica of the model not yet tried; a busy one only if none is free. */
+  /** A live, ready, not-full replica of the model not yet tried. */
   private choose(): Member | undefined {
-    const all = this.ctx.membership
+    const free = this.ctx.membership
       .candidates(this.req.model, this.req.version)
-      .filter((m) => !this.excluded.has(m.id));
-    const free = all.filter((m) => !isFull(m));
+      .filter((m) => !this.excluded.has(m.id) && !isFull(m));
     return free.length > 0 ? this.ctx.strategy.select(free) : undefined;
   }
 
@@ -187,59 +239,75 @@ export class RoutedRequest {
     switch (event.kind) {
       case 'ack':
         if (this.maxTokens === undefined && event.ack.maxTokens !== undefined) {
-          this.maxTokens = this.delivered.length + event.ack.maxTokens;
+          this.maxTokens = attempt.deliveredBefore + event.ack.maxTokens;
         }
         return;
-      case 'chunk': {
-        const { tokenIds, text } = event.chunk;
-        const seed = !this.sentSeed && this.req.seed !== undefined ? { seed: this.req.seed } : {};
-        this.sentSeed = true;
-        this.responder.chunk({ tokenIds, text, attempt: attempt.number, ...seed });
-        this.delivered.push(...tokenIds);
-        this.observeChunk(tokenIds.length);
-        this.armStall(attempt);
-        return;
-      }
-      case 'end': {
-        const { end } = event;
-        this.detach(attempt);
-        endSpan(attempt.span);
-        this.responder.end({
-          finishReason: end.finishReason,
-          usage: {
-            promptTokens: end.usage.promptTokens,
-            completionTokens: attempt.deliveredBefore + end.usage.completionTokens,
-          },
-          attempt: attempt.number,
-          attempts: this.attempts,
-          ...(end.modelVersion !== undefined ? { modelVersion: end.modelVersion } : {}),
-        });
-        return this.close('ok', end.usage.promptTokens);
-      }
-      case 'error': {
-        const err = event.error;
-        if (!err.retryable) return this.fail(err);
-        const reason: FailoverReason = /no ack/.test(err.message)
-          ? 'no_ack'
-          : err.code === 'unavailable'
-            ? 'unavailable'
-            : 'error';
-        return this.failover(reason, err);
-      }
+      case 'chunk':
+        return this.onChunk(attempt, event.chunk);
+      case 'end':
+        return this.onEnd(attempt, event.end);
+      case 'error':
+        return this.onError(event.error, event.failure);
     }
   }
 
-  private armStall(attempt: Attempt): void {
-    clearTimeout(attempt.stallTimer);
-    const ms = this.ctx.options.stallTimeoutMs;
-    attempt.stallTimer = setTimeout(() => {
-      if (this.current === attempt) {
-        this.failover(
-          'stalled',
-          new UnavailableError(`replica ${attempt.replicaId} stalled: no token for ${ms} ms`),
-        );
-      }
-    }, ms).unref();
+  private onChunk(attempt: Attempt, chunk: { tokenIds: number[]; text: string; maxTokens?: number }): void {
+    if (this.maxTokens === undefined && chunk.maxTokens !== undefined) {
+      this.maxTokens = attempt.deliveredBefore + chunk.maxTokens;
+    }
+    const { tokenIds, text } = chunk;
+    // The client's first chunk carries what it needs to resume us exactly: the seed and max_tokens.
+    const first = this.sentFirstChunk
+      ? {}
+      : {
+          ...(this.req.seed !== undefined ? { seed: this.req.seed } : {}),
+          ...(this.maxTokens !== undefined ? { maxTokens: this.maxTokens } : {}),
+        };
+    this.sentFirstChunk = true;
+    this.responder.chunk({ tokenIds, text, attempt: attempt.number, ...first });
+    this.delivered.push(...tokenIds);
+    this.observeChunk(tokenIds.length);
+  }
+
+  private onEnd(attempt: Attempt, end: End): void {
+    if (end.finishReason === 'cancelled') {
+      // We did not ask (a cancel of ours closes the attempt first): the replica dropped the work.
+      return this.failover(
+        'unasked_cancel',
+        new UnavailableError(`replica ${attempt.replicaId} ended the attempt as cancelled unasked`),
+      );
+    }
+    this.detach(attempt);
+    endSpan(attempt.span);
+    this.responder.end({
+      finishReason: end.finishReason,
+      usage: {
+        promptTokens: end.usage.promptTokens,
+        completionTokens: attempt.deliveredBefore + end.usage.completionTokens,
+      },
+      attempt: attempt.number,
+      attempts: this.attemptsMade,
+      ...(end.modelVersion !== undefined ? { modelVersion: end.modelVersion } : {}),
+      ...(end.text !== undefined ? { text: end.text } : {}),
+    });
+    this.close('ok', end.usage.promptTokens);
+  }
+
+  private onError(err: SwitchyardError, failure: StreamFailure): void {
+    if (err.code === 'engine_failed') {
+      this.engineFailures++;
+      if (this.engineFailures > ENGINE_FAILURE_RETRIES) return this.fail(engineGaveUp(this.engineFailures));
+      return this.failover('engine_failed', err);
+    }
+    if (err.code === 'cancelled') {
+      // Our own cancels close the attempt before they are sent: this one nobody here asked for.
+      return this.failover(
+        'unasked_cancel',
+        new UnavailableError(`replica cancelled the attempt unasked: ${err.message}`),
+      );
+    }
+    if (!err.retryable) return this.fail(err);
+    return this.failover(failoverReason(err, failure), err);
   }
 
   private failover(reason: FailoverReason, err: SwitchyardError): void {
@@ -275,7 +343,12 @@ export class RoutedRequest {
     try {
       this.ctx.nc.publish(
         replicaCancelSubject(attempt.replicaId),
-        encodeCancel({ requestId: this.requestId, attempt: attempt.number, reason: reason.slice(0, 200) }),
+        encodeCancel({
+          requestId: this.requestId,
+          origin: this.ctx.id,
+          attempt: attempt.number,
+          reason: reason.slice(0, 200),
+        }),
       );
     } catch {
       // Connection closing: the replica's orphan watch frees the slot when our heartbeats stop.
@@ -283,7 +356,6 @@ export class RoutedRequest {
   }
 
   private detach(attempt: Attempt): void {
-    clearTimeout(attempt.stallTimer);
     if (this.current === attempt) this.current = undefined;
     this.ctx.detached(this, attempt.replicaId);
   }
@@ -302,11 +374,33 @@ export class RoutedRequest {
     const seconds = (performance.now() - this.admittedAt) / 1_000;
     this.instruments.finished(code, seconds, promptTokens, this.delivered.length);
     this.trace.span.setAttributes({
-      [SWITCHYARD_ATTRS.attempt]: this.attempts,
+      [SWITCHYARD_ATTRS.attempt]: this.attemptsMade,
       [GEN_AI_ATTRS.usageOutputTokens]: this.delivered.length,
       ...(promptTokens > 0 ? { [GEN_AI_ATTRS.usageInputTokens]: promptTokens } : {}),
     });
     endSpan(this.trace.span, err);
     this.ctx.finished(this);
   }
+}
+
+/** The failover metric label of a retryable attempt failure, from its code and stream failure. */
+function failoverReason(err: SwitchyardError, failure: StreamFailure): FailoverReason {
+  if (failure === 'no_ack') return 'no_ack';
+  if (failure === 'stalled') return 'stalled';
+  return err.code === 'unavailable' ? 'unavailable' : 'error';
+}
+
+/**
+ * What the client hears when no attempt is left: an engine failure's replica detail (onnxruntime
+ * text) stays in our logs; everything else passes as it came.
+ */
+function finalError(lastError: SwitchyardError | undefined): SwitchyardError | undefined {
+  if (lastError?.code === 'engine_failed') return engineGaveUp(1);
+  return lastError;
+}
+
+function engineGaveUp(failures: number): EngineFailedError {
+  return new EngineFailedError(
+    `inference failed on ${failures} replica(s) with this request in the batch; it is not retried`,
+  );
 }

@@ -12,7 +12,9 @@ import { readRequestMeta } from '../cluster/headers.ts';
 import { decodeGenerateRequest } from '../cluster/messages/generate.ts';
 import { decodeReplicaHeartbeat, encodeRouterHeartbeat } from '../cluster/messages/heartbeat.ts';
 import { decodeCancel } from '../cluster/messages/stream.ts';
-import { StreamResponder } from '../cluster/stream.ts';
+import { heartbeatStateOf, type ActorState } from '../cluster/actor-state.ts';
+import { watchReconnects } from '../cluster/reconnects.ts';
+import { StreamResponder } from '../cluster/stream-responder.ts';
 import {
   ALL_REPLICA_HEARTBEATS,
   GENERATE_SUBJECT,
@@ -34,8 +36,8 @@ import { RouterMetrics } from './metrics.ts';
 import { startRouteTrace } from './route-trace.ts';
 import type { RoutingStrategy } from './strategies/strategy.ts';
 
-/** Lifecycle of a router. */
-export type RouterState = 'starting' | 'ready' | 'draining' | 'stopped';
+/** Lifecycle of a router (the one actor lifecycle). */
+export type RouterState = ActorState;
 
 /**
  * How long a new router listens to heartbeats before it takes requests, so that its first
@@ -77,6 +79,7 @@ class RouterActor implements Router, RouterContext {
   private frontDoor: Subscription | undefined;
   private metricsServer: MetricsServer | undefined;
   private timers: NodeJS.Timeout[] = [];
+  private stopReconnectWatch: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
   private resolveClosed!: () => void;
 
@@ -123,6 +126,10 @@ class RouterActor implements Router, RouterContext {
       setInterval(() => this.applyChanges(this.membership.tick(Date.now())), tickMs).unref(),
       setInterval(() => this.beat(), this.options.heartbeatIntervalMs).unref(),
     );
+    this.stopReconnectWatch = watchReconnects(this.nc, () => {
+      this.log.warn({ inFlight: this.requests.size }, 'NATS reconnected: failing over every running attempt');
+      for (const request of [...this.requests.values()]) request.connectionLost();
+    });
     this.beat();
     await new Promise((resolve) => setTimeout(resolve, MEMBERSHIP_WARMUP_MS));
     this.frontDoor = this.nc.subscribe(GENERATE_SUBJECT, {
@@ -134,7 +141,7 @@ class RouterActor implements Router, RouterContext {
     if (this.options.metricsPort > 0) {
       this.metricsServer = await serveMetrics(this.options.metricsPort, this.metrics.registry);
     }
-    this.state = 'ready';
+    this.state = 'running';
     this.beat();
     this.log.info({ strategy: this.strategy.name, metricsPort: this.metricsServer?.port }, 'router ready');
   }
@@ -220,7 +227,7 @@ class RouterActor implements Router, RouterContext {
 
   /** Throws the typed refusal when the request cannot be placed now. */
   private admit(model: string, version: string | undefined): void {
-    if (this.state !== 'ready') throw new UnavailableError(`router ${this.id} is ${this.state}`);
+    if (this.state !== 'running') throw new UnavailableError(`router ${this.id} is ${this.state}`);
     if (this.requests.size >= this.options.maxInFlight) {
       throw new BusyError(
         `router ${this.id} has ${this.requests.size} requests in flight (max ${this.options.maxInFlight})`,
@@ -256,7 +263,7 @@ class RouterActor implements Router, RouterContext {
         routerHeartbeatSubject(this.id),
         encodeRouterHeartbeat({
           id: this.id,
-          state: this.state === 'starting' ? 'starting' : this.state,
+          state: heartbeatStateOf(this.state),
           inFlight: this.requests.size,
           sentAt: Date.now(),
           intervalMs: this.options.heartbeatIntervalMs,
@@ -268,9 +275,11 @@ class RouterActor implements Router, RouterContext {
   }
 
   private async drain(): Promise<void> {
-    if (this.state === 'stopped') return;
+    if (this.state === 'stopped' || this.state === 'failed') return;
     this.state = 'draining';
-    this.frontDoor?.unsubscribe();
+    // Drain, not unsubscribe: requests the server already routed to us are answered `unavailable`
+    // (the client resends at once) instead of waiting out the client's ack timeout.
+    const frontDoorDrained = this.frontDoor?.drain().catch(() => undefined);
     this.beat();
     const deadline = Date.now() + this.options.drainGraceMs;
     while (this.requests.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -278,8 +287,10 @@ class RouterActor implements Router, RouterContext {
       // Retryable: the client resends to another router with the tokens it holds.
       request.fail(new UnavailableError(`router ${this.id} is shutting down: resend elsewhere`));
     }
+    await frontDoorDrained;
     this.state = 'stopped';
     this.beat();
+    this.stopReconnectWatch?.();
     for (const timer of this.timers) clearInterval(timer);
     for (const sub of this.subs) sub.unsubscribe();
     await this.metricsServer?.close();

@@ -8,7 +8,7 @@ import { readRequestMeta, type RequestMeta } from '../../src/cluster/headers.ts'
 import { decodeGenerateRequest, type GenerateRequest } from '../../src/cluster/messages/generate.ts';
 import { encodeRouterHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
 import { decodeCancel, type Cancel } from '../../src/cluster/messages/stream.ts';
-import { StreamResponder } from '../../src/cluster/stream.ts';
+import { StreamResponder } from '../../src/cluster/stream-responder.ts';
 import {
   GENERATE_SUBJECT,
   ROUTER_QUEUE_GROUP,

@@ -12,12 +12,8 @@ import {
   writeRequestMeta,
 } from '../../src/cluster/headers.ts';
 import { encodeChunk, type Chunk } from '../../src/cluster/messages/stream.ts';
-import {
-  StreamResponder,
-  openStream,
-  type StreamEvent,
-  type StreamOutcome,
-} from '../../src/cluster/stream.ts';
+import { openStream, type StreamEvent, type StreamOutcome } from '../../src/cluster/stream-requester.ts';
+import { StreamResponder } from '../../src/cluster/stream-responder.ts';
 import {
   BusyError,
   DeadlineExceededError,

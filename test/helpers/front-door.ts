@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { writeRequestMeta } from '../../src/cluster/headers.ts';
 import { encodeGenerateRequest, type GenerateRequest } from '../../src/cluster/messages/generate.ts';
 import type { Ack, Chunk, End } from '../../src/cluster/messages/stream.ts';
-import { openStream } from '../../src/cluster/stream.ts';
+import { openStream } from '../../src/cluster/stream-requester.ts';
 import { GENERATE_SUBJECT } from '../../src/cluster/subjects.ts';
 import type { SwitchyardError } from '../../src/errors/errors.ts';
 

@@ -19,8 +19,13 @@ import {
 } from '../../validation/fields.ts';
 import { SEED_MAX, TOKEN_ID_MAX } from '../../engine/request.ts';
 
-/** The kinds of message on a reply inbox, in the order a stream carries them. */
-export const STREAM_KINDS = ['ack', 'chunk', 'end', 'error'] as const;
+/**
+ * The kinds of message on a reply inbox, in the order a stream carries them. `keepalive` (empty
+ * body, no seq) may come at any time between the ack and the end: a responder that has nothing
+ * to send yet (the request waits in a live replica's queue, or its prefill runs) says it still
+ * owns the stream, so a requester's idle timer measures silence, not queueing.
+ */
+export const STREAM_KINDS = ['ack', 'chunk', 'end', 'error', 'keepalive'] as const;
 
 /** One of {@link STREAM_KINDS}; the value of the `Sy-Kind` header. */
 export type StreamKind = (typeof STREAM_KINDS)[number];
@@ -33,6 +38,12 @@ export type FinishReason = (typeof FINISH_REASONS)[number];
 
 /** Most attempts a request can take; bounds a counter that a buggy peer could otherwise inflate. */
 export const ATTEMPT_MAX = 1_000;
+/**
+ * How often a responder with nothing else to send tells its requester it still owns the stream.
+ * Well below routers' stall timeout (DEFAULT_STALL_TIMEOUT_MS, 3 s), so that a request waiting in
+ * a loaded replica's queue never looks stalled.
+ */
+export const STREAM_KEEPALIVE_INTERVAL_MS = 1_000;
 /** Longest cancel reason kept; it is for logs only. */
 export const CANCEL_REASON_MAX_LENGTH = 256;
 /**
@@ -74,6 +85,12 @@ export interface Chunk {
   text: string;
   /** Effective seed, carried by the first chunk of a sampled request. */
   seed?: number;
+  /**
+   * The max_tokens the responder settled on (the engine's default when the request gave none),
+   * carried by the first chunk, so that a resume elsewhere ends where this run would have. Counts
+   * from this stream's start (tokens resumed into it are not included).
+   */
+  maxTokens?: number;
 }
 
 /** Token counts as OpenAI reports them. */
@@ -93,11 +110,22 @@ export interface End {
   attempts: number;
   /** The model version that produced the final tokens (set by replicas; routers pass it on). */
   modelVersion?: string;
+  /**
+   * Text released only at the end and tied to no token: what a stop-sequence prefix held back
+   * when an end-of-sequence token came. It travels in the end, not in a chunk, so that a stream
+   * whose end is lost and resumed elsewhere cannot deliver it twice.
+   */
+  text?: string;
 }
 
 /** Asks the responder to stop work on a request (or on one attempt of it). */
 export interface Cancel {
   requestId: string;
+  /**
+   * The router that owns the attempt (its `Sy-Origin`): a replica cancels only work of that
+   * origin, so a slow router's cancel cannot cut another router's attempt of the same request.
+   */
+  origin?: string;
   /** Cancel only this attempt; absent cancels whichever attempt is running. */
   attempt?: number;
   /** For logs: why (client gone, failover, deadline). */
@@ -138,6 +166,8 @@ export function decodeChunk(data: Uint8Array | string): Chunk {
   };
   const seed = readOptional(o, 'seed', (f, v) => readInt(f, v, { min: 0, max: SEED_MAX }));
   if (seed !== undefined) chunk.seed = seed;
+  const maxTokens = readOptional(o, 'max_tokens', (f, v) => readInt(f, v, COUNT));
+  if (maxTokens !== undefined) chunk.maxTokens = maxTokens;
   return chunk;
 }
 
@@ -149,6 +179,7 @@ export function encodeChunk(chunk: Chunk): Uint8Array {
     token_ids: chunk.tokenIds,
     text: chunk.text,
     seed: chunk.seed,
+    max_tokens: chunk.maxTokens,
   });
 }
 
@@ -166,7 +197,13 @@ export function decodeEnd(data: Uint8Array | string): End {
     },
     attempts: readInt('attempts', o.attempts, ATTEMPT),
     ...optionalVersion(o),
+    ...optionalText(o),
   };
+}
+
+function optionalText(o: WireObject): { text?: string } {
+  const text = readOptional(o, 'text', (f, v) => readString(f, v, { maxLength: CHUNK_TEXT_MAX_LENGTH }));
+  return text === undefined || text === '' ? {} : { text };
 }
 
 function optionalVersion(o: WireObject): { modelVersion?: string } {
@@ -185,6 +222,7 @@ export function encodeEnd(end: End): Uint8Array {
     usage: { prompt_tokens: end.usage.promptTokens, completion_tokens: end.usage.completionTokens },
     attempts: end.attempts,
     model_version: end.modelVersion,
+    text: end.text === '' ? undefined : end.text,
   });
 }
 
@@ -194,10 +232,12 @@ export function decodeCancel(data: Uint8Array | string): Cancel {
   const cancel: Cancel = {
     requestId: readPattern('request_id', o.request_id, REQUEST_ID_PATTERN, '[A-Za-z0-9._:-]{1,128}'),
   };
+  const origin = readOptional(o, 'origin', (f, v) => readPattern(f, v, ID_PATTERN, '[A-Za-z0-9_-]{1,64}'));
   const attempt = readOptional(o, 'attempt', (f, v) => readInt(f, v, ATTEMPT));
   const reason = readOptional(o, 'reason', (f, v) =>
     readString(f, v, { maxLength: CANCEL_REASON_MAX_LENGTH }),
   );
+  if (origin !== undefined) cancel.origin = origin;
   if (attempt !== undefined) cancel.attempt = attempt;
   if (reason !== undefined) cancel.reason = reason;
   return cancel;
@@ -205,5 +245,10 @@ export function decodeCancel(data: Uint8Array | string): Cancel {
 
 /** Serialises a cancel message. */
 export function encodeCancel(cancel: Cancel): Uint8Array {
-  return encodeObject({ request_id: cancel.requestId, attempt: cancel.attempt, reason: cancel.reason });
+  return encodeObject({
+    request_id: cancel.requestId,
+    origin: cancel.origin,
+    attempt: cancel.attempt,
+    reason: cancel.reason,
+  });
 }

@@ -27,6 +27,8 @@ export type DeathReason = 'missed_heartbeats' | 'stuck' | 'stopped';
 
 /** Default period of {@link Membership.tick}, when the rules name none. */
 export const MEMBERSHIP_TICK_MS = 100;
+/** Shortest tick period a router uses, however short its heartbeat interval. */
+export const MIN_MEMBERSHIP_TICK_MS = 25;
 
 /** One replica as the router knows it. */
 export interface Member extends Peer, ProgressMark {

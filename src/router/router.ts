@@ -24,7 +24,7 @@ import { isSampled } from '../engine/request.ts';
 import { randomSeed } from '../engine/sampling.ts';
 import { BusyError, ModelNotFoundError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
-import { fits, isFull, Membership, type MembershipChange } from './membership.ts';
+import { fits, isFull, Membership, MIN_MEMBERSHIP_TICK_MS, type MembershipChange } from './membership.ts';
 import { compileRouterOptions, type CompiledRouterOptions, type RouterOptions } from './options.ts';
 import { estimateRequestTokens } from './request-tokens.ts';
 import { RoutedRequest, type RouterContext } from './routed-request.ts';
@@ -88,7 +88,7 @@ class RouterActor implements Router, RouterContext {
   ) {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.membership = new Membership(
-      { ...options, tickMs: Math.max(25, Math.floor(options.heartbeatIntervalMs / 2)) },
+      { ...options, tickMs: Math.max(MIN_MEMBERSHIP_TICK_MS, Math.floor(options.heartbeatIntervalMs / 2)) },
       log,
     );
     this.strategy = createStrategy(options.strategy);

@@ -3,14 +3,18 @@
  * one heartbeat interval after a restart). It answers `/v1/models`, `/readyz` and `/v1/cluster`,
  * and tells the response cache which model version a request will get. It never routes: the
  * routers own placement, and their answer (busy, unavailable, model_not_found) is what counts.
+ * The shared heartbeat rules (subject must match body, bounded table, late sweeps skipped) are
+ * the {@link HeartbeatMonitor}'s, the stuck rule `engine-progress.ts`'s.
  */
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import { firstMark, isStuck, noteProgress, type ProgressMark } from '../cluster/engine-progress.ts';
+import { HeartbeatMonitor, MAX_KNOWN_MODELS, newPeer, type Peer } from '../cluster/heartbeat-monitor.ts';
 import {
   decodeReplicaHeartbeat,
   type HeartbeatState,
   type ReplicaHeartbeat,
 } from '../cluster/messages/heartbeat.ts';
-import { ALL_REPLICA_HEARTBEATS, heartbeatSubjectId } from '../cluster/subjects.ts';
+import { ALL_REPLICA_HEARTBEATS } from '../cluster/subjects.ts';
 import type { Logger } from '../telemetry/logger.ts';
 
 /**
@@ -56,10 +60,8 @@ export interface ModelView {
   firstSeen: number;
 }
 
-interface Entry {
+interface Entry extends Peer, ProgressMark {
   hb: ReplicaHeartbeat;
-  lastSeen: number;
-  progressAt: number;
 }
 
 /** Options of a {@link ClusterView}; the defaults suit production. */
@@ -72,12 +74,12 @@ export interface ClusterViewOptions {
 
 /** The bridge's picture of the replicas. */
 export class ClusterView {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries: HeartbeatMonitor<ReplicaHeartbeat, Entry>;
+  /** When each model was first heard of; at most MAX_KNOWN_MODELS names. */
   private readonly firstSeen = new Map<string, number>();
   private readonly dropAfterMissed: number;
   private readonly stuckTimeoutMs: number;
   private readonly sweepIntervalMs: number;
-  private readonly log: Logger | undefined;
   private sub: Subscription | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -85,53 +87,64 @@ export class ClusterView {
     this.dropAfterMissed = opts.dropAfterMissed ?? VIEW_DROP_AFTER_MISSED;
     this.stuckTimeoutMs = opts.stuckTimeoutMs ?? VIEW_STUCK_TIMEOUT_MS;
     this.sweepIntervalMs = opts.sweepIntervalMs ?? VIEW_SWEEP_INTERVAL_MS;
-    this.log = opts.log;
+    this.entries = new HeartbeatMonitor({
+      role: 'replica',
+      decode: decodeReplicaHeartbeat,
+      tickMs: this.sweepIntervalMs,
+      ...(opts.log ? { log: opts.log } : {}),
+    });
   }
 
   /** Starts listening to replica heartbeats on `nc`. */
   start(nc: NatsConnection): void {
     this.sub = nc.subscribe(ALL_REPLICA_HEARTBEATS, {
       callback: (err, msg) => {
-        if (err !== null) return;
-        try {
-          const hb = decodeReplicaHeartbeat(msg.data);
-          if (heartbeatSubjectId(msg.subject)?.id !== hb.id)
-            throw new Error(`subject ${msg.subject} names another id`);
-          this.observe(hb, Date.now());
-        } catch (e) {
-          this.log?.warn({ err: e, subject: msg.subject }, 'ignored a malformed replica heartbeat');
-        }
+        if (err === null) this.receive(msg.subject, msg.data, Date.now());
       },
     });
     this.timer = setInterval(() => this.sweep(Date.now()), this.sweepIntervalMs).unref();
   }
 
-  /** Records a heartbeat received at `now`. A `stopped` replica leaves the view at once. */
+  /** Records a heartbeat message received at `now`, if its subject names its sender. */
+  receive(subject: string, data: Uint8Array, now: number): void {
+    const hb = this.entries.accept(subject, data);
+    if (hb !== undefined) this.observe(hb, now);
+  }
+
+  /** Records an accepted heartbeat received at `now`. A `stopped` replica leaves the view at once. */
   observe(hb: ReplicaHeartbeat, now: number): void {
     if (hb.state === 'stopped') {
       this.entries.delete(hb.id);
       return;
     }
-    const prev = this.entries.get(hb.id);
-    const moved = prev === undefined || hb.progress !== prev.hb.progress || !hasWork(hb);
-    this.entries.set(hb.id, { hb, lastSeen: now, progressAt: moved ? now : prev.progressAt });
-    if (!this.firstSeen.has(hb.model)) this.firstSeen.set(hb.model, now);
+    const tracked = this.entries.track(hb.id, () => ({ ...newPeer(hb.id, now), ...firstMark(hb, now), hb }));
+    if (tracked === undefined) return;
+    const { peer: entry, fresh } = tracked;
+    this.entries.heard(entry, hb, now);
+    if (!fresh) noteProgress(entry, entry.hb, hb, now);
+    entry.hb = hb;
+    if (!this.firstSeen.has(hb.model) && this.firstSeen.size < MAX_KNOWN_MODELS)
+      this.firstSeen.set(hb.model, now);
   }
 
-  /** Drops replicas silent for more than `dropAfterMissed` of their own intervals. */
+  /**
+   * Drops replicas silent for more than `dropAfterMissed` of their own intervals. A sweep that
+   * ran late (this process stalled) drops nothing: the beats queued meanwhile are read first.
+   */
   sweep(now: number): void {
-    for (const [id, e] of this.entries) {
-      if (now - e.lastSeen > this.dropAfterMissed * e.hb.intervalMs) this.entries.delete(id);
+    if (!this.entries.tick(now)) return;
+    for (const e of [...this.entries.peers()]) {
+      if (this.entries.silent(e, now, this.dropAfterMissed)) this.entries.delete(e.id);
     }
   }
 
   /** Every replica in the view, sorted by id. */
   replicas(now = Date.now()): ReplicaView[] {
-    return [...this.entries.values()]
+    return [...this.entries.peers()]
       .sort((a, b) => (a.hb.id < b.hb.id ? -1 : 1))
       .map((e) => {
         const { hb } = e;
-        const stuck = hasWork(hb) && now - e.progressAt >= this.stuckTimeoutMs;
+        const stuck = isStuck(e, hb, now, this.stuckTimeoutMs);
         return {
           id: hb.id,
           model: hb.model,
@@ -187,8 +200,4 @@ export class ClusterView {
     this.sub?.unsubscribe();
     this.sub = undefined;
   }
-}
-
-function hasWork(hb: ReplicaHeartbeat): boolean {
-  return hb.activeSequences + hb.queueDepth > 0;
 }

@@ -8,11 +8,22 @@
  * was away are lost (nats.js does not replay them), and a lost `end` would leave the stream
  * waiting on a router that is alive and heartbeating. So every watched request is failed over
  * on reconnect, and silence is not counted while disconnected.
+ *
+ * The shared heartbeat rules (a beat counts only when its subject names the id its body claims,
+ * silence in the router's own announced intervals, late checks skipped, a bounded table) are the
+ * {@link HeartbeatMonitor}'s; the leases and the reconnect rule are the watch's own.
  */
 import type { NatsConnection, Status, Subscription } from '@nats-io/nats-core';
-import { decodeRouterHeartbeat } from '../cluster/messages/heartbeat.ts';
+import { HeartbeatMonitor, newPeer, type Peer } from '../cluster/heartbeat-monitor.ts';
+import { decodeRouterHeartbeat, type RouterHeartbeat } from '../cluster/messages/heartbeat.ts';
 import { routerHeartbeatSubject } from '../cluster/subjects.ts';
 import { UnavailableError, type SwitchyardError } from '../errors/errors.ts';
+
+/**
+ * A router is presumed gone when silent for `silenceMs` and for this many of its own announced
+ * intervals, whichever is longer: a router that beats slowly is not dead between two beats.
+ */
+export const ROUTER_SILENT_AFTER_MISSED = 3;
 
 /** Silence checks per silence window: a gone router is noticed within 1.25 × silenceMs. */
 const CHECKS_PER_WINDOW = 4;
@@ -33,10 +44,9 @@ interface Lease {
   onGone: (reason: SwitchyardError) => void;
 }
 
-interface Entry {
+/** One watched router: `lastSeen` is its latest accepted heartbeat, or when the watch began. */
+interface Entry extends Peer {
   sub: Subscription | undefined;
-  /** When the last heartbeat arrived (epoch ms); 0 before the first. */
-  lastBeat: number;
   /** The heartbeat subscription failed (e.g. no permission): silence proves nothing then. */
   blind: boolean;
   leases: Set<Lease>;
@@ -46,7 +56,7 @@ interface Entry {
 export class RouterWatch {
   private readonly nc: NatsConnection;
   private readonly silenceMs: number;
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries: HeartbeatMonitor<RouterHeartbeat, Entry>;
   private readonly status: AsyncIterable<Status>;
   private timer: NodeJS.Timeout | undefined;
   private disconnected = false;
@@ -56,24 +66,34 @@ export class RouterWatch {
   constructor(nc: NatsConnection, silenceMs: number) {
     this.nc = nc;
     this.silenceMs = silenceMs;
+    this.entries = new HeartbeatMonitor({
+      role: 'router',
+      decode: decodeRouterHeartbeat,
+      tickMs: Math.max(MIN_CHECK_INTERVAL_MS, Math.floor(silenceMs / CHECKS_PER_WINDOW)),
+    });
     this.status = nc.status();
     void this.followStatus();
   }
 
   /** Watches `routerId` for one request; `onGone` runs at most once, after which the lease is released. */
   watch(routerId: string, onGone: (reason: SwitchyardError) => void): RouterLease {
-    const lease: Lease = { routerId, lastSign: Date.now(), onGone };
+    const now = Date.now();
+    const lease: Lease = { routerId, lastSign: now, onGone };
     if (this.closed) return this.handleOf(lease);
-    let entry = this.entries.get(routerId);
-    if (entry === undefined) {
-      entry = { sub: undefined, lastBeat: 0, blind: false, leases: new Set() };
-      this.entries.set(routerId, entry);
-      if (this.silenceMs > 0) entry.sub = this.subscribe(routerId, entry);
-    }
+    const tracked = this.entries.track(routerId, () => ({
+      ...newPeer(routerId, now),
+      sub: undefined,
+      blind: false,
+      leases: new Set<Lease>(),
+    }));
+    // A full table (MAX_MEMBERS routers at once) leaves this request unwatched: its deadline holds.
+    if (tracked === undefined) return this.handleOf(lease);
+    const entry = tracked.peer;
+    if (tracked.fresh && this.silenceMs > 0) entry.sub = this.subscribe(routerId, entry);
     entry.leases.add(lease);
     if (this.silenceMs > 0 && this.timer === undefined) {
-      const period = Math.max(MIN_CHECK_INTERVAL_MS, Math.floor(this.silenceMs / CHECKS_PER_WINDOW));
-      this.timer = setInterval(() => this.check(), period).unref();
+      this.entries.restartTicks();
+      this.timer = setInterval(() => this.check(Date.now()), this.entries.tickMs).unref();
     }
     return this.handleOf(lease);
   }
@@ -84,8 +104,10 @@ export class RouterWatch {
     this.closed = true;
     clearInterval(this.timer);
     this.timer = undefined;
-    for (const entry of this.entries.values()) entry.sub?.unsubscribe();
-    this.entries.clear();
+    for (const entry of [...this.entries.peers()]) {
+      entry.sub?.unsubscribe();
+      this.entries.delete(entry.id);
+    }
     // nats.js returns a QueuedIterator whose stop() ends the status loop without waiting for an event.
     (this.status as { stop?: () => void }).stop?.();
   }
@@ -108,20 +130,24 @@ export class RouterWatch {
             process.emitWarning(`switchyard client cannot watch router ${routerId}: ${err.message}`);
             return;
           }
-          entry.lastBeat = Date.now();
-          let stopped = false;
-          try {
-            stopped = decodeRouterHeartbeat(msg.data).state === 'stopped';
-          } catch {
-            // A malformed beat is still a beat; the router's own monitors report the bug.
-          }
-          if (stopped) this.fireAll(entry, new UnavailableError(`router ${routerId} stopped`));
+          this.receive(entry, msg.subject, msg.data, Date.now());
         },
       });
     } catch {
       entry.blind = true;
       return undefined;
     }
+  }
+
+  /**
+   * One heartbeat message on the entry's subject. Only a beat whose body names the router its
+   * subject names counts, as a sign of life or as `stopped`; a malformed one proves nothing.
+   */
+  private receive(entry: Entry, subject: string, data: Uint8Array, now: number): void {
+    const hb = this.entries.accept(subject, data);
+    if (hb === undefined || hb.id !== entry.id) return;
+    this.entries.heard(entry, hb, now);
+    if (hb.state === 'stopped') this.fireAll(entry, new UnavailableError(`router ${entry.id} stopped`));
   }
 
   private release(lease: Lease): void {
@@ -150,17 +176,22 @@ export class RouterWatch {
     for (const lease of [...entry.leases]) this.fire(lease, reason);
   }
 
-  private check(): void {
+  /**
+   * Fails over the leases of routers silent past their window. Runs from the timer at `now`; a
+   * check that itself ran late (this process stalled, beats still unread) judges nobody.
+   */
+  check(now: number): void {
     if (this.disconnected) return;
-    const now = Date.now();
-    for (const [routerId, entry] of [...this.entries]) {
+    if (!this.entries.tick(now)) return;
+    for (const entry of [...this.entries.peers()]) {
       if (entry.blind) continue;
+      const window = this.entries.windowMs(entry, ROUTER_SILENT_AFTER_MISSED, this.silenceMs);
       for (const lease of [...entry.leases]) {
-        const silent = now - Math.max(entry.lastBeat, lease.lastSign);
-        if (silent > this.silenceMs) {
+        const silent = now - Math.max(entry.lastSeen, lease.lastSign);
+        if (silent > window) {
           this.fire(
             lease,
-            new UnavailableError(`router ${routerId} went silent: no heartbeat for ${silent} ms`),
+            new UnavailableError(`router ${entry.id} went silent: no heartbeat for ${silent} ms`),
           );
         }
       }
@@ -175,7 +206,7 @@ export class RouterWatch {
         if (s.type === 'reconnect') {
           this.disconnected = false;
           const reason = new UnavailableError('the connection to NATS dropped: replies may have been lost');
-          for (const entry of [...this.entries.values()]) this.fireAll(entry, reason);
+          for (const entry of [...this.entries.peers()]) this.fireAll(entry, reason);
         }
       }
     } catch {

@@ -1,7 +1,9 @@
 /**
  * The replica's heartbeat publisher: a fixed-interval beat with live load and the engine's
- * progress counter. Routers count missed beats (a separate monitor, as nats.js' idle-heartbeat
- * monitor) and compare progress between beats to tell a stuck engine from a busy one.
+ * progress counter, and the start and size of the step running now. Routers count missed beats (a
+ * separate monitor, as nats.js' idle-heartbeat monitor) and compare progress between beats to
+ * tell a stuck engine from a busy one; the running step's size tells them how long a long
+ * prefill may take before its silence means stuck.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import { encodeReplicaHeartbeat } from '../cluster/messages/heartbeat.ts';
@@ -60,6 +62,8 @@ export class HeartbeatPublisher {
           tokenBudget: stats.tokenBudget,
           progress: stats.progress,
           busySince: stats.busySince,
+          stepStartedAt: stats.stepStartedAt,
+          stepTokens: stats.stepTokens,
           sentAt: Date.now(),
           intervalMs: this.options.heartbeatIntervalMs,
         }),

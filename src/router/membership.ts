@@ -3,8 +3,21 @@
  * rebuilds it in one heartbeat interval). A replica is alive, suspect (missed beats: no new work)
  * or dead (missed more, or its engine stopped making progress while it had work: its requests
  * fail over). "Alive" means the inference path moves, not only that a process answers.
+ *
+ * The shared heartbeat rules (subject must match body, bounded table, late ticks give no verdict,
+ * eviction of the long dead) are the {@link HeartbeatMonitor}'s; the stuck rule is
+ * `engine-progress.ts`'s. What is the router's own: suspect/dead thresholds, load and fit.
  */
-import type { ReplicaHeartbeat } from '../cluster/messages/heartbeat.ts';
+import { firstMark, isStuck, noteProgress, type ProgressMark } from '../cluster/engine-progress.ts';
+import {
+  HeartbeatMonitor,
+  MAX_KNOWN_MODELS,
+  newPeer,
+  type MonitorCounts,
+  type Peer,
+} from '../cluster/heartbeat-monitor.ts';
+import { decodeReplicaHeartbeat, type ReplicaHeartbeat } from '../cluster/messages/heartbeat.ts';
+import type { Logger } from '../telemetry/logger.ts';
 
 /** Liveness as the router sees it. */
 export type Liveness = 'alive' | 'suspect' | 'dead';
@@ -12,16 +25,17 @@ export type Liveness = 'alive' | 'suspect' | 'dead';
 /** Why a replica was declared dead. */
 export type DeathReason = 'missed_heartbeats' | 'stuck' | 'stopped';
 
+/** Default period of {@link Membership.tick}, when the rules name none. */
+export const MEMBERSHIP_TICK_MS = 100;
+/** Shortest tick period a router uses, however short its heartbeat interval. */
+export const MIN_MEMBERSHIP_TICK_MS = 25;
+
 /** One replica as the router knows it. */
-export interface Member {
+export interface Member extends Peer, ProgressMark {
   readonly id: string;
   /** The latest heartbeat. */
   hb: ReplicaHeartbeat;
   liveness: Liveness;
-  /** Local time the latest heartbeat arrived. */
-  lastSeen: number;
-  /** Local time the progress counter last moved (or the replica went idle). */
-  progressAt: number;
   /** This router's requests running on the replica now. */
   inFlight: number;
   /** This router's requests on the replica when the latest heartbeat arrived (already in its figures). */
@@ -35,6 +49,8 @@ export interface MembershipRules {
   suspectAfterMissed: number;
   deadAfterMissed: number;
   stuckTimeoutMs: number;
+  /** Period the caller runs {@link Membership.tick} at (a tick far later is skipped). @default MEMBERSHIP_TICK_MS */
+  tickMs?: number;
 }
 
 /** What changed in one evaluation. */
@@ -47,56 +63,89 @@ export interface MembershipChange {
 
 /** Membership from heartbeats; `tick()` applies the time-based rules. */
 export class Membership {
-  private readonly members = new Map<string, Member>();
-  /** Every model id (and id@version) any replica ever served: unknown ones are model_not_found. */
+  private readonly monitor: HeartbeatMonitor<ReplicaHeartbeat, Member>;
+  /**
+   * Every model id (and id@version) any replica ever served: unknown ones are model_not_found.
+   * Bounded by MAX_KNOWN_MODELS: past it a new model still routes, but with no live replica it
+   * is answered `model_not_found` rather than `unavailable`.
+   */
   private readonly everServed = new Set<string>();
   /** Heartbeats missed by any member so far (each interval without a beat, up to its death). */
   missedBeats = 0;
 
-  constructor(private readonly rules: MembershipRules) {}
+  constructor(
+    private readonly rules: MembershipRules,
+    log?: Pick<Logger, 'warn' | 'debug'>,
+  ) {
+    this.monitor = new HeartbeatMonitor({
+      role: 'replica',
+      decode: decodeReplicaHeartbeat,
+      tickMs: rules.tickMs ?? MEMBERSHIP_TICK_MS,
+      ...(log ? { log } : {}),
+    });
+  }
 
-  /** Records a heartbeat; returns the change it caused, if any. */
+  /** The period `tick()` expects to be called at. */
+  get tickMs(): number {
+    return this.monitor.tickMs;
+  }
+
+  /** Heartbeats dropped (malformed, mismatched, refused) and ticks skipped, so far. */
+  get counts(): Readonly<MonitorCounts> {
+    return this.monitor.counts;
+  }
+
+  /** Records a heartbeat message if its subject names its sender; returns the change it caused. */
+  receive(subject: string, data: Uint8Array, now: number): MembershipChange | undefined {
+    const hb = this.monitor.accept(subject, data);
+    return hb === undefined ? undefined : this.observe(hb, now);
+  }
+
+  /** Records an accepted heartbeat; returns the change it caused, if any. */
   observe(hb: ReplicaHeartbeat, now: number): MembershipChange | undefined {
-    this.everServed.add(hb.model);
-    this.everServed.add(`${hb.model}@${hb.modelVersion}`);
-    const member = this.members.get(hb.id);
     if (hb.state === 'stopped') {
+      this.remember(hb);
+      const member = this.monitor.get(hb.id);
       if (!member) return undefined;
-      this.members.delete(hb.id);
+      this.monitor.delete(hb.id);
       return { id: hb.id, from: member.liveness, to: 'dead', reason: 'stopped' };
     }
-    if (!member) {
-      this.members.set(hb.id, {
-        id: hb.id,
-        hb,
-        liveness: 'alive',
-        lastSeen: now,
-        progressAt: now,
-        inFlight: 0,
-        inFlightAtBeat: 0,
-        missedCounted: 0,
-      });
-      return { id: hb.id, from: 'new', to: 'alive' };
-    }
-    const moved = hb.progress !== member.hb.progress || !hasWork(hb);
+    const tracked = this.monitor.track(hb.id, () => ({
+      ...newPeer(hb.id, now),
+      ...firstMark(hb, now),
+      hb,
+      liveness: 'alive',
+      inFlight: 0,
+      inFlightAtBeat: 0,
+      missedCounted: 0,
+    }));
+    if (tracked === undefined) return undefined;
+    this.remember(hb);
+    const { peer: member, fresh } = tracked;
+    this.monitor.heard(member, hb, now);
+    if (fresh) return { id: hb.id, from: 'new', to: 'alive' };
+    noteProgress(member, member.hb, hb, now);
     member.hb = hb;
-    member.lastSeen = now;
     member.missedCounted = 0;
     member.inFlightAtBeat = member.inFlight;
-    if (moved) member.progressAt = now;
     if (member.liveness !== 'alive' && !this.isStuck(member, now)) {
       const from = member.liveness;
       member.liveness = 'alive';
+      member.goneAt = undefined;
       return { id: hb.id, from, to: 'alive' };
     }
     return undefined;
   }
 
-  /** Applies the missed-beat and stuck rules at time `now`. */
+  /**
+   * Applies the missed-beat and stuck rules at time `now`. A tick that ran late (this process
+   * stalled) returns no change: the beats that queued meanwhile are read before the next one.
+   */
   tick(now: number): MembershipChange[] {
+    if (!this.monitor.tick(now)) return [];
     const changes: MembershipChange[] = [];
-    for (const member of this.members.values()) {
-      const missed = (now - member.lastSeen) / member.hb.intervalMs;
+    for (const member of this.monitor.peers()) {
+      const missed = this.monitor.missed(member, now);
       // Each whole interval without a beat is one missed beat, counted once, up to death.
       const whole = Math.min(Math.floor(missed), this.rules.deadAfterMissed);
       if (whole > member.missedCounted) {
@@ -121,6 +170,7 @@ export class Membership {
             : { id: member.id, from: member.liveness, to },
         );
         member.liveness = to;
+        member.goneAt = to === 'dead' ? now : undefined;
       }
     }
     return changes;
@@ -129,7 +179,7 @@ export class Membership {
   /** Replicas that may take new work for this model (and version, when pinned). */
   candidates(model: string, version: string | undefined): Member[] {
     const out: Member[] = [];
-    for (const m of this.members.values()) {
+    for (const m of this.monitor.peers()) {
       if (m.liveness !== 'alive' || m.hb.state !== 'ready' || m.hb.model !== model) continue;
       if (version !== undefined && m.hb.modelVersion !== version) continue;
       out.push(m);
@@ -143,21 +193,23 @@ export class Membership {
   }
 
   get(id: string): Member | undefined {
-    return this.members.get(id);
+    return this.monitor.get(id);
   }
 
   /** Every member, for metrics and the cluster view. */
   all(): Member[] {
-    return [...this.members.values()];
+    return [...this.monitor.peers()];
+  }
+
+  private remember(hb: ReplicaHeartbeat): void {
+    for (const name of [hb.model, `${hb.model}@${hb.modelVersion}`]) {
+      if (this.everServed.size < MAX_KNOWN_MODELS || this.everServed.has(name)) this.everServed.add(name);
+    }
   }
 
   private isStuck(member: Member, now: number): boolean {
-    return hasWork(member.hb) && now - member.progressAt >= this.rules.stuckTimeoutMs;
+    return isStuck(member, member.hb, now, this.rules.stuckTimeoutMs);
   }
-}
-
-function hasWork(hb: ReplicaHeartbeat): boolean {
-  return hb.activeSequences + hb.queueDepth > 0;
 }
 
 /**
@@ -172,4 +224,17 @@ export function loadOf(member: Member): number {
 /** True when the replica would refuse one more request with `busy`. */
 export function isFull(member: Member): boolean {
   return loadOf(member) >= member.hb.maxBatchSize + member.hb.maxQueue;
+}
+
+/**
+ * True when the replica's free token budget, as its latest heartbeat reported it, can hold a
+ * request of about `estimate` tokens (see `estimateRequestTokens`). A replica with nothing
+ * reserved always fits: it is the authority on a request larger than its whole budget, and
+ * answers it (`invalid_request` if it truly is too big) instead of the router calling every
+ * replica `busy` forever on an estimate. A wrong estimate is corrected by the replica's own
+ * `busy`, on which the router fails over.
+ */
+export function fits(member: Member, estimate: number): boolean {
+  const { freeTokenBudget, tokenBudget } = member.hb;
+  return estimate <= freeTokenBudget || freeTokenBudget >= tokenBudget;
 }

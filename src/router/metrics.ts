@@ -18,6 +18,16 @@ import {
 } from '../telemetry/prometheus.ts';
 import type { Membership } from './membership.ts';
 
+/**
+ * Most distinct `model` label values one router mints. Model names reach the router in replica
+ * heartbeats (a request is admitted only for a model some replica announces), so a publisher
+ * that invents names must not invent series: past the cap, further models share
+ * {@link OTHER_MODEL_LABEL}.
+ */
+export const MAX_MODEL_LABELS = 64;
+/** The `model` label of every model past {@link MAX_MODEL_LABELS}. */
+export const OTHER_MODEL_LABEL = 'other';
+
 /** How a request ended, as the `code` label says it: `ok`, or its error code. */
 export type RequestCode = 'ok' | ErrorCode;
 
@@ -58,6 +68,8 @@ export class RouterMetrics {
   private readonly failovers: Counter<'reason'>;
   private readonly declaredDead: Counter;
   private readonly byModel = new Map<string, ModelInstruments>();
+  /** Model names given a label of their own so far (at most MAX_MODEL_LABELS). */
+  private readonly modelLabels = new Set<string>();
 
   constructor(source: RouterMetricsSource) {
     const registry = actorRegistry({ router: source.id });
@@ -131,13 +143,29 @@ export class RouterMetrics {
       'Replica heartbeats that did not arrive within their interval (each counted once).',
       () => source.membership.missedBeats,
     );
+    new Counter({
+      name: 'switchyard_heartbeats_dropped_total',
+      help:
+        'Replica heartbeats not counted, by reason: malformed, mismatched (subject and body name ' +
+        'different ids), refused (membership table full).',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        const { malformed, mismatched, refused } = source.membership.counts;
+        this.inc({ reason: 'malformed' }, malformed);
+        this.inc({ reason: 'mismatched' }, mismatched);
+        this.inc({ reason: 'refused' }, refused);
+      },
+    });
     scraped(registry, 'gauge', 'switchyard_router_in_flight', 'Requests this router owns now.', () =>
       source.inFlight(),
     );
   }
 
   /** The instruments of `model`, made once per model. */
-  forModel(model: string): ModelInstruments {
+  forModel(name: string): ModelInstruments {
+    const model = this.modelLabel(name);
     let bound = this.byModel.get(model);
     if (bound === undefined) {
       const ttft = this.ttft.labels({ model });
@@ -161,7 +189,7 @@ export class RouterMetrics {
 
   /** A request refused at admission (no stream was opened), `model` as far as it is known. */
   refused(model: string, code: RequestCode): void {
-    this.requests.inc({ model, code });
+    this.requests.inc({ model: this.modelLabel(model), code });
   }
 
   failedOver(reason: FailoverReason): void {
@@ -170,5 +198,13 @@ export class RouterMetrics {
 
   replicaDeclaredDead(): void {
     this.declaredDead.inc();
+  }
+
+  /** `model` itself while fewer than MAX_MODEL_LABELS names have a label, else OTHER_MODEL_LABEL. */
+  private modelLabel(model: string): string {
+    if (this.modelLabels.has(model)) return model;
+    if (this.modelLabels.size >= MAX_MODEL_LABELS) return OTHER_MODEL_LABEL;
+    this.modelLabels.add(model);
+    return model;
   }
 }

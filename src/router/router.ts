@@ -9,8 +9,8 @@ import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { connectNats } from '../cluster/connection.ts';
 import { readRequestMeta } from '../cluster/headers.ts';
-import { decodeGenerateRequest } from '../cluster/messages/generate.ts';
-import { decodeReplicaHeartbeat, encodeRouterHeartbeat } from '../cluster/messages/heartbeat.ts';
+import { decodeGenerateRequest, type GenerateRequest } from '../cluster/messages/generate.ts';
+import { encodeRouterHeartbeat } from '../cluster/messages/heartbeat.ts';
 import { decodeCancel } from '../cluster/messages/stream.ts';
 import { heartbeatStateOf, type ActorState } from '../cluster/actor-state.ts';
 import { watchReconnects } from '../cluster/reconnects.ts';
@@ -26,8 +26,9 @@ import { isSampled } from '../engine/request.ts';
 import { randomSeed } from '../engine/sampling.ts';
 import { BusyError, ModelNotFoundError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
-import { isFull, Membership, type MembershipChange } from './membership.ts';
+import { fits, isFull, Membership, MIN_MEMBERSHIP_TICK_MS, type MembershipChange } from './membership.ts';
 import { compileRouterOptions, type CompiledRouterOptions, type RouterOptions } from './options.ts';
+import { estimateRequestTokens } from './request-tokens.ts';
 import { RoutedRequest, type RouterContext } from './routed-request.ts';
 import { createStrategy } from './strategies/index.ts';
 import { serveMetrics, type MetricsServer } from '../telemetry/prometheus.ts';
@@ -89,7 +90,10 @@ class RouterActor implements Router, RouterContext {
     readonly log: Logger,
   ) {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
-    this.membership = new Membership(options);
+    this.membership = new Membership(
+      { ...options, tickMs: Math.max(MIN_MEMBERSHIP_TICK_MS, Math.floor(options.heartbeatIntervalMs / 2)) },
+      log,
+    );
     this.strategy = createStrategy(options.strategy);
     this.metrics = new RouterMetrics({
       id: options.id,
@@ -121,9 +125,8 @@ class RouterActor implements Router, RouterContext {
         },
       }),
     );
-    const tickMs = Math.max(25, Math.floor(this.options.heartbeatIntervalMs / 2));
     this.timers.push(
-      setInterval(() => this.applyChanges(this.membership.tick(Date.now())), tickMs).unref(),
+      setInterval(() => this.applyChanges(this.membership.tick(Date.now())), this.membership.tickMs).unref(),
       setInterval(() => this.beat(), this.options.heartbeatIntervalMs).unref(),
     );
     this.stopReconnectWatch = watchReconnects(this.nc, () => {
@@ -171,16 +174,10 @@ class RouterActor implements Router, RouterContext {
     if (this.requests.get(request.requestId) === request) this.requests.delete(request.requestId);
   }
 
+  /** Malformed heartbeats and those whose subject names another id are counted and logged by the monitor. */
   private onHeartbeat(msg: Msg): void {
-    try {
-      const change = this.membership.observe(decodeReplicaHeartbeat(msg.data), Date.now());
-      if (change) this.applyChanges([change]);
-    } catch (err) {
-      this.log.warn(
-        { err: toSwitchyardError(err).message, subject: msg.subject },
-        'malformed heartbeat ignored',
-      );
-    }
+    const change = this.membership.receive(msg.subject, msg.data, Date.now());
+    if (change) this.applyChanges([change]);
   }
 
   private applyChanges(changes: MembershipChange[]): void {
@@ -206,7 +203,7 @@ class RouterActor implements Router, RouterContext {
       const req = decodeGenerateRequest(msg.data);
       model = req.model;
       trace.describe(req, requestId);
-      this.admit(req.model, req.version);
+      this.admit(req);
       if (isSampled(req) && req.seed === undefined) req.seed = randomSeed();
       // A resend of a request this router still owns (its client lost track of us): the new
       // stream replaces the old one, which nobody listens to any more.
@@ -226,7 +223,8 @@ class RouterActor implements Router, RouterContext {
   }
 
   /** Throws the typed refusal when the request cannot be placed now. */
-  private admit(model: string, version: string | undefined): void {
+  private admit(req: GenerateRequest): void {
+    const { model, version } = req;
     if (this.state !== 'running') throw new UnavailableError(`router ${this.id} is ${this.state}`);
     if (this.requests.size >= this.options.maxInFlight) {
       throw new BusyError(
@@ -241,8 +239,12 @@ class RouterActor implements Router, RouterContext {
       }
       throw new ModelNotFoundError(`model ${wanted} is not served by this cluster`);
     }
-    if (candidates.every(isFull)) {
-      throw new BusyError(`every replica of ${wanted} is full (${candidates.length} live); retry later`);
+    const estimate = estimateRequestTokens(req);
+    if (candidates.every((m) => isFull(m) || !fits(m, estimate))) {
+      throw new BusyError(
+        `every replica of ${wanted} is full or lacks token budget for about ${estimate} tokens ` +
+          `(${candidates.length} live); retry later`,
+      );
     }
   }
 

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ClusterView } from '../../src/bridge/cluster-view.ts';
 import { expectedVersion } from '../../src/bridge/generation.ts';
-import type { ReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
+import { STUCK_ALLOWANCE_MS_PER_TOKEN } from '../../src/cluster/engine-progress.ts';
+import { MAX_MEMBERS } from '../../src/cluster/heartbeat-monitor.ts';
+import { encodeReplicaHeartbeat, type ReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
+import { replicaHeartbeatSubject } from '../../src/cluster/subjects.ts';
 
 function beat(over: Partial<ReplicaHeartbeat> = {}): ReplicaHeartbeat {
   return {
@@ -84,5 +87,57 @@ describe('ClusterView', () => {
     assert.equal(expectedVersion(view, { model: 'other', prompt: 'x' }), undefined);
     view.observe(beat({ id: 'r2', modelVersion: '2' }), now);
     assert.equal(expectedVersion(view, { model: 'tiny-gpt2', prompt: 'x' }), undefined);
+  });
+
+  it('ignores a heartbeat whose subject names another replica than its body', () => {
+    const view = new ClusterView();
+    view.receive(replicaHeartbeatSubject('r2'), encodeReplicaHeartbeat(beat()), 1_000);
+    assert.deepEqual(view.replicas(1_000), []);
+    view.receive(replicaHeartbeatSubject('r1'), encodeReplicaHeartbeat(beat()), 1_000);
+    assert.deepEqual(
+      view.replicas(1_000).map((r) => r.id),
+      ['r1'],
+    );
+    // A forged `stopped` on another subject does not take r1 out of the view.
+    view.receive(replicaHeartbeatSubject('evil'), encodeReplicaHeartbeat(beat({ state: 'stopped' })), 1_010);
+    assert.equal(view.replicas(1_010).length, 1);
+  });
+
+  it('a sweep that ran late (the bridge stalled) drops nobody; the next on-time one does', () => {
+    const view = new ClusterView({ sweepIntervalMs: 250 });
+    view.observe(beat(), 0);
+    view.observe(beat({ id: 'r2' }), 0);
+    view.sweep(250);
+    view.sweep(2_000); // stalled: 1.5 s late
+    assert.equal(view.replicas(2_000).length, 2);
+    view.observe(beat(), 2_001); // r1's queued beat, read after the late timer
+    view.sweep(2_250);
+    assert.deepEqual(
+      view.replicas(2_250).map((r) => r.id),
+      ['r1'],
+    );
+  });
+
+  it(`holds at most ${MAX_MEMBERS} replicas: new ids are refused, known ids still update`, () => {
+    const view = new ClusterView();
+    for (let i = 0; i < MAX_MEMBERS + 10; i++) view.observe(beat({ id: `r${i}`, model: `m${i}` }), 0);
+    assert.equal(view.replicas(0).length, MAX_MEMBERS);
+    view.observe(beat({ id: 'r3', state: 'draining' }), 1);
+    assert.equal(view.replicas(1).find((r) => r.id === 'r3')?.state, 'draining', 'known ids still update');
+  });
+
+  it('a long prefill (many step tokens) is not stuck within its allowance, but stuck past it', () => {
+    const view = new ClusterView({ stuckTimeoutMs: 1_000 });
+    const step = { activeSequences: 8, progress: 5, stepTokens: 2_000, stepStartedAt: 0, sentAt: 0 };
+    const deadline = 1_000 + 2_000 * STUCK_ALLOWANCE_MS_PER_TOKEN;
+    for (let t = 0; t < deadline; t += 200) view.observe(beat({ ...step, sentAt: t }), t);
+    assert.deepEqual(
+      view.replicas(deadline - 1).map((r) => [r.live, r.stuck]),
+      [[true, false]],
+    );
+    assert.deepEqual(
+      view.replicas(deadline).map((r) => [r.live, r.stuck]),
+      [[false, true]],
+    );
   });
 });

@@ -251,6 +251,8 @@ describe('heartbeats', () => {
     tokenBudget: 16384,
     progress: 12345,
     busySince: 1_700_000_000_000,
+    stepStartedAt: 1_700_000_000_400,
+    stepTokens: 4096,
     sentAt: 1_700_000_000_500,
     intervalMs: 500,
   };
@@ -267,6 +269,26 @@ describe('heartbeats', () => {
     assert.equal(decodeReplicaHeartbeat(body(wire)).busySince, null);
     const router = { id: 'router-a', state: 'draining' as const, inFlight: 3, sentAt: 1, intervalMs: 1000 };
     assert.deepEqual(decodeRouterHeartbeat(encodeRouterHeartbeat(router)), router);
+  });
+
+  it('step_started_at and step_tokens are optional: absent (an older replica) means no step running', () => {
+    const {
+      step_started_at: _s,
+      step_tokens: _t,
+      ...wire
+    } = JSON.parse(new TextDecoder().decode(encodeReplicaHeartbeat(replica))) as Record<string, unknown>;
+    const decoded = decodeReplicaHeartbeat(body(wire));
+    assert.equal(decoded.stepStartedAt, null);
+    assert.equal(decoded.stepTokens, 0);
+    assert.equal(decodeReplicaHeartbeat(body({ ...wire, step_started_at: null })).stepStartedAt, null);
+    rejects(
+      () => decodeReplicaHeartbeat(body({ ...wire, step_tokens: -1 })),
+      /^step_tokens must be an integer >= 0/,
+    );
+    rejects(
+      () => decodeReplicaHeartbeat(body({ ...wire, step_started_at: 'soon' })),
+      /^step_started_at must be an integer >= 0/,
+    );
   });
 
   it('reject bad fields', () => {

@@ -1,14 +1,26 @@
 /** Membership rules and routing strategies, on hand-made heartbeats and a hand-moved clock. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
-import { isFull, loadOf, Membership } from '../../src/router/membership.ts';
+import { STUCK_ALLOWANCE_MS_PER_TOKEN } from '../../src/cluster/engine-progress.ts';
+import { GONE_EVICT_AFTER_MS, MAX_MEMBERS, MAX_SKIPPED_TICKS } from '../../src/cluster/heartbeat-monitor.ts';
+import { encodeReplicaHeartbeat, type ReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
+import { replicaHeartbeatSubject, routerHeartbeatSubject } from '../../src/cluster/subjects.ts';
+import { fits, isFull, loadOf, Membership, type MembershipChange } from '../../src/router/membership.ts';
 import { LeastLoadedStrategy } from '../../src/router/strategies/least-loaded.ts';
 import { PowerOfTwoStrategy } from '../../src/router/strategies/power-of-two.ts';
 import { RoundRobinStrategy } from '../../src/router/strategies/round-robin.ts';
 
 const INTERVAL = 200;
-const RULES = { suspectAfterMissed: 2, deadAfterMissed: 3, stuckTimeoutMs: 1_500 };
+const TICK = 100;
+const RULES = { suspectAfterMissed: 2, deadAfterMissed: 3, stuckTimeoutMs: 1_500, tickMs: TICK };
+
+/** Ticks every TICK ms after `from` up to `to` (an on-time timer), gathering the changes. */
+function tickThrough(m: Membership, from: number, to: number): MembershipChange[] {
+  const changes: MembershipChange[] = [];
+  for (let t = from + TICK; t <= to; t += TICK) changes.push(...m.tick(t));
+  if ((to - from) % TICK !== 0) changes.push(...m.tick(to));
+  return changes;
+}
 
 function hb(id: string, over: Partial<ReplicaHeartbeat> = {}): ReplicaHeartbeat {
   return {
@@ -40,10 +52,10 @@ describe('membership', () => {
     m.tick(INTERVAL * 1.5);
     m.tick(INTERVAL * 1.7);
     assert.equal(m.missedBeats, 1, 'one interval passed without a beat');
-    m.tick(INTERVAL * 10);
+    tickThrough(m, INTERVAL * 1.7, INTERVAL * 10);
     assert.equal(m.missedBeats, RULES.deadAfterMissed, 'a dead member stops counting');
     m.observe(hb('a'), INTERVAL * 11);
-    m.tick(INTERVAL * 12.5);
+    tickThrough(m, INTERVAL * 10, INTERVAL * 12.5);
     assert.equal(m.missedBeats, RULES.deadAfterMissed + 1);
   });
 
@@ -127,6 +139,194 @@ describe('membership', () => {
     assert.equal(loadOf(a), 2);
     a.inFlight = 4;
     assert.ok(isFull(a), 'batch 4 + queue 2 = 6 slots');
+  });
+});
+
+describe('membership: peers are who they say, liveness that does not lie', () => {
+  const wire = (over: Partial<ReplicaHeartbeat> = {}): Uint8Array => encodeReplicaHeartbeat(hb('a', over));
+
+  it('ignores a heartbeat whose subject names another id than its body, and counts it', () => {
+    const m = new Membership(RULES);
+    assert.equal(m.receive(replicaHeartbeatSubject('b'), wire(), 0), undefined);
+    assert.equal(m.receive(routerHeartbeatSubject('a'), wire(), 0), undefined, 'a router subject');
+    assert.equal(m.all().length, 0);
+    assert.equal(m.counts.mismatched, 2);
+    assert.deepEqual(m.receive(replicaHeartbeatSubject('a'), wire(), 0), {
+      id: 'a',
+      from: 'new',
+      to: 'alive',
+    });
+    // A forged `stopped` for a on b's subject does not take a out, nor do forged beats keep it alive.
+    assert.equal(m.receive(replicaHeartbeatSubject('b'), wire({ state: 'stopped' }), 10), undefined);
+    assert.equal(m.get('a')?.liveness, 'alive');
+    for (let t = TICK; t <= 3 * INTERVAL; t += TICK) {
+      m.receive(replicaHeartbeatSubject('x'), wire(), t);
+      m.tick(t);
+    }
+    assert.equal(m.get('a')?.liveness, 'dead', 'forged beats did not count as a sign of life');
+    assert.equal(m.receive(replicaHeartbeatSubject('a'), new TextEncoder().encode('{'), 0), undefined);
+    assert.equal(m.counts.malformed, 1);
+  });
+
+  it(`holds at most ${MAX_MEMBERS} members: new ids are refused and counted, known ids still update`, () => {
+    const m = new Membership(RULES);
+    for (let i = 0; i < MAX_MEMBERS; i++) m.observe(hb(`r${i}`), 0);
+    assert.equal(m.observe(hb('late'), 0), undefined);
+    assert.equal(m.all().length, MAX_MEMBERS);
+    assert.equal(m.counts.refused, 1);
+    assert.equal(m.get('late'), undefined);
+    m.observe(hb('r7', { state: 'draining' }), 50);
+    assert.equal(m.get('r7')?.hb.state, 'draining', 'a known id still updates');
+    assert.equal(m.known('other', undefined), false);
+    m.observe(hb('late2', { model: 'other' }), 50);
+    assert.equal(m.known('other', undefined), false, 'a refused heartbeat does not add its model either');
+  });
+
+  it('a full table makes room by forgetting a member already declared dead', () => {
+    const m = new Membership(RULES);
+    for (let i = 0; i < MAX_MEMBERS; i++) m.observe(hb(`r${i}`), 0);
+    for (let t = TICK; t <= 3 * INTERVAL; t += TICK) {
+      for (let i = 1; i < MAX_MEMBERS; i++) m.observe(hb(`r${i}`), t); // all but r0 beat
+      m.tick(t);
+    }
+    assert.equal(m.get('r0')?.liveness, 'dead');
+    assert.deepEqual(m.observe(hb('new'), 3 * INTERVAL + 1), { id: 'new', from: 'new', to: 'alive' });
+    assert.equal(m.get('r0'), undefined);
+  });
+
+  it(`evicts a silent dead member ${GONE_EVICT_AFTER_MS} ms after its death; a stuck one that beats stays`, () => {
+    const m = new Membership(RULES);
+    m.observe(hb('silent'), 0);
+    m.observe(hb('stuck', { activeSequences: 1, progress: 5 }), 0);
+    let t = 0;
+    const until = (end: number): void => {
+      for (; t + TICK <= end;) {
+        t += TICK;
+        if (t % INTERVAL === 0) m.observe(hb('stuck', { activeSequences: 1, progress: 5 }), t);
+        m.tick(t);
+      }
+    };
+    until(3 * INTERVAL);
+    assert.equal(m.get('silent')?.liveness, 'dead');
+    const diedAt = 3 * INTERVAL;
+    until(diedAt + GONE_EVICT_AFTER_MS - TICK);
+    assert.equal(m.get('silent')?.liveness, 'dead', 'still listed as dead for a while');
+    until(diedAt + GONE_EVICT_AFTER_MS);
+    assert.equal(m.get('silent'), undefined, 'forgotten after the bounded time');
+    assert.equal(m.get('stuck')?.liveness, 'dead');
+    until(diedAt + 2 * GONE_EVICT_AFTER_MS);
+    assert.equal(
+      m.get('stuck')?.liveness,
+      'dead',
+      'a stuck replica that beats is not forgotten (it would rejoin)',
+    );
+  });
+
+  it('a tick that ran late (this process stalled) declares nobody dead; the queued beats count first', () => {
+    const m = new Membership(RULES);
+    m.observe(hb('a'), 0);
+    m.observe(hb('b'), 0);
+    m.observe(hb('gone'), 0);
+    assert.deepEqual(m.tick(TICK), []);
+    // The event loop stalls for 2 s: the timer fires late, before the beats queued in the socket.
+    assert.deepEqual(m.tick(2_000), [], 'late tick: no verdict');
+    assert.equal(m.counts.lateTicks, 1);
+    assert.equal(m.missedBeats, 0);
+    m.observe(hb('a'), 2_001);
+    m.observe(hb('b'), 2_001);
+    assert.deepEqual(m.tick(2_000 + TICK), [
+      { id: 'gone', from: 'alive', to: 'dead', reason: 'missed_heartbeats' },
+    ]);
+    assert.equal(m.get('a')?.liveness, 'alive');
+    assert.equal(m.get('b')?.liveness, 'alive');
+  });
+
+  it(`a monitor late on every tick still judges once per ${MAX_SKIPPED_TICKS + 1} ticks`, () => {
+    const m = new Membership(RULES);
+    m.observe(hb('a'), 0);
+    m.tick(0);
+    let t = 0;
+    const verdicts: number[] = [];
+    for (let i = 1; i <= 2 * (MAX_SKIPPED_TICKS + 1); i++) {
+      t += 10 * TICK;
+      if (m.tick(t).length > 0 || m.counts.lateTicks < i) verdicts.push(i);
+      if (verdicts.length > 0) break;
+    }
+    assert.deepEqual(verdicts, [MAX_SKIPPED_TICKS + 1]);
+    assert.equal(m.get('a')?.liveness, 'dead');
+  });
+});
+
+describe('membership: a long prefill is not a stuck engine', () => {
+  const STEP_TOKENS = 4_096;
+  const allowance = STEP_TOKENS * STUCK_ALLOWANCE_MS_PER_TOKEN;
+  /** A replica whose one step, started at `stepStartedAt` (its clock), runs without progress. */
+  function longStep(
+    m: Membership,
+    skewMs: number,
+    stepAgeAtFirstBeat: number,
+    end: number,
+  ): MembershipChange[] {
+    const busy = { activeSequences: 4, progress: 9, stepTokens: STEP_TOKENS };
+    const stepStartedAt = 1_000_000 + skewMs - stepAgeAtFirstBeat;
+    const changes: MembershipChange[] = [];
+    for (let t = 0; t <= end; t += TICK) {
+      if (t % INTERVAL === 0) {
+        const change = m.observe(hb('a', { ...busy, stepStartedAt, sentAt: 1_000_000 + skewMs + t }), t);
+        if (change) changes.push(change);
+      }
+      changes.push(...m.tick(t));
+    }
+    return changes;
+  }
+
+  it('a step with many tokens gets stuckTimeoutMs plus its allowance, measured from its start', () => {
+    const m = new Membership(RULES);
+    const deadline = RULES.stuckTimeoutMs + allowance;
+    assert.ok(deadline > RULES.stuckTimeoutMs * 2, 'the allowance is what keeps it alive here');
+    assert.deepEqual(
+      longStep(m, 0, 0, deadline - TICK).filter((c) => c.to === 'dead'),
+      [],
+      'not stuck within its allowance',
+    );
+    assert.deepEqual(m.tick(deadline), [{ id: 'a', from: 'alive', to: 'dead', reason: 'stuck' }]);
+  });
+
+  it('the step age comes from the sender’s own clock: skew does not matter, an old step is stuck sooner', () => {
+    const deadline = RULES.stuckTimeoutMs + allowance;
+    const skewed = new Membership(RULES);
+    assert.deepEqual(longStep(skewed, 3_600_000, 0, deadline - TICK), [
+      { id: 'a', from: 'new', to: 'alive' },
+    ]);
+    const old = new Membership(RULES);
+    const changes = longStep(old, 0, 2_000, deadline - TICK);
+    assert.deepEqual(
+      changes.filter((c) => c.to === 'dead'),
+      [{ id: 'a', from: 'alive', to: 'dead', reason: 'stuck' }],
+      'a step already 2 s old at the first beat reaches its deadline 2 s sooner',
+    );
+  });
+
+  it('without step figures (an older replica, or between steps) the plain stuck rule holds', () => {
+    const m = new Membership(RULES);
+    const busy = { activeSequences: 4, progress: 9, stepTokens: STEP_TOKENS };
+    for (let t = 0; t < RULES.stuckTimeoutMs; t += TICK) {
+      if (t % INTERVAL === 0) m.observe(hb('a', { ...busy, stepStartedAt: null }), t);
+      assert.deepEqual(m.tick(t), []);
+    }
+    assert.deepEqual(m.tick(RULES.stuckTimeoutMs), [{ id: 'a', from: 'alive', to: 'dead', reason: 'stuck' }]);
+  });
+});
+
+describe('fits', () => {
+  it('a replica fits a request when its free budget holds the estimate, or it has nothing reserved', () => {
+    const m = new Membership(RULES);
+    m.observe(hb('a', { freeTokenBudget: 300, tokenBudget: 1_000 }), 0);
+    m.observe(hb('idle', { freeTokenBudget: 1_000, tokenBudget: 1_000 }), 0);
+    const a = m.get('a')!;
+    assert.equal(fits(a, 300), true);
+    assert.equal(fits(a, 301), false);
+    assert.equal(fits(m.get('idle')!, 5_000), true, 'an idle replica decides on an oversized request itself');
   });
 });
 

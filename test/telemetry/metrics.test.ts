@@ -11,7 +11,9 @@ import { BridgeMetrics } from '../../src/bridge/metrics.ts';
 import { EchoEngine } from '../../src/engine/echo.ts';
 import { ReplicaMetrics } from '../../src/replica/metrics.ts';
 import { Membership } from '../../src/router/membership.ts';
-import { RouterMetrics } from '../../src/router/metrics.ts';
+import { encodeReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
+import { replicaHeartbeatSubject } from '../../src/cluster/subjects.ts';
+import { MAX_MODEL_LABELS, OTHER_MODEL_LABEL, RouterMetrics } from '../../src/router/metrics.ts';
 import { ROOT } from '../helpers/models.ts';
 
 /** Metric names declared by `# TYPE` lines, after checking each sample line's shape. */
@@ -174,5 +176,40 @@ describe('metrics exposition', () => {
     for (const text of await actorTexts()) for (const name of parseExposition(text)) exported.add(name);
     const missing = [...queried].filter((name) => !exported.has(name));
     assert.deepEqual(missing, [], `dashboard queries metrics no actor exports: ${missing.join(', ')}`);
+  });
+
+  it(`the router mints at most ${MAX_MODEL_LABELS} model labels, and counts dropped heartbeats`, async () => {
+    const membership = new Membership(MEMBERSHIP_RULES);
+    const metrics = new RouterMetrics({ id: 'rt', membership, inFlight: () => 0 });
+    for (let i = 0; i < MAX_MODEL_LABELS + 20; i++) metrics.forModel(`forged-${i}`).finished('ok', 0.1, 1, 1);
+    metrics.refused('forged-late', 'busy');
+    const forged = encodeReplicaHeartbeat({
+      id: 'a',
+      model: 'm',
+      modelVersion: '1',
+      device: 'cpu',
+      state: 'ready',
+      queueDepth: 0,
+      activeSequences: 0,
+      maxBatchSize: 1,
+      maxQueue: 0,
+      freeTokenBudget: 1,
+      tokenBudget: 1,
+      progress: 0,
+      sentAt: 0,
+      intervalMs: 100,
+    });
+    membership.receive(replicaHeartbeatSubject('b'), forged, 0);
+    const text = await metrics.registry.metrics();
+    const models = new Set(
+      [...text.matchAll(/switchyard_requests_total\{model="([^"]*)"/g)].map((m) => m[1]),
+    );
+    assert.equal(models.size, MAX_MODEL_LABELS + 1);
+    assert.ok(models.has(OTHER_MODEL_LABEL));
+    assert.equal(
+      value(text, `switchyard_requests_total{model="${OTHER_MODEL_LABEL}",code="ok",router="rt"}`),
+      20,
+    );
+    assert.equal(value(text, `switchyard_heartbeats_dropped_total{reason="mismatched",router="rt"}`), 1);
   });
 });

@@ -10,6 +10,7 @@ import {
   parseObject,
   readEnum,
   readInt,
+  readOptional,
   readPattern,
   readString,
   type NumberRule,
@@ -53,6 +54,14 @@ export interface ReplicaHeartbeat {
   progress: number;
   /** Epoch ms since which the replica has had work without a break; null when idle. */
   busySince?: number | null;
+  /**
+   * Sender's clock (epoch ms) when the forward pass running now started; null between steps.
+   * With `stepTokens` it lets a monitor give a long prefill the time its size needs before it
+   * calls the engine stuck. Optional on the wire (older replicas leave it out).
+   */
+  stepStartedAt?: number | null;
+  /** Tokens the running forward pass covers (rows × new positions); 0 between steps. */
+  stepTokens?: number;
   /** Sender's clock (epoch ms): lets a monitor spot delayed delivery and clock skew. */
   sentAt: number;
   /** The sender's heartbeat period, so monitors need no shared configuration to count misses. */
@@ -93,6 +102,8 @@ export function decodeReplicaHeartbeat(data: Uint8Array | string): ReplicaHeartb
     progress: readInt('progress', o.progress, COUNT),
     busySince:
       busySince === undefined || busySince === null ? null : readInt('busy_since', busySince, EPOCH_MS),
+    stepStartedAt: readOptional(o, 'step_started_at', (f, v) => readInt(f, v, EPOCH_MS)) ?? null,
+    stepTokens: readOptional(o, 'step_tokens', (f, v) => readInt(f, v, COUNT)) ?? 0,
     sentAt: readInt('sent_at', o.sent_at, EPOCH_MS),
     intervalMs: readInt('interval_ms', o.interval_ms, INTERVAL),
   };
@@ -115,6 +126,8 @@ export function encodeReplicaHeartbeat(hb: ReplicaHeartbeat): Uint8Array {
     token_budget: hb.tokenBudget,
     progress: hb.progress,
     busy_since: hb.busySince ?? null,
+    step_started_at: hb.stepStartedAt ?? null,
+    step_tokens: hb.stepTokens ?? 0,
     sent_at: hb.sentAt,
     interval_ms: hb.intervalMs,
   });

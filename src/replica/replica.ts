@@ -247,7 +247,6 @@ class ReplicaActor implements Replica {
     this.inFlight.set(key, entry);
     if (meta.origin !== undefined) this.orphans.track(meta.origin);
     this.metrics.accepted.inc();
-    responder.ack({ by: this.id, seed: stream.seed, maxTokens: stream.maxTokens });
     const deadlineTimer =
       meta.deadline === undefined
         ? undefined
@@ -257,6 +256,9 @@ class ReplicaActor implements Replica {
           ).unref();
     void (async () => {
       try {
+        // max_tokens is known once the engine has tokenized the prompt (errors then end the stream).
+        const { maxTokens } = await stream.settled;
+        responder.ack({ by: this.id, seed: stream.seed, maxTokens });
         let first = true;
         let text = '';
         for await (const chunk of stream) {
@@ -266,6 +268,8 @@ class ReplicaActor implements Replica {
         }
         const end = await stream.end;
         if (entry.endWith) throw entry.endWith;
+        // Until the wire carries the end's own text, it goes out as a last chunk, as before.
+        if (end.text) responder.chunk({ tokenIds: [], text: end.text });
         responder.end({
           finishReason: end.finishReason,
           usage: end.usage,

@@ -4,31 +4,58 @@
  * its max_tokens; a slow consumer never blocks other requests.
  */
 import type { SwitchyardError } from '../errors/errors.ts';
-import type { EngineChunk, EngineEnd, EngineStream, GenerateResult, RequestTimings } from './types.ts';
+import type {
+  EngineAdmission,
+  EngineChunk,
+  EngineEnd,
+  EngineStream,
+  GenerateResult,
+  RequestTimings,
+} from './types.ts';
 
-/** One request's stream of chunks, then its end (or an error). */
+/**
+ * One request's stream of chunks, then its end (or an error). It exists from the moment the
+ * engine accepts the request, before its prompt is tokenized: {@link settle} records the
+ * admission once the tokens are known.
+ */
 export class RequestChannel implements EngineStream {
   readonly end: Promise<EngineEnd>;
+  readonly settled: Promise<EngineAdmission>;
   readonly timings: RequestTimings = { queuedAt: Date.now() };
+  promptTokens = 0;
+  maxTokens = 0;
   private readonly chunks: EngineChunk[] = [];
   private waiter: (() => void) | undefined;
   private done = false;
   private error: SwitchyardError | undefined;
   private resolveEnd!: (end: EngineEnd) => void;
   private rejectEnd!: (err: SwitchyardError) => void;
+  private resolveSettled!: (admission: EngineAdmission) => void;
+  private rejectSettled!: (err: SwitchyardError) => void;
 
   constructor(
     readonly seed: number | undefined,
-    readonly promptTokens: number,
-    readonly maxTokens: number,
     private readonly onCancel: () => void,
   ) {
     this.end = new Promise<EngineEnd>((resolve, reject) => {
       this.resolveEnd = resolve;
       this.rejectEnd = reject;
     });
-    // A consumer that only iterates must not see an unhandled rejection of `end`.
+    this.settled = new Promise<EngineAdmission>((resolve, reject) => {
+      this.resolveSettled = resolve;
+      this.rejectSettled = reject;
+    });
+    // A consumer that only iterates must not see an unhandled rejection of `end` or `settled`.
     this.end.catch(() => undefined);
+    this.settled.catch(() => undefined);
+  }
+
+  /** Records what the request was admitted with (first call wins; ignored once it ended). */
+  settle(admission: EngineAdmission): void {
+    if (this.done) return;
+    this.promptTokens = admission.promptTokens;
+    this.maxTokens = admission.maxTokens;
+    this.resolveSettled(admission);
   }
 
   push(chunk: EngineChunk): void {
@@ -49,6 +76,7 @@ export class RequestChannel implements EngineStream {
     this.done = true;
     this.error = err;
     this.rejectEnd(err);
+    this.rejectSettled(err); // no effect when already settled
     this.wake();
   }
 
@@ -92,5 +120,6 @@ export async function collect(stream: EngineStream): Promise<GenerateResult> {
     tokenIds.push(...chunk.tokenIds);
     text += chunk.text;
   }
-  return { ...(await stream.end), text, tokenIds, seed: stream.seed };
+  const { text: tail, ...end } = await stream.end;
+  return { ...end, text: text + (tail ?? ''), tokenIds, seed: stream.seed };
 }

@@ -66,7 +66,8 @@ export class EchoEngine implements ServingEngine {
     const maxTokens = params.maxTokens ?? DEFAULT_ECHO_MAX_TOKENS;
     const resumed = params.resumeTokenIds?.length ?? 0;
     let cancelled = false;
-    const channel = new RequestChannel(params.seed, prompt.length, maxTokens, () => (cancelled = true));
+    const channel = new RequestChannel(params.seed, () => (cancelled = true));
+    channel.settle({ promptTokens: prompt.length, maxTokens }); // its "tokenizing" is instant
     opts.signal?.addEventListener('abort', () => channel.abort(), { once: true });
     this.live++;
     // One token per macrotask, as a real engine yields one per step (but with no step cost).

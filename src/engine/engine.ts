@@ -1,59 +1,91 @@
 /**
- * The engine as an actor uses it: a main-thread handle over a worker thread that runs the
- * model. Admission control (validation, context length, queue bound) runs here, synchronously,
- * so bad input and overload are answered at once and never reach the worker.
+ * The engine as an actor uses it: a main-thread handle over two worker threads, one that runs
+ * the model and one that tokenizes prompts. Admission control runs here: what can be decided
+ * without tokens (parameters, capacity, a prompt too long by its size alone) is answered at once
+ * by `stream()` throwing; the rest (context length) once the tokenizer thread has the tokens,
+ * through the returned stream. Bad input and overload never reach the model's worker.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import {
   BusyError,
   CancelledError,
+  EngineFailedError,
   InternalError,
   InvalidRequestError,
   StartupError,
   UnavailableError,
+  toSwitchyardError,
 } from '../errors/errors.ts';
 import { compileEngineOptions, type CompiledEngineOptions, type EngineOptions } from './options.ts';
 import { formatDevice } from './device.ts';
 import { loadModelInfo, type ModelInfo } from './model-info.ts';
-import { isSampled, samplingOf, validateGenerateParams, type UncheckedGenerateParams } from './request.ts';
+import {
+  isSampled,
+  samplingOf,
+  validateGenerateParams,
+  type GenerateParams,
+  type UncheckedGenerateParams,
+} from './request.ts';
 import { randomSeed } from './sampling.ts';
 import type { ScheduledRequest, SchedulerStats, StepEvent, StepInfo } from './scheduler.ts';
+import { TextStream } from './text-stream.ts';
 import { ModelTokenizer } from './tokenizer.ts';
+import { TokenizerThread } from './tokenizer-thread.ts';
 import type { FaultSettings, FromWorker, ToWorker, WorkerInit } from './worker-protocol.ts';
 import { collect, RequestChannel } from './channel.ts';
 import { GEN_AI_ATTRS, SPAN_NAMES } from '../telemetry/attributes.ts';
-import { inSpan } from '../telemetry/propagation.ts';
-import type { EngineStats, EngineStream, GenerateResult, ServingEngine } from './types.ts';
+import { endSpan, tracer } from '../telemetry/propagation.ts';
+import type { EngineEnd, EngineStats, EngineStream, GenerateResult, ServingEngine } from './types.ts';
 
 type State = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+/** How long `stop()` lets the worker release its session before terminating it. */
+export const STOP_GRACE_MS = 5_000;
+
+const utf8 = new TextEncoder();
 
 /** Continuous-batching ONNX engine for one model on one device. */
 export class Engine implements ServingEngine {
   private state: State = 'running';
   private nextId = 1;
+  /** Every request accepted and not ended: tokenizing, queued or running (the capacity bound). */
   private readonly live = new Map<number, RequestChannel>();
+  /** Requests whose tokens are not back yet; `cancelled` once aborted meanwhile. */
+  private readonly tokenizing = new Map<number, { cancelled: boolean }>();
   private workerStats: SchedulerStats = { queueDepth: 0, activeSequences: 0, reservedTokens: 0, progress: 0 };
   private busySince: number | null = null;
+  private stepStartedAt: number | null = null;
+  private stepTokens = 0;
   private stopped: Promise<void> | undefined;
+  private readonly exited: Promise<void>;
+  private readonly eos: ReadonlySet<number>;
   private resolveFailed!: (err: Error) => void;
   readonly failed = new Promise<Error>((resolve) => (this.resolveFailed = resolve));
   onStep: ((step: StepInfo) => void) | undefined;
 
   private constructor(
     private readonly worker: Worker,
+    private readonly tokenizerThread: TokenizerThread,
     readonly info: ModelInfo,
+    /** The model's tokenizer on this thread: token bytes, and `decode` for tests and tools. */
     readonly tokenizer: ModelTokenizer,
     readonly options: CompiledEngineOptions,
   ) {
+    this.eos = new Set(info.eosTokenIds);
+    // Tracked from the start: a worker that dies on its own has exited before anyone stops it.
+    this.exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     worker.on('message', (msg: FromWorker) => this.onMessage(msg));
     worker.on('error', (err) => this.onWorkerError(err));
     worker.on('exit', (code) => {
       if (this.state === 'running') this.onWorkerError(new Error(`engine worker exited with code ${code}`));
     });
+    void tokenizerThread.failed.then((err) => {
+      if (this.state === 'running') this.onWorkerError(new Error(`tokenizer worker died: ${err.message}`));
+    });
   }
 
-  /** Loads the model and tokenizer, starts the worker, and resolves once the session is ready. */
+  /** Loads the model and tokenizer, starts the workers, and resolves once the session is ready. */
   static async start(opts: EngineOptions): Promise<Engine> {
     const options = compileEngineOptions(opts, availableParallelism());
     const info = await loadModelInfo(options.modelDir, options.onnxFile);
@@ -75,8 +107,9 @@ export class Engine implements ServingEngine {
       },
       tokenBytes: tokenizer.tokenBytes,
     };
+    const tokenizing = TokenizerThread.start(info.dir, options.maxBatchSize + options.maxQueue);
     const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: init });
-    const ready = await new Promise<ModelInfo>((resolve, reject) => {
+    const ready = new Promise<ModelInfo>((resolve, reject) => {
       const onMessage = (msg: FromWorker): void => {
         if (msg.type === 'ready') resolve(msg.info);
         else if (msg.type === 'failed') reject(new StartupError(msg.reason, msg.message));
@@ -85,11 +118,14 @@ export class Engine implements ServingEngine {
       worker.once('error', (err) =>
         reject(new StartupError('dependency', `engine worker failed: ${err.message}`, { cause: err })),
       );
-    }).catch(async (err: unknown) => {
-      await worker.terminate();
-      throw err;
     });
-    return new Engine(worker, ready, tokenizer, options);
+    const [model, thread] = await Promise.allSettled([ready, tokenizing]);
+    if (model.status === 'rejected' || thread.status === 'rejected') {
+      await worker.terminate();
+      if (thread.status === 'fulfilled') await thread.value.stop();
+      throw model.status === 'rejected' ? model.reason : (thread as PromiseRejectedResult).reason;
+    }
+    return new Engine(worker, thread.value, model.value, tokenizer, options);
   }
 
   /** Requests that may wait beyond the batch before `busy`. */
@@ -103,44 +139,26 @@ export class Engine implements ServingEngine {
   }
 
   /**
-   * Starts a generation. Throws at once: `InvalidRequestError` for bad parameters or a prompt that
-   * does not fit the context, `BusyError` when the queue is full, `UnavailableError` when stopping.
+   * Starts a generation and returns its stream at once; the prompt is tokenized in the tokenizer
+   * thread meanwhile (`prompt_token_ids` are admitted here and now).
+   *
+   * Throws at once: `InvalidRequestError` for bad parameters, token ids outside the vocabulary or
+   * a prompt that cannot fit the context by its size alone, `BusyError` when the engine is full,
+   * `UnavailableError` when stopping, `CancelledError` when the signal already fired. Errors that
+   * need the tokens (the context length of a text prompt, a chat template the model lacks) end
+   * the stream instead: see {@link EngineStream.settled}.
+   *
+   * A resume (`resumeTokenIds`) that had already ended — a stop sequence completed in it, an
+   * end-of-sequence token among it (unless `ignoreEos`), max_tokens reached — ends at once with
+   * `stop` or `length`, no chunks, never reaching the worker.
    */
   stream(request: UncheckedGenerateParams, opts: { signal?: AbortSignal } = {}): EngineStream {
     if (this.state !== 'running') throw new UnavailableError(`engine is ${this.state}`);
     const params = validateGenerateParams(request);
-    const promptIds =
-      params.promptTokenIds ??
-      inSpan(SPAN_NAMES.tokenize, (span) => {
-        const ids = this.tokenizer.encode(
-          params.messages ? this.tokenizer.applyChatTemplate(params.messages) : params.prompt!,
-        );
-        span.setAttribute(GEN_AI_ATTRS.usageInputTokens, ids.length);
-        return ids;
-      });
     const resumeIds = params.resumeTokenIds ?? [];
-    const { contextLength, vocabSize } = this.info;
-    for (const id of [...promptIds, ...resumeIds]) {
-      if (id >= vocabSize)
-        throw new InvalidRequestError(`token id ${id} is outside the vocabulary (size ${vocabSize})`);
-    }
-    if (promptIds.length === 0) throw new InvalidRequestError('prompt must not be empty (it has no tokens)');
-    const used = promptIds.length + resumeIds.length;
-    const room = contextLength - used;
-    const maxTokens = params.maxTokens ?? Math.min(room, this.options.maxTokensCap);
-    if (room < 1 || used + maxTokens > contextLength) {
-      throw new InvalidRequestError(
-        `this model's maximum context length is ${contextLength} tokens, but the request needs ` +
-          `${used + Math.max(maxTokens, 1)} (${promptIds.length} in the prompt, ${resumeIds.length} resumed, ` +
-          `${Math.max(maxTokens, 1)} to generate); shorten the prompt or lower max_tokens`,
-      );
-    }
-    if (used + maxTokens > this.options.tokenBudget) {
-      throw new InvalidRequestError(
-        `the request needs ${used + maxTokens} tokens of KV budget but this engine's token budget is ` +
-          `${this.options.tokenBudget}; lower max_tokens`,
-      );
-    }
+    this.checkVocabulary(resumeIds);
+    if (params.promptTokenIds) this.checkVocabulary(params.promptTokenIds);
+    this.checkSizeAlone(params, resumeIds.length);
     const capacity = this.options.maxBatchSize + this.options.maxQueue;
     if (this.live.size >= capacity) {
       throw new BusyError(
@@ -152,6 +170,83 @@ export class Engine implements ServingEngine {
 
     const seed = isSampled(params) ? (params.seed ?? randomSeed()) : undefined;
     const id = this.nextId++;
+    const channel = new RequestChannel(seed, () => this.cancel(id));
+    if (params.promptTokenIds) {
+      this.admit(id, channel, params, params.promptTokenIds, seed, false); // throws before it is live
+    } else {
+      this.live.set(id, channel);
+      if (this.busySince === null) this.busySince = Date.now();
+      this.tokenizing.set(id, { cancelled: false });
+      this.tokenize(id, channel, params, seed);
+    }
+    opts.signal?.addEventListener('abort', () => channel.abort(), { once: true });
+    return channel;
+  }
+
+  /** Tokenizes in the tokenizer thread, inside the tokenize span, then admits. */
+  private tokenize(
+    id: number,
+    channel: RequestChannel,
+    params: GenerateParams,
+    seed: number | undefined,
+  ): void {
+    const span = tracer().startSpan(SPAN_NAMES.tokenize); // child of the caller's active span
+    const input = params.messages ? { messages: params.messages } : { text: params.prompt! };
+    this.tokenizerThread.encode(input).then(
+      (promptIds) => {
+        span.setAttribute(GEN_AI_ATTRS.usageInputTokens, promptIds.length);
+        endSpan(span);
+        const { cancelled } = this.tokenizing.get(id) ?? { cancelled: false };
+        this.tokenizing.delete(id);
+        if (this.live.get(id) !== channel) return; // the engine stopped or failed meanwhile
+        if (this.state !== 'running') {
+          this.release(id);
+          channel.fail(new UnavailableError(`engine is ${this.state}`));
+          return;
+        }
+        try {
+          this.admit(id, channel, params, promptIds, seed, cancelled);
+        } catch (err) {
+          this.release(id);
+          channel.fail(toSwitchyardError(err));
+        }
+      },
+      (err: unknown) => {
+        endSpan(span, err);
+        this.tokenizing.delete(id);
+        if (this.live.get(id) !== channel) return;
+        this.release(id);
+        channel.fail(toSwitchyardError(err));
+      },
+    );
+  }
+
+  /**
+   * Checks a request that has its tokens and hands it to the worker (or ends it at once: a
+   * resume that had already ended, a request cancelled while it was tokenized). Throws
+   * `InvalidRequestError`, before anything is live when the channel is not yet.
+   */
+  private admit(
+    id: number,
+    channel: RequestChannel,
+    params: GenerateParams,
+    promptIds: number[],
+    seed: number | undefined,
+    cancelled: boolean,
+  ): void {
+    this.checkVocabulary(promptIds);
+    if (promptIds.length === 0) throw new InvalidRequestError('prompt must not be empty (it has no tokens)');
+    const resumeIds = params.resumeTokenIds ?? [];
+    const promptTokens = promptIds.length;
+    const ended = this.resumeEnded(params, promptIds.length, resumeIds);
+    if (ended || cancelled) {
+      channel.settle({ promptTokens, maxTokens: 0 });
+      this.release(id);
+      channel.timings.endedAt = Date.now();
+      channel.close(ended ?? { finishReason: 'cancelled', usage: { promptTokens, completionTokens: 0 } });
+      return;
+    }
+    const maxTokens = this.maxTokensOf(params, promptIds.length, resumeIds.length);
     const req: ScheduledRequest = {
       id,
       promptIds,
@@ -161,12 +256,93 @@ export class Engine implements ServingEngine {
       stop: params.stop ?? [],
       ignoreEos: params.ignoreEos ?? false,
     };
-    const channel = new RequestChannel(seed, promptIds.length, maxTokens, () => this.cancel(id));
     this.live.set(id, channel);
     if (this.busySince === null) this.busySince = Date.now();
-    opts.signal?.addEventListener('abort', () => channel.abort(), { once: true });
+    channel.settle({ promptTokens, maxTokens });
     this.post({ type: 'submit', req });
-    return channel;
+  }
+
+  /**
+   * The end of a resume that had already ended before this attempt, or undefined: its tokens are
+   * replayed through the request's stop sequences exactly as the scheduler would replay them
+   * (which would throw on a stop already completed: the query of death this check keeps away).
+   */
+  private resumeEnded(
+    params: GenerateParams,
+    promptTokens: number,
+    resumeIds: number[],
+  ): EngineEnd | undefined {
+    if (resumeIds.length === 0) return undefined;
+    const usage = { promptTokens, completionTokens: 0 };
+    const ignoreEos = params.ignoreEos ?? false;
+    const text = new TextStream(params.stop ?? []);
+    const { tokenBytes } = this.tokenizer;
+    for (const id of resumeIds) {
+      if (!ignoreEos && this.eos.has(id)) return { finishReason: 'stop', usage };
+      if (text.push(tokenBytes[id] ?? EMPTY).stopped) return { finishReason: 'stop', usage };
+    }
+    const room = this.info.contextLength - promptTokens - resumeIds.length;
+    if (params.maxTokens === 0 || (params.maxTokens === undefined && room <= 0)) {
+      return { finishReason: 'length', usage };
+    }
+    return undefined;
+  }
+
+  /** max_tokens, or the default that fits; throws when the request cannot fit the context or budget. */
+  private maxTokensOf(params: GenerateParams, promptTokens: number, resumed: number): number {
+    const { contextLength } = this.info;
+    const used = promptTokens + resumed;
+    const room = contextLength - used;
+    const maxTokens = params.maxTokens ?? Math.min(room, this.options.maxTokensCap);
+    if (room < 1 || used + maxTokens > contextLength) {
+      throw new InvalidRequestError(
+        `this model's maximum context length is ${contextLength} tokens, but the request needs ` +
+          `${used + Math.max(maxTokens, 1)} (${promptTokens} in the prompt, ${resumed} resumed, ` +
+          `${Math.max(maxTokens, 1)} to generate); shorten the prompt or lower max_tokens`,
+      );
+    }
+    if (used + maxTokens > this.options.tokenBudget) {
+      throw new InvalidRequestError(
+        `the request needs ${used + maxTokens} tokens of KV budget but this engine's token budget is ` +
+          `${this.options.tokenBudget}; lower max_tokens`,
+      );
+    }
+    return maxTokens;
+  }
+
+  private checkVocabulary(ids: readonly number[]): void {
+    const { vocabSize } = this.info;
+    for (const id of ids) {
+      if (id >= vocabSize)
+        throw new InvalidRequestError(`token id ${id} is outside the vocabulary (size ${vocabSize})`);
+    }
+  }
+
+  /**
+   * Refuses a request that cannot fit the context whatever its tokens: a text prompt of B bytes
+   * has at least ceil(B / maxTokenBytes) tokens. Spares the tokenizer thread half a second of
+   * work on a prompt that is refused anyway. (Chat messages are left to the real count: a
+   * template need not keep their text whole.)
+   */
+  private checkSizeAlone(params: GenerateParams, resumed: number): void {
+    const { contextLength } = this.info;
+    let prompt: number;
+    let exact = true;
+    if (params.promptTokenIds) prompt = params.promptTokenIds.length;
+    else if (params.prompt !== undefined) {
+      const bytes = utf8.encode(params.prompt).length;
+      prompt = Math.max(1, Math.ceil(bytes / this.tokenizer.maxTokenBytes));
+      exact = false;
+    } else return;
+    const generate = params.maxTokens ?? (resumed > 0 ? 0 : 1);
+    const need = prompt + resumed + generate;
+    if (need <= contextLength) return;
+    const least = exact ? '' : 'at least ';
+    throw new InvalidRequestError(
+      `this model's maximum context length is ${contextLength} tokens, but the request needs ` +
+        `${least}${need} (${least}${prompt} in the prompt, ${resumed} resumed, ${generate} to generate); ` +
+        `shorten the prompt or lower max_tokens`,
+    );
   }
 
   /** Runs a whole generation and collects it. */
@@ -174,7 +350,7 @@ export class Engine implements ServingEngine {
     return collect(this.stream(params, opts));
   }
 
-  /** Load figures (queue depth, active sequences, free budget, progress counter). */
+  /** Load figures (queue depth, active sequences, free budget, progress counter, running step). */
   stats(): EngineStats {
     const active = this.workerStats.activeSequences;
     return {
@@ -185,12 +361,12 @@ export class Engine implements ServingEngine {
       freeTokenBudget: this.options.tokenBudget - this.workerStats.reservedTokens,
       progress: this.workerStats.progress,
       busySince: this.busySince,
-      stepStartedAt: null,
-      stepTokens: 0,
+      stepStartedAt: this.stepStartedAt,
+      stepTokens: this.stepTokens,
     };
   }
 
-  /** Requests running or waiting. */
+  /** Requests running, queued or being tokenized. */
   get inFlight(): number {
     return this.live.size;
   }
@@ -202,10 +378,15 @@ export class Engine implements ServingEngine {
         'fault injection is disabled on this engine (allowFaultInjection is false)',
       );
     }
-    this.post({ type: 'fault', fault });
+    const { crash, ...rest } = fault;
+    if (crash === 'tokenizer') this.tokenizerThread.crash();
+    this.post({ type: 'fault', fault: crash === 'tokenizer' ? rest : fault });
   }
 
-  /** Stops the worker; requests still in flight end as cancelled. Runs once. */
+  /**
+   * Stops the workers; requests still in flight end as cancelled. Runs once, and resolves at once
+   * when the worker has already died.
+   */
   stop(): Promise<void> {
     this.stopped ??= this.doStop();
     return this.stopped;
@@ -213,27 +394,44 @@ export class Engine implements ServingEngine {
 
   private async doStop(): Promise<void> {
     if (this.state === 'running') this.state = 'stopping';
-    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
     this.post({ type: 'stop' });
-    const timer = setTimeout(() => void this.worker.terminate(), 5_000);
-    await exited;
+    const timer = setTimeout(() => void this.worker.terminate(), STOP_GRACE_MS);
+    await Promise.all([this.exited, this.tokenizerThread.stop()]);
     clearTimeout(timer);
     for (const channel of this.live.values()) channel.fail(new CancelledError('engine stopped'));
     this.live.clear();
-    this.state = 'stopped';
+    this.tokenizing.clear();
+    if (this.state !== 'failed') this.state = 'stopped';
   }
 
   private cancel(id: number): void {
-    if (this.live.has(id)) this.post({ type: 'cancel', id });
+    const tokenizing = this.tokenizing.get(id);
+    // Tokenizing cannot be interrupted: the request ends as cancelled once its tokens are back.
+    if (tokenizing) tokenizing.cancelled = true;
+    else if (this.live.has(id)) this.post({ type: 'cancel', id });
   }
 
   private post(msg: ToWorker): void {
-    this.worker.postMessage(msg);
+    this.worker.postMessage(msg); // a no-op once the worker has exited
+  }
+
+  private release(id: number): void {
+    this.live.delete(id);
+    if (this.live.size === 0) this.busySince = null;
   }
 
   private onMessage(msg: FromWorker): void {
+    if (msg.type === 'step-start') {
+      this.stepStartedAt = msg.startedAt;
+      this.stepTokens = msg.tokens;
+      return;
+    }
     if (msg.type !== 'events') return;
     this.workerStats = msg.stats;
+    if (msg.stepEnded) {
+      this.stepStartedAt = null;
+      this.stepTokens = 0;
+    }
     if (msg.step !== undefined) this.onStep?.(msg.step);
     for (const event of msg.events) this.deliver(event, msg.step);
   }
@@ -252,23 +450,36 @@ export class Engine implements ServingEngine {
       channel.push({ tokenIds: event.tokenIds, text: event.text });
     const finish = event.finish;
     if (!finish) return;
-    this.live.delete(event.id);
-    if (this.live.size === 0) this.busySince = null;
+    this.release(event.id);
     if (finish.reason === 'error') {
-      channel.fail(new InternalError(`inference failed: ${finish.error ?? 'unknown error'}`));
+      const message = finish.error?.message ?? 'unknown error';
+      channel.fail(
+        finish.error?.scope === 'request'
+          ? new InternalError(`request failed in the engine: ${message}`)
+          : new EngineFailedError(`inference failed: ${message}`),
+      );
     } else {
-      channel.close({
+      const end: EngineEnd = {
         finishReason: finish.reason,
         usage: { promptTokens: finish.promptTokens, completionTokens: finish.completionTokens },
-      });
+      };
+      if (finish.text !== undefined) end.text = finish.text;
+      channel.close(end);
     }
   }
 
   private onWorkerError(err: Error): void {
+    if (this.state === 'failed') return;
     this.state = 'failed';
     this.resolveFailed(err);
+    this.stepStartedAt = null;
+    this.stepTokens = 0;
     for (const channel of this.live.values())
-      channel.fail(new InternalError(`engine worker died: ${err.message}`, { cause: err }));
+      channel.fail(new EngineFailedError(`engine failed: ${err.message}`, { cause: err }));
     this.live.clear();
+    this.tokenizing.clear();
+    this.busySince = null;
   }
 }
+
+const EMPTY = new Uint8Array(0);

@@ -16,7 +16,7 @@ import {
 } from '../validation/fields.ts';
 import type { SamplingParams } from './sampling.ts';
 
-/** Smallest max_tokens: a request must be allowed at least one token. */
+/** Smallest max_tokens of a request without resume token ids: it must be allowed one token. */
 export const MAX_TOKENS_MIN = 1;
 /** Protocol ceiling of max_tokens; the engine further caps it by the model's context. */
 export const MAX_TOKENS_MAX = 1_048_576;
@@ -50,7 +50,10 @@ export interface GenerateParams {
    * continues after them, at sampling position `resumeTokenIds.length`.
    */
   resumeTokenIds?: number[];
-  /** New tokens to generate at most, after any resumed ones. @default rest of the context, capped */
+  /**
+   * New tokens to generate at most, after any resumed ones; 0 only with resume token ids (a
+   * resume that had already reached its limit ends at once). @default rest of the context, capped
+   */
   maxTokens?: number;
   /** 0 = greedy. @default 1 */
   temperature?: number;
@@ -144,7 +147,10 @@ export function validateGenerateParams(p: UncheckedGenerateParams): GeneratePara
     });
   }
   if (p.maxTokens !== undefined) {
-    out.maxTokens = readInt(n.maxTokens, p.maxTokens, { min: MAX_TOKENS_MIN, max: MAX_TOKENS_MAX });
+    // A resume may already have used up max_tokens (its end was lost): 0 then asks for nothing
+    // more, and the request ends at once with `length`. A fresh request must allow a token.
+    const min = (out.resumeTokenIds?.length ?? 0) > 0 ? 0 : MAX_TOKENS_MIN;
+    out.maxTokens = readInt(n.maxTokens, p.maxTokens, { min, max: MAX_TOKENS_MAX });
   }
   if (p.temperature !== undefined) {
     out.temperature = readNumber(n.temperature, p.temperature, { min: 0, max: TEMPERATURE_MAX });

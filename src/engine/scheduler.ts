@@ -31,13 +31,30 @@ export interface ScheduledRequest {
   ignoreEos: boolean;
 }
 
+/**
+ * Why a request ended with `error`: `request` when only its own handling failed (the others in
+ * its batch went on), `engine` when the forward pass it was in failed.
+ */
+export type FailureScope = 'request' | 'engine';
+
+/** How a request ended, on its last event. */
+export interface StepFinish {
+  reason: FinishReason;
+  promptTokens: number;
+  completionTokens: number;
+  /** Text released by the end itself, attached to no token (held back before an EOS). */
+  text?: string;
+  /** Present when `reason` is `error`. */
+  error?: { message: string; scope: FailureScope };
+}
+
 /** What one request got from one step. */
 export interface StepEvent {
   id: number;
   tokenIds: number[];
   text: string;
   /** Present on the request's last event. */
-  finish?: { reason: FinishReason; promptTokens: number; completionTokens: number; error?: string };
+  finish?: StepFinish;
 }
 
 /** One forward pass, as metrics and traces see it. Times are epoch milliseconds. */
@@ -95,11 +112,17 @@ export class Scheduler {
   private reserved = 0;
   private progress = 0;
   private readonly sampler: Sampler;
-  private readonly prefilling = new Set<number>();
+  /** The batch whose prefill is running, by id (a cancel then waits for its row). */
+  private readonly prefilling = new Map<number, ScheduledRequest>();
   /** The forward pass the last prefill() or decode() ran, until taken. */
   private lastStep: StepInfo | undefined;
   private readonly cancelAfterPrefill = new Set<number>();
   private readonly eos: ReadonlySet<number>;
+  /**
+   * Called just before every forward pass with its start (epoch ms) and size (rows × new
+   * positions): the worker reports it so a stuck step is visible while it runs. Must not throw.
+   */
+  onStepStart: ((startedAt: number, tokens: number) => void) | undefined;
 
   constructor(
     private readonly decoder: Decoder,
@@ -160,6 +183,7 @@ export class Scheduler {
     this.dropCancelled(events);
     const batch = this.admit();
     if (batch.length === 0) return events;
+    for (const req of batch) this.prefilling.set(req.id, req);
     const S = Math.max(...batch.map((r) => r.promptIds.length + r.resumeIds.length));
     const n = batch.length;
     const inputIds = new BigInt64Array(n * S).fill(BigInt(this.limits.padTokenId));
@@ -176,20 +200,16 @@ export class Scheduler {
     });
     const cache = this.decoder.newCache(n);
     let logits: Float32Array[];
-    for (const req of batch) this.prefilling.add(req.id);
     const startedAt = Date.now();
     try {
+      this.onStepStart?.(startedAt, n * S);
       logits = await this.decoder.forward(
         { batchSize: n, seqLen: S, inputIds, positionIds, attentionMask },
         cache,
       );
     } catch (err) {
-      this.prefilling.clear();
-      this.cancelAfterPrefill.clear();
-      for (const req of batch) {
-        this.reserved -= reservation(req);
-        events.push(finished(req.id, 'error', req.promptIds.length, 0, (err as Error).message));
-      }
+      // Only this batch is lost: the running batch's cache is untouched.
+      this.failPrefilling(events, messageOf(err));
       return events;
     }
     this.lastStep = { kind: 'prefill', batchSize: n, startedAt, endedAt: Date.now() };
@@ -197,24 +217,12 @@ export class Scheduler {
     const joined: Row[] = [];
     const keep: number[] = [];
     batch.forEach((req, b) => {
-      const row: Row = {
-        req,
-        len: req.promptIds.length + req.resumeIds.length,
-        pad: S - req.promptIds.length - req.resumeIds.length,
-        next: 0,
-        generated: req.resumeIds.length,
-        produced: 0,
-        counts: new TokenCounts(),
-        text: new TextStream(req.stop),
-        cancelled: this.cancelAfterPrefill.has(req.id),
-      };
-      for (const id of req.resumeIds) {
-        row.counts.add(id);
-        row.text.push(this.bytesOf(id)); // rebuilds what the first run held back; its text was delivered
-      }
-      if (this.emitToken(row, logits[b]!, events)) {
-        joined.push(row);
-        keep.push(b);
+      try {
+        if (this.startRow(req, S, logits[b]!, events, joined)) keep.push(b);
+      } catch (err) {
+        // One request's bad input or state fails that request, never its batch or the worker.
+        this.reserved -= reservation(req);
+        events.push(failed(req.id, req.promptIds.length, 0, messageOf(err), 'request'));
       }
     });
     this.prefilling.clear();
@@ -228,6 +236,37 @@ export class Scheduler {
     }
     this.join(joined, cache);
     return events;
+  }
+
+  /** Builds a newcomer's row from its prefill logits; true when it joins the running batch. */
+  private startRow(
+    req: ScheduledRequest,
+    S: number,
+    logits: Float32Array,
+    events: StepEvent[],
+    joined: Row[],
+  ): boolean {
+    const row: Row = {
+      req,
+      len: req.promptIds.length + req.resumeIds.length,
+      pad: S - req.promptIds.length - req.resumeIds.length,
+      next: 0,
+      generated: req.resumeIds.length,
+      produced: 0,
+      counts: new TokenCounts(),
+      text: new TextStream(req.stop),
+      cancelled: this.cancelAfterPrefill.has(req.id),
+    };
+    for (const id of req.resumeIds) {
+      row.counts.add(id);
+      // Rebuilds what the first run held back; its text was delivered. (The engine refuses a
+      // resume that already ended, so this cannot push past a stop; if it did, it throws and
+      // fails this request alone.)
+      row.text.push(this.bytesOf(id));
+    }
+    if (!this.emitToken(row, logits, events)) return false;
+    joined.push(row);
+    return true;
   }
 
   /** One decode step over the running batch. */
@@ -248,12 +287,13 @@ export class Scheduler {
     let logits: Float32Array[];
     const startedAt = Date.now();
     try {
+      this.onStepStart?.(startedAt, B);
       logits = await this.decoder.forward(
         { batchSize: B, seqLen: 1, inputIds, positionIds, attentionMask },
         this.cache,
       );
     } catch (err) {
-      this.failAll(events, (err as Error).message);
+      this.failAll(events, messageOf(err));
       return events;
     }
     this.lastStep = { kind: 'decode', batchSize: B, startedAt, endedAt: Date.now() };
@@ -261,7 +301,12 @@ export class Scheduler {
     const keep: number[] = [];
     this.rows.forEach((row, b) => {
       row.len++;
-      if (this.emitToken(row, logits[b]!, events)) keep.push(b);
+      try {
+        if (this.emitToken(row, logits[b]!, events)) keep.push(b);
+      } catch (err) {
+        this.reserved -= reservation(row.req);
+        events.push(failed(row.req.id, row.req.promptIds.length, row.produced, messageOf(err), 'request'));
+      }
     });
     if (keep.length < B) this.compact(keep);
     return events;
@@ -271,10 +316,30 @@ export class Scheduler {
   failAll(events: StepEvent[], message: string): void {
     for (const row of this.rows) {
       this.reserved -= reservation(row.req);
-      events.push(finished(row.req.id, 'error', row.req.promptIds.length, row.produced, message));
+      events.push(failed(row.req.id, row.req.promptIds.length, row.produced, message, 'engine'));
     }
     this.rows = [];
     this.cache = this.decoder.newCache(0);
+  }
+
+  /**
+   * The worker's last resort after an unexpected throw: fails everything admitted (running rows
+   * and a batch caught mid-prefill) as an engine failure and starts over with an empty batch;
+   * waiting requests stay queued. The engine keeps serving.
+   */
+  recover(events: StepEvent[], message: string): void {
+    this.failPrefilling(events, message);
+    this.failAll(events, message);
+    this.reserved = 0; // nothing is admitted any more; recomputed from nothing, not trusted
+  }
+
+  private failPrefilling(events: StepEvent[], message: string): void {
+    for (const req of this.prefilling.values()) {
+      this.reserved -= reservation(req);
+      events.push(failed(req.id, req.promptIds.length, 0, message, 'engine'));
+    }
+    this.prefilling.clear();
+    this.cancelAfterPrefill.clear();
   }
 
   private admit(): ScheduledRequest[] {
@@ -302,7 +367,8 @@ export class Scheduler {
     row.produced++;
     row.counts.add(token);
     if (!row.req.ignoreEos && this.eos.has(token)) {
-      this.finish(row, events, 'stop', [], row.text.flush());
+      // The held-back tail goes with the end, not as a chunk of no token (see EngineEnd.text).
+      this.finish(row, events, 'stop', [], '', row.text.flush());
       return false;
     }
     const { text, stopped } = row.text.push(this.bytesOf(token));
@@ -325,14 +391,16 @@ export class Scheduler {
     reason: FinishReason,
     tokenIds: number[],
     text: string,
+    endText = '',
   ): void {
+    const finish: StepFinish = {
+      reason,
+      promptTokens: row.req.promptIds.length,
+      completionTokens: row.produced,
+    };
+    if (endText !== '') finish.text = endText;
+    events.push({ id: row.req.id, tokenIds, text, finish });
     this.reserved -= reservation(row.req);
-    events.push({
-      id: row.req.id,
-      tokenIds,
-      text,
-      finish: { reason, promptTokens: row.req.promptIds.length, completionTokens: row.produced },
-    });
   }
 
   private bytesOf(token: number): Uint8Array {
@@ -383,9 +451,25 @@ function finished(
   reason: FinishReason,
   promptTokens: number,
   completionTokens: number,
-  error?: string,
 ): StepEvent {
-  const finish: StepEvent['finish'] = { reason, promptTokens, completionTokens };
-  if (error !== undefined) finish.error = error;
-  return { id, tokenIds: [], text: '', finish };
+  return { id, tokenIds: [], text: '', finish: { reason, promptTokens, completionTokens } };
+}
+
+function failed(
+  id: number,
+  promptTokens: number,
+  completionTokens: number,
+  message: string,
+  scope: FailureScope,
+): StepEvent {
+  return {
+    id,
+    tokenIds: [],
+    text: '',
+    finish: { reason: 'error', promptTokens, completionTokens, error: { message, scope } },
+  };
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

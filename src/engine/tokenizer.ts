@@ -1,7 +1,8 @@
 /**
  * Tokenizers come from transformers.js (v4), loaded from the model folder only: no hub access,
- * ever. The engine tokenizes prompts on the main thread (cheap, and it lets admission control
- * answer at once); token → bytes for streaming is a table computed once (`token-bytes.ts`).
+ * ever. The engine tokenizes prompts in a worker thread of its own (tokenizer-thread.ts): a
+ * prompt at the size limit takes about half a second, too long for the actor's event loop.
+ * Token → bytes for streaming is a table computed once (`token-bytes.ts`).
  */
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -16,6 +17,13 @@ export class ModelTokenizer {
     private readonly tokenizer: PreTrainedTokenizer,
     /** The exact bytes each token id adds to generated text. */
     readonly tokenBytes: Uint8Array[],
+    /**
+     * Most UTF-8 bytes of prompt text one token can stand for (the longest token or added
+     * token), so a prompt of B bytes has at least ceil(B / maxTokenBytes) tokens; `Infinity`
+     * when the tokenizer may drop or shrink input (a normalizer, a whitespace-splitting
+     * pre-tokenizer, added tokens that strip), where no such bound holds.
+     */
+    readonly maxTokenBytes: number,
   ) {}
 
   /** Loads `tokenizer.json` / `tokenizer_config.json` from a local model folder. */
@@ -38,7 +46,8 @@ export class ModelTokenizer {
         { cause: err },
       );
     }
-    return new ModelTokenizer(tokenizer, tokenBytesTable(json));
+    const tokenBytes = tokenBytesTable(json);
+    return new ModelTokenizer(tokenizer, tokenBytes, maxTokenBytes(json, tokenBytes));
   }
 
   /** Token ids of a prompt, with the special tokens the tokenizer's post-processor adds. */
@@ -62,4 +71,28 @@ export class ModelTokenizer {
     });
     return String(text);
   }
+}
+
+/** Pre-tokenizers that keep every input byte (byte-level BPE splits, never drops). */
+const LOSSLESS_PRE_TOKENIZERS = new Set(['ByteLevel', 'Split', 'Digits', 'Punctuation']);
+
+/** See {@link ModelTokenizer.maxTokenBytes}. */
+function maxTokenBytes(json: unknown, tokenBytes: readonly Uint8Array[]): number {
+  const root = json as Record<string, unknown>;
+  if (root['normalizer'] !== null && root['normalizer'] !== undefined) return Infinity;
+  const pre = root['pre_tokenizer'] as { type?: unknown; pretokenizers?: unknown } | null | undefined;
+  const steps = pre?.type === 'Sequence' && Array.isArray(pre.pretokenizers) ? pre.pretokenizers : [pre];
+  for (const step of steps as ({ type?: unknown } | null | undefined)[]) {
+    if (typeof step?.type !== 'string' || !LOSSLESS_PRE_TOKENIZERS.has(step.type)) return Infinity;
+  }
+  let max = 1;
+  for (const bytes of tokenBytes) max = Math.max(max, bytes.length);
+  const added = Array.isArray(root['added_tokens']) ? (root['added_tokens'] as unknown[]) : [];
+  const utf8 = new TextEncoder();
+  for (const token of added) {
+    const t = token as { content?: unknown; lstrip?: unknown; rstrip?: unknown };
+    if (t.lstrip === true || t.rstrip === true) return Infinity;
+    if (typeof t.content === 'string') max = Math.max(max, utf8.encode(t.content).length);
+  }
+  return max;
 }

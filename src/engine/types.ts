@@ -14,6 +14,13 @@ export interface EngineChunk {
 export interface EngineEnd {
   finishReason: Exclude<FinishReason, 'error'>;
   usage: { promptTokens: number; completionTokens: number };
+  /**
+   * Text released only by the end, attached to no token: what the stream held back (a possible
+   * stop-sequence prefix, an incomplete character) when an end-of-sequence token ended it. It
+   * belongs to the end so that it is delivered exactly once: were it a chunk, a resume after a
+   * lost end would replay the same tokens and release it again.
+   */
+  text?: string;
 }
 
 /**
@@ -30,15 +37,37 @@ export interface RequestTimings {
   prefillBatchSize?: number;
 }
 
-/** A running request: iterate for chunks; `end` resolves when it is over. */
+/** What a request was admitted with, once its prompt is tokenized. */
+export interface EngineAdmission {
+  /** Prompt length in tokens. */
+  promptTokens: number;
+  /** New tokens this request may generate (its max_tokens, or the default the engine chose). */
+  maxTokens: number;
+}
+
+/**
+ * A running request: iterate for chunks; `end` resolves when it is over.
+ *
+ * `stream()` returns it before the prompt is tokenized: errors found only with the tokens (a
+ * prompt longer than the context, token ids outside the vocabulary) reach the consumer through
+ * it (iteration throws, `end` and `settled` reject).
+ */
 export interface EngineStream extends AsyncIterable<EngineChunk> {
   /** The seed sampling uses (undefined for greedy requests). */
   readonly seed: number | undefined;
-  /** Prompt length in tokens. */
+  /**
+   * Resolves once the prompt is tokenized and the request admitted (or ended at admission: a
+   * resume that had already finished); rejects like `end` when it never was.
+   */
+  readonly settled: Promise<EngineAdmission>;
+  /** Prompt length in tokens: valid only after `settled` resolved (0 before). */
   readonly promptTokens: number;
-  /** New tokens this request may generate (its max_tokens, or the default the engine chose). */
+  /** New tokens this request may generate: valid only after `settled` resolved (0 before). */
   readonly maxTokens: number;
-  /** Resolves with the finish reason and usage; rejects with a SwitchyardError on failure. */
+  /**
+   * Resolves with the finish reason and usage (and any text released by the end, see
+   * {@link EngineEnd.text}); rejects with a SwitchyardError on failure.
+   */
   readonly end: Promise<EngineEnd>;
   /** Phase times (engines that have phases fill them in as the request goes). */
   readonly timings?: Readonly<RequestTimings>;

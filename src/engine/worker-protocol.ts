@@ -16,6 +16,11 @@ export interface FaultSettings {
   stepDelayMs?: number;
   /** The next N forward passes fail as if onnxruntime had thrown. */
   failSteps?: number;
+  /**
+   * The engine's inference worker (`worker`) or tokenizer worker (`tokenizer`) throws an uncaught
+   * error and dies: the engine fails, its requests end with engine_failed, a replica restarts.
+   */
+  crash?: 'worker' | 'tokenizer';
 }
 
 /** What the worker is started with (`workerData`). */
@@ -36,6 +41,9 @@ export type ToWorker =
 /** Worker → main thread. */
 export type FromWorker =
   | { type: 'ready'; info: ModelInfo }
-  | { type: 'events'; events: StepEvent[]; stats: SchedulerStats; step?: StepInfo }
+  /** Sent just before a forward pass: its start (epoch ms) and size (rows × new positions). */
+  | { type: 'step-start'; startedAt: number; tokens: number }
+  /** `stepEnded`: the forward pass announced by the last `step-start` is over (done or failed). */
+  | { type: 'events'; events: StepEvent[]; stats: SchedulerStats; step?: StepInfo; stepEnded: boolean }
   | { type: 'failed'; reason: StartupFailure; message: string }
   | { type: 'stopped' };

@@ -28,7 +28,12 @@ try {
 }
 
 const scheduler = new Scheduler(decoder, init.tokenBytes, init.limits);
-const fault: Required<FaultSettings> = { stall: false, stepDelayMs: 0, failSteps: 0 };
+let stepOpen = false;
+scheduler.onStepStart = (startedAt, tokens) => {
+  stepOpen = true;
+  post({ type: 'step-start', startedAt, tokens });
+};
+const fault: Required<Omit<FaultSettings, 'crash'>> = { stall: false, stepDelayMs: 0, failSteps: 0 };
 let stopping = false;
 let wake: (() => void) | undefined;
 
@@ -39,12 +44,21 @@ port.on('message', (msg: ToWorker) => {
       break;
     case 'cancel': {
       const ended = scheduler.cancel(msg.id);
-      if (ended) flush([ended]);
+      // May arrive while a forward pass is under way: it ends no step.
+      if (ended) post({ type: 'events', events: [ended], stats: scheduler.stats(), stepEnded: false });
       break;
     }
-    case 'fault':
-      Object.assign(fault, msg.fault);
+    case 'fault': {
+      const { crash, ...settings } = msg.fault;
+      Object.assign(fault, settings);
+      if (crash === 'worker') {
+        // Thrown outside the step loop's catch, as a bug in a callback would be: the thread dies.
+        setImmediate(() => {
+          throw new Error('injected fault: engine worker crashed');
+        });
+      }
       break;
+    }
     case 'stop':
       stopping = true;
       break;
@@ -52,10 +66,19 @@ port.on('message', (msg: ToWorker) => {
   wake?.();
 });
 
+/** Sends a step's events, the step itself (metrics), and whether it closed a forward pass. */
 function flush(events: StepEvent[]): void {
   const step = scheduler.takeStep();
-  if (events.length > 0 || step !== undefined) {
-    post({ type: 'events', events, stats: scheduler.stats(), ...(step === undefined ? {} : { step }) });
+  const stepEnded = stepOpen;
+  stepOpen = false;
+  if (events.length > 0 || step !== undefined || stepEnded) {
+    post({
+      type: 'events',
+      events,
+      stats: scheduler.stats(),
+      stepEnded,
+      ...(step === undefined ? {} : { step }),
+    });
   }
 }
 
@@ -75,15 +98,23 @@ while (!stopping) {
     await idle();
     continue;
   }
-  if (fault.stepDelayMs > 0) await sleep(fault.stepDelayMs);
-  if (fault.failSteps > 0) {
-    fault.failSteps--;
+  try {
+    if (fault.stepDelayMs > 0) await sleep(fault.stepDelayMs);
+    if (fault.failSteps > 0) {
+      fault.failSteps--;
+      const events: StepEvent[] = [];
+      scheduler.failAll(events, 'injected fault: forward pass failed');
+      flush(events);
+    }
+    flush(await scheduler.prefill());
+    flush(await scheduler.decode());
+  } catch (err) {
+    // Last resort: a bug outside the per-request and per-batch handling. What was admitted
+    // fails (its state is not to be trusted); the worker lives on and serves the queue.
     const events: StepEvent[] = [];
-    scheduler.failAll(events, 'injected fault: forward pass failed');
+    scheduler.recover(events, `engine step failed: ${(err as Error).message}`);
     flush(events);
   }
-  flush(await scheduler.prefill());
-  flush(await scheduler.decode());
   await yieldToMessages();
 }
 

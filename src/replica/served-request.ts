@@ -103,7 +103,8 @@ export class ServedRequest {
       let text = '';
       for await (const chunk of stream) {
         if (first) {
-          // The seed and the settled max_tokens let a router resume exactly where this run would go.
+          // The seed and the settled max_tokens (known once the engine tokenized the prompt, which
+          // is before any chunk) let a router resume exactly where this run would have gone.
           responder.chunk({
             ...chunk,
             ...(stream.seed !== undefined ? { seed: stream.seed } : {}),
@@ -124,7 +125,9 @@ export class ServedRequest {
         finishReason: end.finishReason,
         usage: end.usage,
         modelVersion: this.ctx.modelVersion,
+        ...(end.text ? { text: end.text } : {}),
       });
+      if (this.ctx.logPrompts) text += end.text ?? '';
       endRequestTrace(this.trace, stream.timings, { end, model: this.ctx.modelName });
       this.logDone({ ...key, finishReason: end.finishReason, usage: end.usage }, text);
     } catch (err) {

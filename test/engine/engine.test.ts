@@ -159,8 +159,18 @@ describe('engine on the bundled model', () => {
       [{}, /exactly one of prompt, prompt_token_ids and messages/],
       [{ messages: [{ role: 'user' }] }, /messages\[0\].content must be a string/],
       [{ promptTokenIds: [1, 99999] }, /outside the vocabulary/],
-      [{ prompt: 'word '.repeat(600) }, /maximum context length is 512 tokens/],
+      [{ prompt: 'x', maxTokens: 0 }, /max_tokens must be an integer between 1 and 1048576, got 0/],
+      [{ prompt: 'x', resumeTokenIds: [99999] }, /outside the vocabulary/],
       [{ prompt: 'hello', maxTokens: 600 }, /maximum context length is 512 tokens.*600 to generate/],
+      [
+        { promptTokenIds: new Array<number>(600).fill(1) },
+        /maximum context length is 512 tokens.*600 in the prompt/,
+      ],
+      // Too long by its size alone: no token can cover more than maxTokenBytes bytes.
+      [
+        { prompt: 'x'.repeat(512 * engine.tokenizer.maxTokenBytes + 1) },
+        /maximum context length is 512 tokens, but the request needs at least 514 \(at least 513 in the prompt/,
+      ],
     ];
     for (const [params, message] of cases) {
       assert.throws(
@@ -169,6 +179,49 @@ describe('engine on the bundled model', () => {
           err instanceof InvalidRequestError && err.code === 'invalid_request' && message.test(err.message),
         `expected ${String(message)} for ${JSON.stringify(params).slice(0, 80)}`,
       );
+    }
+  });
+
+  it('refuses a prompt that needs its tokens to be judged through the stream', async () => {
+    const cases: Array<[GenerateParams, RegExp]> = [
+      [{ prompt: 'word '.repeat(600) }, /maximum context length is 512 tokens.*\d+ in the prompt/],
+      [{ prompt: 'word '.repeat(100), maxTokens: 400 }, /\d+ in the prompt, 0 resumed, 400 to generate/],
+      [
+        { messages: [{ role: 'user', content: 'word '.repeat(600) }] },
+        /maximum context length is 512 tokens/,
+      ],
+    ];
+    for (const [params, message] of cases) {
+      const stream = engine.stream(params); // returns at once: the tokens decide
+      const refused = (err: unknown): boolean =>
+        err instanceof InvalidRequestError && message.test(err.message);
+      await assert.rejects(stream.settled, refused);
+      await assert.rejects(stream.end, refused);
+      await assert.rejects(async () => {
+        for await (const _ of stream) void _;
+      }, refused);
+    }
+    assert.equal(engine.inFlight, 0);
+  });
+
+  it('settled gives the prompt tokens and max_tokens the request was admitted with', async () => {
+    const stream = engine.stream({ prompt: PROMPTS[0]!, temperature: 0 });
+    const admitted = await stream.settled;
+    const promptTokens = engine.tokenizer.encode(PROMPTS[0]!).length;
+    assert.deepEqual(admitted, { promptTokens, maxTokens: 256 });
+    assert.equal(stream.promptTokens, promptTokens);
+    assert.equal(stream.maxTokens, 256);
+    for await (const _ of stream) void _;
+    assert.equal((await stream.end).usage.promptTokens, promptTokens);
+  });
+
+  it('a text prompt tokenized in the tokenizer thread gives the same tokens as the tokenizer here', async () => {
+    for (const prompt of PROMPTS) {
+      const ids = engine.tokenizer.encode(prompt);
+      const byText = await engine.generate({ prompt, maxTokens: 8, temperature: 0 });
+      const byIds = await engine.generate({ promptTokenIds: ids, maxTokens: 8, temperature: 0 });
+      assert.equal(byText.usage.promptTokens, ids.length);
+      assert.deepEqual(byText.tokenIds, byIds.tokenIds);
     }
   });
 });

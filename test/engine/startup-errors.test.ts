@@ -12,7 +12,9 @@ const scratch = mkdtempSync(join(tmpdir(), 'switchyard-startup-'));
 
 function copyModel(name: string): string {
   const dir = join(scratch, name);
-  cpSync(TINY_MODEL, dir, { recursive: true });
+  // Dereferenced: a worktree's models/ may be a symlink to a shared build, which the tampering
+  // below must never reach (a plain copy of the link deleted the shared model's ONNX file).
+  cpSync(TINY_MODEL, dir, { recursive: true, dereference: true });
   return dir;
 }
 

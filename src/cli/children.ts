@@ -2,12 +2,14 @@
  * One actor process started by `up`: `child_process.fork` of the CLI entry point through tsx,
  * with an IPC channel for its ready/failed report. Children run in their own process group, so
  * a Ctrl-C in the terminal reaches only `up`, which stops them in order (the bridge, then routers,
- * so that in-flight requests still find their replicas).
+ * so that in-flight requests still find their replicas). Each is started with a parent-death
+ * signal (parent-death.ts), so that it cannot outlive an `up` that was killed outright.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { ActorRole } from './actor.ts';
 import { decodeChildMessage } from './ipc.ts';
+import { withParentDeathSignal } from './parent-death.ts';
 
 /** The CLI entry point each child runs. */
 const MAIN_MODULE = fileURLToPath(new URL('./main.ts', import.meta.url));
@@ -85,8 +87,11 @@ export class ActorProcess {
 
   /** Forks `switchyard <role> <args>`. */
   static start(spec: ChildSpec): ActorProcess {
+    // fork runs `execPath ...execArgv MAIN_MODULE args`: setpriv execs node in the same process.
+    const node = withParentDeathSignal(process.execPath, ['--import', TSX_LOADER]);
     const child = fork(MAIN_MODULE, [spec.role, ...spec.args], {
-      execArgv: ['--import', TSX_LOADER],
+      execPath: node.command,
+      execArgv: [...node.args],
       env: spec.env,
       detached: true,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -39,16 +39,12 @@ export function describeExit(exit: Exit): string {
   return exit.signal !== null ? `signal ${exit.signal}` : `exit ${String(exit.code)}`;
 }
 
-/** A running child actor. */
+/** One run of a child actor; supervisor.ts starts another when it ends unasked. */
 export class ActorProcess {
   readonly spec: ChildSpec;
   /** Resolves with the child's description once it reports ready; rejects with why it did not. */
   readonly ready: Promise<string | undefined>;
   readonly exited: Promise<Exit>;
-  /** Set once `stop()` or `killNow()` was called: an exit after that is expected. */
-  stopping = false;
-  /** Set when the child reported ready. */
-  isReady = false;
   /** What the child said it serves (e.g. `tiny-gpt2@1, cpu`), once ready. */
   detail: string | undefined;
   /** Where the child serves HTTP (the bridge), once ready. */
@@ -70,7 +66,6 @@ export class ActorProcess {
       child.on('message', (raw) => {
         const message = decodeChildMessage(raw);
         if (message?.type === 'ready') {
-          this.isReady = true;
           this.detail = message.detail;
           this.url = message.url;
           resolve(message.detail);
@@ -99,6 +94,11 @@ export class ActorProcess {
     return new ActorProcess(spec, child);
   }
 
+  /** The process id (undefined when it could not be spawned). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** True while the process runs. */
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
@@ -106,7 +106,6 @@ export class ActorProcess {
 
   /** SIGTERM (the actor drains), then SIGKILL after `timeoutMs`. */
   async stop(timeoutMs: number): Promise<Exit> {
-    this.stopping = true;
     if (this.running) {
       this.child.kill('SIGTERM');
       const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
@@ -119,7 +118,6 @@ export class ActorProcess {
 
   /** SIGKILL now (a second Ctrl-C, or `up` itself exiting abnormally). */
   killNow(): void {
-    this.stopping = true;
     if (this.running) this.child.kill('SIGKILL');
   }
 }

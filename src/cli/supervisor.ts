@@ -35,7 +35,8 @@ export interface SupervisedProcess {
 
 /**
  * `starting`: a run is on its way to ready (the first or a restart); `running`: it is ready;
- * `backoff`: it exited and waits for its restart; `stopping`/`stopped`: `stop()` was called;
+ * `backoff`: it exited and waits for its restart; `stopping`/`stopped`: `stop()` was called
+ * (`stopped` also once a retired child is down);
  * `failed`: the first start failed, and there is no restart.
  */
 export type ChildState = 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped' | 'failed';
@@ -103,6 +104,8 @@ export class Supervisor<P extends SupervisedProcess> {
   private readyAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopping: Promise<Exit | undefined> | undefined;
+  /** Set by `retire()`: an exit from now on ends supervision instead of starting a restart. */
+  private retired = false;
 
   /**
    * @param launch starts one run; it may throw (a spawn that fails at once), which counts as a
@@ -164,6 +167,16 @@ export class Supervisor<P extends SupervisedProcess> {
     return this.stopping;
   }
 
+  /**
+   * Restarts nothing from now on (a pending one is cancelled), but leaves a running child alone
+   * until `stop()`: `up` retires every child when its shutdown begins, then stops them in order.
+   */
+  retire(): void {
+    this.retired = true;
+    clearTimeout(this.timer);
+    if (this.currentState === 'backoff') this.currentState = 'stopped';
+  }
+
   /** Synchronous last resort: SIGKILL the current run, restart nothing. */
   killNow(): void {
     if (this.currentState !== 'stopped') this.currentState = 'stopping';
@@ -219,6 +232,10 @@ export class Supervisor<P extends SupervisedProcess> {
   }
 
   private scheduleRestart(event: (restart: number, delayMs: number) => SupervisorEvent): void {
+    if (this.retired) {
+      this.currentState = 'stopped';
+      return;
+    }
     this.failures++;
     const delayMs = backoffDelay(this.failures, this.policy);
     this.currentState = 'backoff';

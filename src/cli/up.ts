@@ -149,8 +149,8 @@ class Cluster {
     const noParentDeathSignal = parentDeathSignalProblem();
     if (noParentDeathSignal !== undefined) {
       say(
-        `up: warning: ${noParentDeathSignal}: if up is killed outright (SIGKILL), its nats-server ` +
-          'keeps running (the actors exit once their channel to up closes); install util-linux',
+        `up: warning: ${noParentDeathSignal}: if up is killed outright (SIGKILL), a local ` +
+          'nats-server keeps running (the actors exit once their channel to up closes); install util-linux',
       );
     }
     let status = 0;
@@ -317,6 +317,8 @@ class Cluster {
   /** Stops everything in order; false when a child that was running did not exit 0. */
   private async stop(): Promise<boolean> {
     this.stopping = true;
+    // A replica that dies while the bridge drains stays down: the cluster is going away.
+    for (const child of this.children) child.supervisor.retire();
     const clean = [
       ...(this.bridge === undefined ? [] : [await this.stopChild(this.bridge)]),
       ...(await Promise.all(this.routers.map((r) => this.stopChild(r)))),

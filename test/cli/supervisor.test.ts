@@ -227,6 +227,35 @@ describe('Supervisor', () => {
     assert.deepEqual(running.events, [], 'an asked-for exit is no restart');
   });
 
+  it('restarts nothing once retired, and stop() still stops the running child', async () => {
+    const h = harness();
+    const first = await started(h);
+    first.exit({ code: 1, signal: null });
+    await settle();
+    mock.timers.tick(100);
+    const second = h.runs[1];
+    assert.ok(second);
+    second.becomeReady();
+    await settle();
+    h.supervisor.retire();
+    assert.equal(h.supervisor.state, 'running', 'a running child is left alone');
+    second.exit({ code: null, signal: 'SIGKILL' });
+    await settle();
+    mock.timers.tick(POLICY.maxDelayMs);
+    assert.equal(h.supervisor.state, 'stopped');
+    assert.equal(h.runs.length, 2, 'no restart after retire()');
+    assert.equal(await h.supervisor.stop(1000), undefined);
+
+    const pending = harness();
+    const run = await started(pending);
+    run.exit({ code: 1, signal: null });
+    await settle();
+    pending.supervisor.retire();
+    mock.timers.tick(POLICY.maxDelayMs);
+    assert.equal(pending.runs.length, 1, 'a pending restart is cancelled');
+    assert.equal(pending.supervisor.state, 'stopped');
+  });
+
   it('describes each event in one line', () => {
     assert.equal(
       describeEvent('replica replica-1', {

@@ -2,7 +2,9 @@
 // Set-up that the README's two commands and CI run first. Plain Node, no dependencies, so it
 // works on a fresh clone: installs npm dependencies when missing or stale, builds the bundled
 // models when absent, and installs nats-server from Debian when it is missing (as root), or
-// stops with the exact command to run. Idempotent and quick when everything is in place.
+// stops with the exact command to run; util-linux's setpriv too (`up` gives its children a
+// parent-death signal with it), which Debian always has. Idempotent and quick when everything is
+// in place.
 //
 //   node scripts/setup.mjs [--quiet] [--no-nats] [--browser]
 //
@@ -118,6 +120,31 @@ function ensureNatsServer() {
     fail(`nats-server still not found after installing; run: ${aptCommand('nats-server')}`);
 }
 
+// setpriv (util-linux, essential in Debian, so nearly always there): `up` starts every child with
+// `setpriv --pdeathsig KILL` so that nothing outlives a SIGKILLed `up`. Without it `up` still runs
+// (and warns), so a missing one is installed as root and only reported otherwise.
+const SETPRIV_CANDIDATES = ['/usr/bin/setpriv', '/bin/setpriv'];
+
+function findSetpriv() {
+  const onPath = (process.env.PATH ?? '')
+    .split(':')
+    .filter(Boolean)
+    .map((dir) => join(dir, 'setpriv'));
+  return [...onPath, ...SETPRIV_CANDIDATES].find((path) => existsSync(path));
+}
+
+function ensureSetpriv() {
+  if (findSetpriv()) return;
+  if (!isRoot()) {
+    console.error(
+      `[setup] setpriv is missing: if \`up\` is killed with SIGKILL its nats-server will outlive it. Install it with:\n  sudo sh -c '${aptCommand('util-linux')}'`,
+    );
+    return;
+  }
+  aptInstall('util-linux', "setpriv, for the parent-death signal of `up`'s children");
+  if (!findSetpriv()) fail(`setpriv still not found after installing; run: ${aptCommand('util-linux')}`);
+}
+
 // Chromium, for the web page's browser test (test/bridge/browser.test.ts): only with --browser
 // (npm test) or under CI, since `npm start` must not install a browser. Without root it prints
 // the command and goes on: the browser test then skips and says why.
@@ -140,5 +167,6 @@ checkNode();
 ensureDependencies();
 ensureModels();
 if (!skipNats) ensureNatsServer();
+ensureSetpriv();
 if (withBrowser) ensureChromium();
 log('ready');

@@ -2,12 +2,14 @@
  * One actor process started by `up`: `child_process.fork` of the CLI entry point through tsx,
  * with an IPC channel for its ready/failed report. Children run in their own process group, so
  * a Ctrl-C in the terminal reaches only `up`, which stops them in order (the bridge, then routers,
- * so that in-flight requests still find their replicas).
+ * so that in-flight requests still find their replicas). Each is started with a parent-death
+ * signal (parent-death.ts), so that it cannot outlive an `up` that was killed outright.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { ActorRole } from './actor.ts';
 import { decodeChildMessage } from './ipc.ts';
+import { withParentDeathSignal } from './parent-death.ts';
 
 /** The CLI entry point each child runs. */
 const MAIN_MODULE = fileURLToPath(new URL('./main.ts', import.meta.url));
@@ -37,16 +39,12 @@ export function describeExit(exit: Exit): string {
   return exit.signal !== null ? `signal ${exit.signal}` : `exit ${String(exit.code)}`;
 }
 
-/** A running child actor. */
+/** One run of a child actor; supervisor.ts starts another when it ends unasked. */
 export class ActorProcess {
   readonly spec: ChildSpec;
   /** Resolves with the child's description once it reports ready; rejects with why it did not. */
   readonly ready: Promise<string | undefined>;
   readonly exited: Promise<Exit>;
-  /** Set once `stop()` or `killNow()` was called: an exit after that is expected. */
-  stopping = false;
-  /** Set when the child reported ready. */
-  isReady = false;
   /** What the child said it serves (e.g. `tiny-gpt2@1, cpu`), once ready. */
   detail: string | undefined;
   /** Where the child serves HTTP (the bridge), once ready. */
@@ -68,7 +66,6 @@ export class ActorProcess {
       child.on('message', (raw) => {
         const message = decodeChildMessage(raw);
         if (message?.type === 'ready') {
-          this.isReady = true;
           this.detail = message.detail;
           this.url = message.url;
           resolve(message.detail);
@@ -85,13 +82,21 @@ export class ActorProcess {
 
   /** Forks `switchyard <role> <args>`. */
   static start(spec: ChildSpec): ActorProcess {
+    // fork runs `execPath ...execArgv MAIN_MODULE args`: setpriv execs node in the same process.
+    const node = withParentDeathSignal(process.execPath, ['--import', TSX_LOADER]);
     const child = fork(MAIN_MODULE, [spec.role, ...spec.args], {
-      execArgv: ['--import', TSX_LOADER],
+      execPath: node.command,
+      execArgv: [...node.args],
       env: spec.env,
       detached: true,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     return new ActorProcess(spec, child);
+  }
+
+  /** The process id (undefined when it could not be spawned). */
+  get pid(): number | undefined {
+    return this.child.pid;
   }
 
   /** True while the process runs. */
@@ -101,7 +106,6 @@ export class ActorProcess {
 
   /** SIGTERM (the actor drains), then SIGKILL after `timeoutMs`. */
   async stop(timeoutMs: number): Promise<Exit> {
-    this.stopping = true;
     if (this.running) {
       this.child.kill('SIGTERM');
       const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
@@ -114,7 +118,6 @@ export class ActorProcess {
 
   /** SIGKILL now (a second Ctrl-C, or `up` itself exiting abnormally). */
   killNow(): void {
-    this.stopping = true;
     if (this.running) this.child.kill('SIGKILL');
   }
 }

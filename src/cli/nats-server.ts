@@ -2,7 +2,9 @@
  * The nats-server that `up` starts when no `--nats` is given: loopback only, on a free port,
  * config, log and JetStream store in a temp dir that is removed on a clean stop. It runs in its
  * own process group so that a Ctrl-C in the terminal reaches only `up`, which then drains the
- * actors while NATS is still there and stops NATS last.
+ * actors while NATS is still there and stops NATS last. It gets a parent-death signal
+ * (parent-death.ts): nats-server cannot watch its parent, and an `up` killed outright runs no
+ * exit hook.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,6 +12,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { StartupError } from '../errors/errors.ts';
+import { withParentDeathSignal } from './parent-death.ts';
 
 /** Where Debian and common installs put the binary (Debian's /usr/sbin is often not on a user's PATH). */
 const BINARY_CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
@@ -94,8 +97,10 @@ async function launch(bin: string, dir: string): Promise<{ child: ChildProcess; 
   const port = await freePort();
   const logFile = join(dir, 'nats.log');
   const args = ['-c', join(dir, 'nats.conf'), '-a', HOST, '-p', String(port), '-l', logFile];
-  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  // Detached, it would outlive a `up` that dies abruptly: kill it when this process exits.
+  const command = withParentDeathSignal(bin, args);
+  const child = spawn(command.command, command.args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  // Detached, it would outlive a `up` that exits on an error: kill it when this process exits
+  // (the parent-death signal covers the deaths that run no exit hook).
   const killOnExit = (): void => void child.kill('SIGKILL');
   process.once('exit', killOnExit);
   child.once('exit', () => process.off('exit', killOnExit));

@@ -5,9 +5,12 @@
  * it. Ctrl-C stops it in the reverse order, so that requests in flight drain: the bridge stops
  * taking HTTP requests and finishes its own, routers finish what they own while the replicas
  * still serve, then replicas, then NATS.
- * After start-up, a child that dies is reported and the rest keep running (a cluster is built
- * to lose a replica); a child that fails to start stops the whole cluster, because a cluster
- * that is not what was asked for should not pretend to be up.
+ * Once it was ready, every child is supervised (supervisor.ts): an exit that `up` did not ask for
+ * is logged, counted and restarted with backoff under the same id, ports and arguments, while the
+ * rest keep running (a cluster is built to lose a replica); only `up`'s own stop ends children
+ * for good. A child that fails its first start stops the whole cluster instead, because a cluster
+ * that is not what was asked for should not pretend to be up. Every child, nats-server included,
+ * dies with `up` even when `up` is killed outright (parent-death.ts).
  */
 import { createAuthenticator } from '../bridge/auth.ts';
 import {
@@ -25,8 +28,10 @@ import { StartupError } from '../errors/errors.ts';
 import { say } from './actor.ts';
 import { ActorProcess, describeExit, type ChildSpec } from './children.ts';
 import { freePort, startLocalNatsServer, type LocalAuth, type LocalNatsServer } from './nats-server.ts';
+import { parentDeathSignalProblem } from './parent-death.ts';
 import { checkPortFree } from './port-check.ts';
 import { checkModelDir, displayPath } from './preflight.ts';
+import { describeEvent, Supervisor } from './supervisor.ts';
 
 /** How long a child may drain after SIGTERM before it is killed (above the default drain grace of 10 s). */
 export const CHILD_STOP_TIMEOUT_MS = 30_000;
@@ -73,11 +78,27 @@ function bridgeArgs(resolved: Resolved<UpPlan> & { help: false }): string[] {
   return args;
 }
 
+/** `args` with the value of their last `--port` replaced (the bridge keeps its port across restarts). */
+function withPort(args: readonly string[], port: string): string[] {
+  const at = args.lastIndexOf('--port');
+  return args.map((arg, i) => (i === at + 1 && at >= 0 ? port : arg));
+}
+
+/** One supervised actor. `spec` is what its next restart starts (the bridge pins its port once known). */
+interface Child {
+  spec: ChildSpec;
+  /** `replica replica-1`, for messages. */
+  readonly name: string;
+  readonly supervisor: Supervisor<ActorProcess>;
+  /** The run that first became ready: what the summary describes. */
+  first?: ActorProcess;
+}
+
 /** A child that failed to start, with its name for the message. */
 class ChildFailure extends Error {
-  constructor(child: ActorProcess, cause: unknown) {
+  constructor(child: Child, cause: unknown) {
     const why = cause instanceof Error ? cause.message : String(cause);
-    super(`${child.spec.role} ${child.spec.id} failed to start: ${why}`, { cause });
+    super(`${child.name} failed to start: ${why}`, { cause });
   }
 }
 
@@ -86,9 +107,9 @@ class Cluster {
   private readonly configFile: string | undefined;
   private readonly bridgeArgs: readonly string[];
   private nats: LocalNatsServer | undefined;
-  private bridge: ActorProcess | undefined;
-  private readonly routers: ActorProcess[] = [];
-  private readonly replicas: ActorProcess[] = [];
+  private bridge: Child | undefined;
+  private readonly routers: Child[] = [];
+  private readonly replicas: Child[] = [];
   private stopReason: string | undefined;
   /** Set once the cluster is being stopped (by a signal or a failed start): exits are expected. */
   private stopping = false;
@@ -101,7 +122,7 @@ class Cluster {
     this.bridgeArgs = bridgeArgs;
   }
 
-  private get children(): ActorProcess[] {
+  private get children(): Child[] {
     return [...(this.bridge === undefined ? [] : [this.bridge]), ...this.routers, ...this.replicas];
   }
 
@@ -117,7 +138,7 @@ class Cluster {
 
   /** Synchronous last resort: nothing of the cluster may outlive `up`. */
   private readonly killNow = (): void => {
-    for (const child of this.children) child.killNow();
+    for (const child of this.children) child.supervisor.killNow();
     this.nats?.killNow();
   };
 
@@ -125,6 +146,13 @@ class Cluster {
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);
     process.on('exit', this.killNow);
+    const noParentDeathSignal = parentDeathSignalProblem();
+    if (noParentDeathSignal !== undefined) {
+      say(
+        `up: warning: ${noParentDeathSignal}: if up is killed outright (SIGKILL), a local ` +
+          'nats-server keeps running (the actors exit once their channel to up closes); install util-linux',
+      );
+    }
     let status = 0;
     try {
       await this.start();
@@ -139,6 +167,9 @@ class Cluster {
         'the bridge drains first, then routers, then replicas, then NATS…',
     );
     if (!(await this.stop())) status = 1;
+    const restarted = this.children.filter((c) => c.supervisor.restarts > 0);
+    if (restarted.length > 0)
+      say(`up: restarts: ${restarted.map((c) => `${c.name} ${c.supervisor.restarts}`).join(', ')}`);
     say('up: stopped');
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
@@ -146,10 +177,14 @@ class Cluster {
   }
 
   /** Waits for all `children` to be ready, or for Ctrl-C; a failure rejects at once. */
-  private async allReady(children: ActorProcess[]): Promise<void> {
-    const ready = children.map((c) =>
-      c.ready.catch((err: unknown) => Promise.reject(new ChildFailure(c, err))),
-    );
+  private async allReady(children: Child[]): Promise<void> {
+    const ready = children.map(async (c) => {
+      try {
+        c.first = await c.supervisor.start();
+      } catch (err) {
+        throw new ChildFailure(c, err);
+      }
+    });
     await Promise.race([Promise.all(ready), this.stopRequested]);
   }
 
@@ -208,22 +243,32 @@ class Cluster {
     const port = this.plan.port === 0 ? 'a free port' : `port ${this.plan.port}`;
     say(`up: starting the HTTP bridge on ${this.plan.host}, ${port}…`);
     const id = local ? 'bridge-1' : newActorId('bridge');
-    this.bridge = await this.spawn({ role: 'bridge', id, env, args: [...common, ...this.bridgeArgs] });
-    await this.allReady([this.bridge]);
-    return this.bridge.url;
+    const bridge = await this.spawn({ role: 'bridge', id, env, args: [...common, ...this.bridgeArgs] });
+    this.bridge = bridge;
+    await this.allReady([bridge]);
+    const url = bridge.first?.url;
+    // Asked for port 0, it picked one: a restarted bridge must serve where the summary says.
+    const picked = url === undefined ? undefined : new URL(url).port;
+    if (this.plan.port === 0 && picked !== undefined && picked !== '')
+      bridge.spec = { ...bridge.spec, args: withPort(bridge.spec.args, picked) };
+    return url;
   }
 
-  private async spawn(spec: Omit<ChildSpec, 'metricsPort'>): Promise<ActorProcess> {
+  /** A supervised child, not started yet; its ports are picked once, so a restart keeps them. */
+  private async spawn(spec: Omit<ChildSpec, 'metricsPort'>): Promise<Child> {
     // The bridge serves /metrics on its own HTTP port.
     const metricsPort = this.plan.metrics && spec.role !== 'bridge' ? await freePort() : undefined;
     const args = ['--id', spec.id, ...spec.args];
     if (metricsPort !== undefined) args.push('--metrics-port', String(metricsPort));
-    const child = ActorProcess.start({ ...spec, args, metricsPort });
-    void child.exited.then((exit) => {
-      // Before it was ready, the failure is reported as a start-up failure instead.
-      if (child.stopping || !child.isReady) return;
-      say(`up: ${spec.role} ${spec.id} exited unexpectedly (${describeExit(exit)}); the rest keep running`);
-    });
+    const name = `${spec.role} ${spec.id}`;
+    const child: Child = {
+      spec: { ...spec, args, metricsPort },
+      name,
+      supervisor: new Supervisor(
+        () => ActorProcess.start(child.spec),
+        (event) => say(`up: ${describeEvent(name, event)}`),
+      ),
+    };
     return child;
   }
 
@@ -249,28 +294,31 @@ class Cluster {
       `  front door  NATS request-reply on ${GENERATE_SUBJECT} (docs/protocol.md)`,
     ];
     if (http !== undefined) {
-      const keys = this.bridge?.detail === undefined ? '' : `; ${this.bridge.detail}`;
+      const detail = this.bridge?.first?.detail;
+      const keys = detail === undefined ? '' : `; ${detail}`;
       lines.push(`  HTTP        ${http}  (${HTTP_ROUTES_TEXT}${keys})`);
     }
     lines.push(
       `  routers     ${this.routers.map((r) => r.spec.id).join(', ')}`,
-      `  replicas    ${this.replicas.map((r) => `${r.spec.id} (${r.detail ?? r.spec.device ?? 'cpu'})`).join(', ')}`,
+      `  replicas    ${this.replicas.map((r) => `${r.spec.id} (${r.first?.detail ?? r.spec.device ?? 'cpu'})`).join(', ')}`,
     );
     if (this.plan.metrics) {
       const urls = this.children.map((c) =>
         c.spec.role === 'bridge'
-          ? `${c.spec.id} ${String(c.url)}/metrics`
+          ? `${c.spec.id} ${String(c.first?.url)}/metrics`
           : `${c.spec.id} http://127.0.0.1:${String(c.spec.metricsPort)}/metrics`,
       );
       lines.push(`  metrics     ${urls.join(', ')}`);
     }
-    lines.push('Press Ctrl-C to stop.', '');
+    lines.push('Children that exit are restarted. Press Ctrl-C to stop.', '');
     say(lines.join('\n'));
   }
 
   /** Stops everything in order; false when a child that was running did not exit 0. */
   private async stop(): Promise<boolean> {
     this.stopping = true;
+    // A replica that dies while the bridge drains stays down: the cluster is going away.
+    for (const child of this.children) child.supervisor.retire();
     const clean = [
       ...(this.bridge === undefined ? [] : [await this.stopChild(this.bridge)]),
       ...(await Promise.all(this.routers.map((r) => this.stopChild(r)))),
@@ -280,12 +328,11 @@ class Cluster {
     return clean.every(Boolean);
   }
 
-  /** Stops one child; reports and returns false when it was running and did not exit 0. */
-  private async stopChild(child: ActorProcess): Promise<boolean> {
-    const wasRunning = child.running;
-    const exit = await child.stop(CHILD_STOP_TIMEOUT_MS);
-    if (!wasRunning || exit.code === 0) return true;
-    say(`up: ${child.spec.role} ${child.spec.id} did not stop cleanly (${describeExit(exit)})`);
+  /** Stops one child for good; reports and returns false when it was running and did not exit 0. */
+  private async stopChild(child: Child): Promise<boolean> {
+    const exit = await child.supervisor.stop(CHILD_STOP_TIMEOUT_MS);
+    if (exit === undefined || exit.code === 0) return true;
+    say(`up: ${child.name} did not stop cleanly (${describeExit(exit)})`);
     return false;
   }
 }

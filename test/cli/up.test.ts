@@ -4,41 +4,13 @@
  * HTTP; Ctrl-C stops everything.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SwitchyardClient } from '../../src/client/client.ts';
 import { connectNats } from '../../src/cluster/connection.ts';
-import { ROOT } from '../helpers/models.ts';
+import { killUp, startUp, type UpProcess } from './up-process.ts';
 
-const BIN = join(ROOT, 'bin', 'switchyard.mjs');
-const UP_TIMEOUT_MS = 90_000;
 /** How long the bridge may take to see the replicas' heartbeats after the summary. */
 const READY_TIMEOUT_MS = 5_000;
-
-/** Resolves with everything printed once `marker` appears (or rejects when the process exits). */
-function waitForOutput(child: ChildProcess, marker: RegExp): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(
-      () => reject(new Error(`no ${String(marker)} within ${UP_TIMEOUT_MS} ms:\n${out}`)),
-      UP_TIMEOUT_MS,
-    );
-    const onData = (d: Buffer): void => {
-      out += d.toString();
-      if (marker.test(out)) {
-        clearTimeout(timer);
-        resolve(out);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`up exited with ${code}:\n${out}`));
-    });
-  });
-}
 
 /** Polls `GET url` until it answers 200; returns the last status. */
 async function waitFor200(url: string, timeoutMs: number): Promise<number> {
@@ -52,29 +24,15 @@ async function waitFor200(url: string, timeoutMs: number): Promise<number> {
 }
 
 describe('switchyard up', () => {
-  let up: ChildProcess | undefined;
-  after(async () => {
-    // After a failed assertion: a second SIGINT makes up kill its children and nats-server at
-    // once (a SIGKILL of up alone would leave its detached nats-server behind).
-    const child = up;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGINT');
-    await new Promise((r) => setTimeout(r, 200)); // two signals sent at once may arrive as one
-    child.kill('SIGINT');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
-  });
+  let up: UpProcess | undefined;
+  // After a failed assertion: a second SIGINT makes up kill its children and nats-server at once.
+  after(() => killUp(up));
 
   it('starts a cluster that serves requests, and Ctrl-C stops all of it', async () => {
-    up = spawn(process.execPath, [BIN, 'up', '--replicas', '2', '--threads', '1', '--port', '0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SWITCHYARD_LOG_LEVEL: 'warn' },
-    });
-    let printed = '';
-    up.stdout?.on('data', (d: Buffer) => (printed += d.toString()));
-    const out = await waitForOutput(up, /Press Ctrl-C to stop/);
+    const cluster = startUp(['--replicas', '2', '--threads', '1', '--port', '0']);
+    up = cluster;
+    await cluster.waitFor(/Press Ctrl-C to stop/);
+    const out = cluster.output();
     assert.match(out, /switchyard is up/);
     assert.match(out, /replicas\s+replica-1 \(tiny-gpt2@1, cpu\), replica-2 \(tiny-gpt2@1, cpu\)/);
     const url = /NATS\s+(nats:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
@@ -138,10 +96,11 @@ describe('switchyard up', () => {
     assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
     assert.match(await page.text(), /<html/i);
 
-    const exited = new Promise<number | null>((resolve) => up!.once('exit', resolve));
-    up.kill('SIGINT');
-    assert.equal(await exited, 0, `up did not exit 0 after Ctrl-C (every child must exit 0):\n${printed}`);
-    const stopped = printed.slice(printed.indexOf('up: stopping'));
+    const exited = new Promise<number | null>((resolve) => cluster.child.once('exit', resolve));
+    cluster.child.kill('SIGINT');
+    const printed = (): string => cluster.output();
+    assert.equal(await exited, 0, `up did not exit 0 after Ctrl-C (every child must exit 0):\n${printed()}`);
+    const stopped = printed().slice(printed().indexOf('up: stopping'));
     for (const actor of ['bridge bridge-1', 'router router-1', 'replica replica-1', 'replica replica-2'])
       assert.match(stopped, new RegExp(`^${actor}: stopped$`, 'm'));
     assert.ok(

@@ -7,7 +7,10 @@ import type { Msg } from '@nats-io/nats-core';
 import type { ServingEngine } from '../engine/types.ts';
 import { toSwitchyardError } from '../errors/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { parseObject, readInt, readOptional } from '../validation/fields.ts';
+import { parseObject, readEnum, readInt, readOptional } from '../validation/fields.ts';
+
+/** What a `crash` fault can kill. */
+const CRASH_TARGETS = ['worker', 'tokenizer'] as const;
 import type { HeartbeatPublisher } from './heartbeat.ts';
 
 /** A fault command as it travels (JSON, snake_case). */
@@ -16,6 +19,8 @@ export interface FaultCommand {
   step_delay_ms?: number;
   fail_steps?: number;
   drop_heartbeats?: boolean;
+  /** Kill the engine's worker or tokenizer thread (the replica then exits 1 for its supervisor). */
+  crash?: 'worker' | 'tokenizer';
 }
 
 function readBool(field: string, value: unknown): boolean {
@@ -36,10 +41,12 @@ export function applyFault(
     const stepDelayMs = readOptional(o, 'step_delay_ms', (f, v) => readInt(f, v, { min: 0, max: 60_000 }));
     const failSteps = readOptional(o, 'fail_steps', (f, v) => readInt(f, v, { min: 0, max: 1_000_000 }));
     const dropHeartbeats = readOptional(o, 'drop_heartbeats', readBool);
+    const crash = readOptional(o, 'crash', (f, v) => readEnum(f, v, CRASH_TARGETS));
     engine.injectFault({
       ...(stall !== undefined ? { stall } : {}),
       ...(stepDelayMs !== undefined ? { stepDelayMs } : {}),
       ...(failSteps !== undefined ? { failSteps } : {}),
+      ...(crash !== undefined ? { crash } : {}),
     });
     if (dropHeartbeats !== undefined) heartbeat.dropped = dropHeartbeats;
     log.warn({ fault: o }, 'fault injected');

@@ -120,7 +120,7 @@ class ReplicaActor implements Replica {
       logPrompts: options.logPrompts,
     };
     this.heartbeat = new HeartbeatPublisher(nc, options, engine, () => this.state);
-    this.orphans = new OrphanWatch(nc, options.orphanTimeoutMs, (origin) => this.cancelOrphans(origin));
+    this.orphans = new OrphanWatch(nc, options.orphanTimeoutMs, (origin) => this.cancelOrphans(origin), log);
     this.metrics = new ReplicaMetrics({
       id: options.id,
       engine,
@@ -250,8 +250,18 @@ class ReplicaActor implements Replica {
     const requestId = meta.requestId ?? `anon-${Math.random().toString(36).slice(2)}`;
     const key = { origin: meta.origin, requestId, attempt: meta.attempt ?? 1 };
     // Throws invalid_request / busy at once, before anything is acked.
-    const stream = this.engine.stream(req, {});
-    const request = new ServedRequest(key, this.serving, req, stream, responder, trace, meta.deadline);
+    const controller = new AbortController();
+    const stream = this.engine.stream(req, { signal: controller.signal });
+    const request = new ServedRequest(
+      key,
+      this.serving,
+      req,
+      stream,
+      controller,
+      responder,
+      trace,
+      meta.deadline,
+    );
     const id = workKey(key);
     this.inFlight.get(id)?.endEarly(new UnavailableError('superseded by a resend of the same attempt'));
     this.inFlight.set(id, request);

@@ -50,7 +50,6 @@ export interface ServingContext {
 
 /** One attempt being served: created once the engine accepted it, gone once its stream ended. */
 export class ServedRequest {
-  readonly controller = new AbortController();
   readonly startedAt = Date.now();
   /** Set when the replica ends the request itself (deadline, orphan, hand-over). */
   private endWith: SwitchyardError | undefined;
@@ -65,6 +64,8 @@ export class ServedRequest {
     private readonly ctx: ServingContext,
     private readonly req: GenerateRequest,
     private readonly stream: EngineStream,
+    /** Aborting it cancels the engine's work at its next step (the signal `stream` was opened with). */
+    private readonly controller: AbortController,
     private readonly responder: StreamResponder,
     private readonly trace: RequestTrace,
     deadline: number | undefined,

@@ -11,10 +11,16 @@ export const DEFAULT_SUSPECT_AFTER_MISSED = 2;
 export const DEFAULT_DEAD_AFTER_MISSED = 3;
 /** A replica whose engine progress stands still this long while it has work is stuck: dead. */
 export const DEFAULT_STUCK_TIMEOUT_MS = 1_500;
-/** No chunk for this long once a stream has started: the attempt has stalled and fails over. */
+/**
+ * Silence (no chunk, no keepalive) this long after a replica acked: the attempt has stalled and
+ * fails over. A replica keeps a queued request alive with keepalives every second.
+ */
 export const DEFAULT_STALL_TIMEOUT_MS = 3_000;
-/** Attempts per request, the first included. */
-export const DEFAULT_MAX_ATTEMPTS = 3;
+/**
+ * Replica attempts per request, the first included, counted across client resends (one budget:
+ * a resend carries the attempt number it starts at in Sy-Attempt).
+ */
+export const DEFAULT_MAX_ATTEMPTS = 4;
 /** Requests one router owns at once; one more is refused with `busy`. */
 export const DEFAULT_MAX_IN_FLIGHT = 1_024;
 /** How long SIGTERM waits for in-flight requests before failing them over to other routers. */

@@ -38,7 +38,8 @@ import {
 import type { Logger } from '../telemetry/logger.ts';
 import { endSpan } from '../telemetry/propagation.ts';
 import { context, type Span } from '@opentelemetry/api';
-import { isFull, type Member, type Membership } from './membership.ts';
+import { fits, isFull, type Member, type Membership } from './membership.ts';
+import { estimateRequestTokens } from './request-tokens.ts';
 import type { FailoverReason, ModelInstruments, RequestCode, RouterMetrics } from './metrics.ts';
 import type { RouteTrace } from './route-trace.ts';
 import type { CompiledRouterOptions } from './options.ts';
@@ -182,7 +183,13 @@ export class RoutedRequest {
           ),
       );
     }
-    const member = this.choose();
+    const body = buildResume({
+      request: this.req,
+      delivered: this.delivered,
+      maxTokens: this.maxTokens,
+      seed: this.req.seed,
+    });
+    const member = this.choose(estimateRequestTokens(body));
     if (!member) {
       return this.fail(
         finalError(lastError) ??
@@ -190,12 +197,6 @@ export class RoutedRequest {
       );
     }
     const number = ++this.lastAttempt;
-    const body = buildResume({
-      request: this.req,
-      delivered: this.delivered,
-      maxTokens: this.maxTokens,
-      seed: this.req.seed,
-    });
     const headers = writeRequestMeta({
       ...this.meta,
       requestId: this.requestId,
@@ -226,11 +227,14 @@ export class RoutedRequest {
     );
   }
 
-  /** A live, ready, not-full replica of the model not yet tried. */
-  private choose(): Member | undefined {
+  /**
+   * A live, ready replica of the model not yet tried, with a free slot and, by the router's
+   * estimate, the token budget for the request (its `busy` corrects a wrong estimate).
+   */
+  private choose(estimate: number): Member | undefined {
     const free = this.ctx.membership
       .candidates(this.req.model, this.req.version)
-      .filter((m) => !this.excluded.has(m.id) && !isFull(m));
+      .filter((m) => !this.excluded.has(m.id) && !isFull(m) && fits(m, estimate));
     return free.length > 0 ? this.ctx.strategy.select(free) : undefined;
   }
 

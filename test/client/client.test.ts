@@ -10,6 +10,7 @@ import {
   BusyError,
   CancelledError,
   DeadlineExceededError,
+  EngineFailedError,
   InvalidRequestError,
   UnavailableError,
 } from '../../src/errors/errors.ts';
@@ -165,7 +166,7 @@ describe('SwitchyardClient', () => {
     assert.equal(stream.routerId, 'r-b');
   });
 
-  it('leaves max_tokens absent on a resend when the caller gave none', async () => {
+  it('leaves max_tokens absent on a resend when nobody settled it, and starts past the attempts used', async () => {
     await router('r-unavail', ({ request, responder, n }) => {
       responder.ack({ by: 'r-unavail', seed: request.seed });
       if (n === 1) {
@@ -174,31 +175,53 @@ describe('SwitchyardClient', () => {
         return;
       }
       assert.deepEqual(request.resumeTokenIds, [7]);
-      responder.chunk({ tokenIds: [8], text: 'y' });
+      responder.chunk({ tokenIds: [8], text: 'y', attempt: 2 });
       responder.end({ finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 1 }, attempts: 2 });
     });
     const c = await client();
     const result = await c.generate({ model: 'tiny', prompt: 'p', temperature: 0 });
     assert.equal(result.text, 'xy');
     assert.deepEqual(result.usage, { promptTokens: 1, completionTokens: 2 });
-    // The final router's 2 attempts + 1 client resend.
-    assert.equal(result.attempts, 3);
+    // Attempt numbers run across resends: the final router's count is the request's.
+    assert.equal(result.attempts, 2);
     const r = routers[0];
     assert.ok(r);
+    assert.equal(r.received[0]?.meta.attempt, 1);
+    assert.equal(r.received[1]?.meta.attempt, 2);
     assert.equal(r.received[1]?.request.maxTokens, undefined);
   });
 
-  it('regenerates the last token when every token arrived but the end was lost', async () => {
+  it('resends with what remains of the max_tokens the router settled when the caller gave none', async () => {
+    await router('r-settled', ({ request, responder, n }) => {
+      responder.ack({ by: 'r-settled', seed: request.seed });
+      if (n === 1) {
+        responder.chunk({ tokenIds: [7], text: 'x', maxTokens: 5 });
+        responder.chunk({ tokenIds: [9], text: 'z' });
+        responder.error(new UnavailableError('replica lost'));
+        return;
+      }
+      responder.chunk({ tokenIds: [8], text: 'y' });
+      responder.end({ finishReason: 'length', usage: { promptTokens: 1, completionTokens: 3 } });
+    });
+    const c = await client();
+    const result = await c.generate({ model: 'tiny', prompt: 'p', temperature: 0 });
+    assert.equal(result.text, 'xzy');
+    const resent = routers[0]?.received[1]?.request;
+    assert.deepEqual(resent?.resumeTokenIds, [7, 9]);
+    assert.equal(resent?.maxTokens, 3);
+  });
+
+  it('resumes a stream whose end was lost after its last token with max_tokens 0, and delivers nothing twice', async () => {
     await router('r-lastA', async ({ request, responder }, self) => {
       responder.ack({ by: 'r-lastA', seed: request.seed });
       responder.chunk({ tokenIds: [1, 2], text: 'ab' });
       responder.chunk({ tokenIds: [3], text: 'c' });
       await router('r-lastB', ({ request: resent, responder: rb }) => {
-        assert.deepEqual(resent.resumeTokenIds, [1, 2]);
-        assert.equal(resent.maxTokens, 1);
+        assert.deepEqual(resent.resumeTokenIds, [1, 2, 3]);
+        assert.equal(resent.maxTokens, 0);
         rb.ack({ by: 'r-lastB', seed: resent.seed });
-        rb.chunk({ tokenIds: [3], text: 'c' });
-        rb.end({ finishReason: 'stop', usage: { promptTokens: 2, completionTokens: 1 } });
+        // The replica's admission ends such a resume at once, with no chunk.
+        rb.end({ finishReason: 'length', usage: { promptTokens: 2, completionTokens: 0 } });
       });
       await self.freeze();
     });
@@ -207,7 +230,47 @@ describe('SwitchyardClient', () => {
     assert.equal(result.text, 'abc');
     assert.deepEqual(result.tokenIds, [1, 2, 3]);
     assert.deepEqual(result.usage, { promptTokens: 2, completionTokens: 3 });
+    assert.equal(result.finishReason, 'length');
+  });
+
+  it('delivers the text of the end (released at EOS, tied to no token) once, after the chunks', async () => {
+    await router('r-tail', ({ request, responder }) => {
+      responder.ack({ by: 'r-tail', seed: request.seed });
+      responder.chunk({ tokenIds: [1], text: 'a' });
+      responder.end({ finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 2 }, text: ' S' });
+    });
+    const c = await client();
+    const result = await c.generate({ model: 'tiny', prompt: 'p', temperature: 0, stop: [' STOP'] });
+    assert.equal(result.text, 'a S');
+    assert.deepEqual(result.tokenIds, [1]);
+  });
+
+  it('resends a cancelled end it did not ask for, and never takes it as success', async () => {
+    await router('r-dropped', ({ request, responder, n }) => {
+      responder.ack({ by: 'r-dropped', seed: request.seed });
+      if (n === 1) {
+        responder.chunk({ tokenIds: [4], text: 'd' });
+        responder.end({ finishReason: 'cancelled', usage: { promptTokens: 1, completionTokens: 1 } });
+        return;
+      }
+      assert.deepEqual(request.resumeTokenIds, [4]);
+      responder.chunk({ tokenIds: [5], text: 'e' });
+      responder.end({ finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 1 } });
+    });
+    const c = await client();
+    const result = await c.generate({ model: 'tiny', prompt: 'p', temperature: 0 });
+    assert.equal(result.text, 'de');
     assert.equal(result.finishReason, 'stop');
+  });
+
+  it('never resends engine_failed: the router already retried it once elsewhere', async () => {
+    const r = await router('r-engine', ({ responder }) => {
+      responder.ack({ by: 'r-engine' });
+      responder.error(new EngineFailedError('inference failed on 2 replicas'));
+    });
+    const c = await client();
+    await assert.rejects(c.generate({ model: 'tiny', prompt: 'p', temperature: 0 }), EngineFailedError);
+    assert.equal(r.received.length, 1);
   });
 
   it('hands busy to the caller without resending', async () => {

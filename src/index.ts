@@ -10,7 +10,7 @@ export type { GenerateRequest } from './cluster/messages/generate.ts';
 export type { ConnectionOptions } from './cluster/connection.ts';
 export { Engine } from './engine/engine.ts';
 export type { EngineOptions } from './engine/options.ts';
-export type { ChatMessage, GenerateParams } from './engine/request.ts';
+export type { ChatMessage, GenerateParams } from './cluster/messages/params.ts';
 export type { EngineChunk, EngineEnd, EngineStream, EngineStats } from './engine/types.ts';
 export { startReplica, type Replica } from './replica/replica.ts';
 export type { ReplicaOptions } from './replica/options.ts';

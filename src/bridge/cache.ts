@@ -15,7 +15,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
-import { PARAM_WIRE_NAMES } from '../engine/request.ts';
+import { PARAM_WIRE_NAMES } from '../cluster/messages/params.ts';
 import { checkMs } from '../config/checks.ts';
 import { StartupError } from '../errors/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';

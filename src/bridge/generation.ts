@@ -7,7 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import type { SwitchyardClient } from '../client/client.ts';
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
-import { DEFAULT_MAX_TOKENS_CAP } from '../engine/options.ts';
+import { DEFAULT_MAX_TOKENS_CAP } from '../cluster/messages/params.ts';
 import { trace } from '@opentelemetry/api';
 import { GEN_AI_ATTRS, GEN_AI_OPERATION } from '../telemetry/attributes.ts';
 import type { Logger } from '../telemetry/logger.ts';

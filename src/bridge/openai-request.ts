@@ -7,7 +7,7 @@
  */
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
 import { ID_PATTERN, MODEL_VERSION_PATTERN } from '../cluster/subjects.ts';
-import { validateGenerateParams, type UncheckedGenerateParams } from '../engine/request.ts';
+import { validateGenerateParams, type UncheckedGenerateParams } from '../cluster/messages/params.ts';
 import { InvalidRequestError } from '../errors/errors.ts';
 import {
   describeValue,

@@ -7,8 +7,8 @@ import { randomUUID } from 'node:crypto';
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
 import { REQUEST_ID_PATTERN } from '../cluster/messages/stream.ts';
 import { ID_PATTERN, MODEL_VERSION_PATTERN } from '../cluster/subjects.ts';
-import { isSampled, validateGenerateParams } from '../engine/request.ts';
-import { randomSeed } from '../engine/sampling.ts';
+import { isSampled, validateGenerateParams } from '../cluster/messages/params.ts';
+import { randomSeed } from '../cluster/messages/params.ts';
 import { InvalidRequestError } from '../errors/errors.ts';
 import { describeValue, readPattern } from '../validation/fields.ts';
 

@@ -6,7 +6,7 @@
  */
 import { collect, RequestChannel } from './channel.ts';
 import type { ModelInfo } from './model-info.ts';
-import { validateGenerateParams, type UncheckedGenerateParams } from './request.ts';
+import { validateGenerateParams, type UncheckedGenerateParams } from '../cluster/messages/params.ts';
 import type { EngineStats, EngineStream, GenerateResult, ServingEngine } from './types.ts';
 import type { EngineOptions } from './options.ts';
 import { BusyError, InvalidRequestError } from '../errors/errors.ts';

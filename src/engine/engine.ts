@@ -22,12 +22,12 @@ import { formatDevice } from './device.ts';
 import { loadModelInfo, type ModelInfo } from './model-info.ts';
 import {
   isSampled,
-  samplingOf,
   validateGenerateParams,
   type GenerateParams,
   type UncheckedGenerateParams,
-} from './request.ts';
-import { randomSeed } from './sampling.ts';
+} from '../cluster/messages/params.ts';
+import { samplingOf } from './request.ts';
+import { randomSeed } from '../cluster/messages/params.ts';
 import type { ScheduledRequest, SchedulerStats, StepEvent, StepInfo } from './scheduler.ts';
 import { TextStream } from './text-stream.ts';
 import { ModelTokenizer } from './tokenizer.ts';

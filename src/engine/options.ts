@@ -5,8 +5,9 @@
 import { StartupError } from '../errors/errors.ts';
 import { parseDevice, type Device } from './device.ts';
 
-/** Default cap on generated tokens when a request gives no max_tokens. */
-export const DEFAULT_MAX_TOKENS_CAP = 256;
+import { DEFAULT_MAX_TOKENS_CAP } from '../cluster/messages/params.ts';
+
+export { DEFAULT_MAX_TOKENS_CAP };
 /** Default number of sequences decoded together in one step. */
 export const DEFAULT_MAX_BATCH_SIZE = 32;
 /** Default number of requests that may wait beyond the running batch before `busy`. */

@@ -11,8 +11,6 @@
  * buffers sized to the vocabulary and allocates nothing per call.
  */
 
-import { getRandomValues } from 'node:crypto';
-
 /**
  * Per-request sampling parameters, already validated (validation of request input lives with
  * the request decoders, not here). Preconditions:
@@ -20,7 +18,7 @@ import { getRandomValues } from 'node:crypto';
  * - `topK` an integer >= 0; 0 (or >= vocabulary size) means off.
  * - `topP` in [0, 1]; 1 means off. At least one token is always kept.
  * - `presencePenalty`, `frequencyPenalty` finite (OpenAI allows -2..2).
- * - `seed` an integer in [0, 2^53); see {@link randomSeed} for requests that bring none.
+ * - `seed` an integer in [0, 2^53); see `randomSeed` in cluster/messages/params.ts for requests that bring none.
  */
 export interface SamplingParams {
   temperature: number;
@@ -90,15 +88,6 @@ export function uniformAt(seed: number, position: number): number {
   const a = hash4(STREAM_A, seedLo, seedHi, posLo, posHi);
   const b = hash4(STREAM_B, seedLo, seedHi, posLo, posHi);
   return ((a >>> 5) * TWO_POW_26 + (b >>> 6)) / TWO_POW_53;
-}
-
-/**
- * A fresh seed for a sampled request that came without one. The replica picks it once and
- * reports it with the request's progress, so a failover continues the same random stream.
- */
-export function randomSeed(): number {
-  const words = getRandomValues(new Uint32Array(2));
-  return (words[0]! & 0x1fffff) * TWO_POW_32 + words[1]!;
 }
 
 /**

@@ -3,7 +3,7 @@
  * answer carries the token ids as a transferred Int32Array, so a 131,072-token prompt crosses
  * without a copy.
  */
-import type { ChatMessage } from './request.ts';
+import type { ChatMessage } from '../cluster/messages/params.ts';
 
 /** What to tokenize: a prompt, or chat messages to render with the model's template first. */
 export type TokenizeInput = { text: string } | { messages: ChatMessage[] };

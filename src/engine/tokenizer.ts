@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { InvalidRequestError, StartupError } from '../errors/errors.ts';
-import type { ChatMessage } from './request.ts';
+import type { ChatMessage } from '../cluster/messages/params.ts';
 import { tokenBytesTable } from './token-bytes.ts';
 
 /** The tokenizer of one model: encode prompts, render chat templates, bytes of each token. */

@@ -1,6 +1,6 @@
 /** Public shapes of the engine API, kept apart so that the engine and its helpers share them without cycles. */
 import type { ModelInfo } from './model-info.ts';
-import type { UncheckedGenerateParams } from './request.ts';
+import type { UncheckedGenerateParams } from '../cluster/messages/params.ts';
 import type { FinishReason, StepInfo } from './scheduler.ts';
 import type { FaultSettings } from './worker-protocol.ts';
 

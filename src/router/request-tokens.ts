@@ -7,7 +7,7 @@
  * router fails over.
  */
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
-import { DEFAULT_MAX_TOKENS_CAP } from '../engine/options.ts';
+import { DEFAULT_MAX_TOKENS_CAP } from '../cluster/messages/params.ts';
 
 /**
  * Characters per token assumed for text prompts. The bundled byte-level BPE tokenizer averages

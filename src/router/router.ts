@@ -22,8 +22,8 @@ import {
   routerCancelSubject,
   routerHeartbeatSubject,
 } from '../cluster/subjects.ts';
-import { isSampled } from '../engine/request.ts';
-import { randomSeed } from '../engine/sampling.ts';
+import { isSampled } from '../cluster/messages/params.ts';
+import { randomSeed } from '../cluster/messages/params.ts';
 import { BusyError, ModelNotFoundError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { fits, isFull, Membership, MIN_MEMBERSHIP_TICK_MS, type MembershipChange } from './membership.ts';

@@ -6,7 +6,7 @@ import {
   encodeGenerateRequest,
   type GenerateRequest,
 } from '../../src/cluster/messages/generate.ts';
-import { validateGenerateParams } from '../../src/engine/request.ts';
+import { validateGenerateParams } from '../../src/cluster/messages/params.ts';
 import {
   decodeAck,
   decodeCancel,

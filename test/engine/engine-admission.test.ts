@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { InvalidRequestError } from '../../src/errors/errors.ts';
 import { Engine } from '../../src/engine/engine.ts';
-import { PROMPT_MAX_CHARS, type GenerateParams } from '../../src/engine/request.ts';
+import { PROMPT_MAX_CHARS, type GenerateParams } from '../../src/cluster/messages/params.ts';
 import type { EngineStream } from '../../src/engine/types.ts';
 import { requireModel, TEST_THREADS, TINY_MODEL } from '../helpers/models.ts';
 

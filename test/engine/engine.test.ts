@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BusyError, InvalidRequestError } from '../../src/errors/errors.ts';
 import { Engine } from '../../src/engine/engine.ts';
-import type { GenerateParams } from '../../src/engine/request.ts';
+import type { GenerateParams } from '../../src/cluster/messages/params.ts';
 import { requireModel, TEST_THREADS, TINY_MODEL, TINY_MODEL_CACHE_BRANCH } from '../helpers/models.ts';
 
 const PROMPTS = [

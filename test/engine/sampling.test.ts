@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { Sampler, TokenCounts, randomSeed, uniformAt } from '../../src/engine/sampling.ts';
+import { Sampler, TokenCounts, uniformAt } from '../../src/engine/sampling.ts';
+import { randomSeed } from '../../src/cluster/messages/params.ts';
 import type { SamplingParams } from '../../src/engine/sampling.ts';
 
 const GREEDY: SamplingParams = {

@@ -5,7 +5,7 @@
  * whether it came over NATS or through the HTTP bridge. The parameter rules themselves live in
  * `src/engine/request.ts`, once.
  */
-import { PARAM_WIRE_NAMES, validateGenerateParams, type GenerateParams } from '../../engine/request.ts';
+import { PARAM_WIRE_NAMES, validateGenerateParams, type GenerateParams } from './params.ts';
 import { ID_PATTERN, MODEL_VERSION_PATTERN } from '../subjects.ts';
 import {
   encodeObject,

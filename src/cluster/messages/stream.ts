@@ -17,7 +17,7 @@ import {
   type NumberRule,
   type WireObject,
 } from '../../validation/fields.ts';
-import { SEED_MAX, TOKEN_ID_MAX } from '../../engine/request.ts';
+import { SEED_MAX, TOKEN_ID_MAX } from './params.ts';
 
 /**
  * The kinds of message on a reply inbox, in the order a stream carries them. `keepalive` (empty

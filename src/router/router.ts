@@ -166,6 +166,8 @@ class RouterActor implements Router, RouterContext {
   detached(request: RoutedRequest, replicaId: string): void {
     const set = this.byReplica.get(replicaId);
     set?.delete(request);
+    // Replica ids come and go (restarts under new ids): keep no empty set behind.
+    if (set?.size === 0) this.byReplica.delete(replicaId);
     const member = this.membership.get(replicaId);
     if (member) member.inFlight = set?.size ?? 0;
   }

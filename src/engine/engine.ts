@@ -11,7 +11,6 @@ import {
   BusyError,
   CancelledError,
   EngineFailedError,
-  InternalError,
   InvalidRequestError,
   StartupError,
   UnavailableError,
@@ -29,7 +28,13 @@ import {
 import { samplingOf } from './request.ts';
 import { randomSeed } from '../cluster/messages/params.ts';
 import type { ScheduledRequest, SchedulerStats, StepEvent, StepInfo } from './scheduler.ts';
-import { TextStream } from './text-stream.ts';
+import {
+  checkSizeAlone,
+  checkVocabulary,
+  maxTokensOf,
+  resumeEnded,
+  type AdmissionLimits,
+} from './admission.ts';
 import { ModelTokenizer } from './tokenizer.ts';
 import { TokenizerThread } from './tokenizer-thread.ts';
 import type { FaultSettings, FromWorker, ToWorker, WorkerInit } from './worker-protocol.ts';
@@ -42,8 +47,6 @@ type State = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
 /** How long `stop()` lets the worker release its session before terminating it. */
 export const STOP_GRACE_MS = 5_000;
-
-const utf8 = new TextEncoder();
 
 /** Continuous-batching ONNX engine for one model on one device. */
 export class Engine implements ServingEngine {
@@ -59,7 +62,7 @@ export class Engine implements ServingEngine {
   private stepTokens = 0;
   private stopped: Promise<void> | undefined;
   private readonly exited: Promise<void>;
-  private readonly eos: ReadonlySet<number>;
+  private readonly limits: AdmissionLimits;
   private resolveFailed!: (err: Error) => void;
   readonly failed = new Promise<Error>((resolve) => (this.resolveFailed = resolve));
   onStep: ((step: StepInfo) => void) | undefined;
@@ -72,7 +75,13 @@ export class Engine implements ServingEngine {
     readonly tokenizer: ModelTokenizer,
     readonly options: CompiledEngineOptions,
   ) {
-    this.eos = new Set(info.eosTokenIds);
+    this.limits = {
+      contextLength: info.contextLength,
+      tokenBudget: options.tokenBudget,
+      maxTokensCap: options.maxTokensCap,
+      eos: new Set(info.eosTokenIds),
+      tokenBytes: tokenizer.tokenBytes,
+    };
     // Tracked from the start: a worker that dies on its own has exited before anyone stops it.
     this.exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     worker.on('message', (msg: FromWorker) => this.onMessage(msg));
@@ -156,9 +165,9 @@ export class Engine implements ServingEngine {
     if (this.state !== 'running') throw new UnavailableError(`engine is ${this.state}`);
     const params = validateGenerateParams(request);
     const resumeIds = params.resumeTokenIds ?? [];
-    this.checkVocabulary(resumeIds);
-    if (params.promptTokenIds) this.checkVocabulary(params.promptTokenIds);
-    this.checkSizeAlone(params, resumeIds.length);
+    checkVocabulary(this.info, resumeIds);
+    if (params.promptTokenIds) checkVocabulary(this.info, params.promptTokenIds);
+    checkSizeAlone(this.info, this.tokenizer.maxTokenBytes, params, resumeIds.length);
     const capacity = this.options.maxBatchSize + this.options.maxQueue;
     if (this.live.size >= capacity) {
       throw new BusyError(
@@ -234,11 +243,11 @@ export class Engine implements ServingEngine {
     seed: number | undefined,
     cancelled: boolean,
   ): void {
-    this.checkVocabulary(promptIds);
+    checkVocabulary(this.info, promptIds);
     if (promptIds.length === 0) throw new InvalidRequestError('prompt must not be empty (it has no tokens)');
     const resumeIds = params.resumeTokenIds ?? [];
     const promptTokens = promptIds.length;
-    const ended = this.resumeEnded(params, promptIds.length, resumeIds);
+    const ended = resumeEnded(this.limits, params, promptIds.length, resumeIds);
     if (ended || cancelled) {
       channel.settle({ promptTokens, maxTokens: 0 });
       this.release(id);
@@ -246,7 +255,7 @@ export class Engine implements ServingEngine {
       channel.close(ended ?? { finishReason: 'cancelled', usage: { promptTokens, completionTokens: 0 } });
       return;
     }
-    const maxTokens = this.maxTokensOf(params, promptIds.length, resumeIds.length);
+    const maxTokens = maxTokensOf(this.limits, params, promptIds.length, resumeIds.length);
     const req: ScheduledRequest = {
       id,
       promptIds,
@@ -260,89 +269,6 @@ export class Engine implements ServingEngine {
     if (this.busySince === null) this.busySince = Date.now();
     channel.settle({ promptTokens, maxTokens });
     this.post({ type: 'submit', req });
-  }
-
-  /**
-   * The end of a resume that had already ended before this attempt, or undefined: its tokens are
-   * replayed through the request's stop sequences exactly as the scheduler would replay them
-   * (which would throw on a stop already completed: the query of death this check keeps away).
-   */
-  private resumeEnded(
-    params: GenerateParams,
-    promptTokens: number,
-    resumeIds: number[],
-  ): EngineEnd | undefined {
-    if (resumeIds.length === 0) return undefined;
-    const usage = { promptTokens, completionTokens: 0 };
-    const ignoreEos = params.ignoreEos ?? false;
-    const text = new TextStream(params.stop ?? []);
-    const { tokenBytes } = this.tokenizer;
-    for (const id of resumeIds) {
-      if (!ignoreEos && this.eos.has(id)) return { finishReason: 'stop', usage };
-      if (text.push(tokenBytes[id] ?? EMPTY).stopped) return { finishReason: 'stop', usage };
-    }
-    const room = this.info.contextLength - promptTokens - resumeIds.length;
-    if (params.maxTokens === 0 || (params.maxTokens === undefined && room <= 0)) {
-      return { finishReason: 'length', usage };
-    }
-    return undefined;
-  }
-
-  /** max_tokens, or the default that fits; throws when the request cannot fit the context or budget. */
-  private maxTokensOf(params: GenerateParams, promptTokens: number, resumed: number): number {
-    const { contextLength } = this.info;
-    const used = promptTokens + resumed;
-    const room = contextLength - used;
-    const maxTokens = params.maxTokens ?? Math.min(room, this.options.maxTokensCap);
-    if (room < 1 || used + maxTokens > contextLength) {
-      throw new InvalidRequestError(
-        `this model's maximum context length is ${contextLength} tokens, but the request needs ` +
-          `${used + Math.max(maxTokens, 1)} (${promptTokens} in the prompt, ${resumed} resumed, ` +
-          `${Math.max(maxTokens, 1)} to generate); shorten the prompt or lower max_tokens`,
-      );
-    }
-    if (used + maxTokens > this.options.tokenBudget) {
-      throw new InvalidRequestError(
-        `the request needs ${used + maxTokens} tokens of KV budget but this engine's token budget is ` +
-          `${this.options.tokenBudget}; lower max_tokens`,
-      );
-    }
-    return maxTokens;
-  }
-
-  private checkVocabulary(ids: readonly number[]): void {
-    const { vocabSize } = this.info;
-    for (const id of ids) {
-      if (id >= vocabSize)
-        throw new InvalidRequestError(`token id ${id} is outside the vocabulary (size ${vocabSize})`);
-    }
-  }
-
-  /**
-   * Refuses a request that cannot fit the context whatever its tokens: a text prompt of B bytes
-   * has at least ceil(B / maxTokenBytes) tokens. Spares the tokenizer thread half a second of
-   * work on a prompt that is refused anyway. (Chat messages are left to the real count: a
-   * template need not keep their text whole.)
-   */
-  private checkSizeAlone(params: GenerateParams, resumed: number): void {
-    const { contextLength } = this.info;
-    let prompt: number;
-    let exact = true;
-    if (params.promptTokenIds) prompt = params.promptTokenIds.length;
-    else if (params.prompt !== undefined) {
-      const bytes = utf8.encode(params.prompt).length;
-      prompt = Math.max(1, Math.ceil(bytes / this.tokenizer.maxTokenBytes));
-      exact = false;
-    } else return;
-    const generate = params.maxTokens ?? (resumed > 0 ? 0 : 1);
-    const need = prompt + resumed + generate;
-    if (need <= contextLength) return;
-    const least = exact ? '' : 'at least ';
-    throw new InvalidRequestError(
-      `this model's maximum context length is ${contextLength} tokens, but the request needs ` +
-        `${least}${need} (${least}${prompt} in the prompt, ${resumed} resumed, ${generate} to generate); ` +
-        `shorten the prompt or lower max_tokens`,
-    );
   }
 
   /** Runs a whole generation and collects it. */
@@ -453,10 +379,14 @@ export class Engine implements ServingEngine {
     this.release(event.id);
     if (finish.reason === 'error') {
       const message = finish.error?.message ?? 'unknown error';
+      // A row that failed alone and a failed forward pass are both engine failures of this
+      // request: its router retries it once elsewhere, then gives up (never an endless resend).
       channel.fail(
-        finish.error?.scope === 'request'
-          ? new InternalError(`request failed in the engine: ${message}`)
-          : new EngineFailedError(`inference failed: ${message}`),
+        new EngineFailedError(
+          finish.error?.scope === 'request'
+            ? `the request failed in the engine: ${message}`
+            : `inference failed: ${message}`,
+        ),
       );
     } else {
       const end: EngineEnd = {
@@ -481,5 +411,3 @@ export class Engine implements ServingEngine {
     this.busySince = null;
   }
 }
-
-const EMPTY = new Uint8Array(0);

@@ -218,17 +218,22 @@ export class Supervisor<P extends SupervisedProcess> {
         this.currentState = 'failed'; // start() rejects with the reason; up decides
         return;
       }
-      this.scheduleRestart((restart, delayMs) => ({
-        type: 'restart-failed',
-        failed: this.restartCount,
-        why,
-        restart,
-        delayMs,
-      }));
+      this.restartFailed(why);
       return;
     }
     if (this.now() - this.readyAt >= this.policy.resetAfterMs) this.failures = 0;
     this.scheduleRestart((restart, delayMs) => ({ type: 'exited', exit, restart, delayMs }));
+  }
+
+  /** A restart that did not come up: retried after the backoff, the rest of the cluster untouched. */
+  private restartFailed(why: string): void {
+    this.scheduleRestart((restart, delayMs) => ({
+      type: 'restart-failed',
+      failed: this.restartCount,
+      why,
+      restart,
+      delayMs,
+    }));
   }
 
   private scheduleRestart(event: (restart: number, delayMs: number) => SupervisorEvent): void {
@@ -252,14 +257,7 @@ export class Supervisor<P extends SupervisedProcess> {
       run = this.launch();
     } catch (err) {
       this.current = undefined;
-      const why = `could not be spawned: ${err instanceof Error ? err.message : String(err)}`;
-      this.scheduleRestart((restart, delayMs) => ({
-        type: 'restart-failed',
-        failed: this.restartCount,
-        why,
-        restart,
-        delayMs,
-      }));
+      this.restartFailed(`could not be spawned: ${err instanceof Error ? err.message : String(err)}`);
       return;
     }
     this.watch(run, false);

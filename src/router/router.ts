@@ -81,6 +81,8 @@ class RouterActor implements Router, RouterContext {
   private metricsServer: MetricsServer | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopReconnectWatch: (() => void) | undefined;
+  /** Called once the last in-flight request finished, while a drain waits for that. */
+  private onIdle: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
   private resolveClosed!: () => void;
 
@@ -174,6 +176,23 @@ class RouterActor implements Router, RouterContext {
 
   finished(request: RoutedRequest): void {
     if (this.requests.get(request.requestId) === request) this.requests.delete(request.requestId);
+    if (this.requests.size === 0) this.onIdle?.();
+  }
+
+  /** Resolves when no request is in flight, or after `ms`. */
+  private idle(ms: number): Promise<void> {
+    if (this.requests.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.onIdle = () => {
+        this.onIdle = undefined;
+        done();
+      };
+    });
   }
 
   /** Malformed heartbeats and those whose subject names another id are counted and logged by the monitor. */
@@ -285,8 +304,7 @@ class RouterActor implements Router, RouterContext {
     // (the client resends at once) instead of waiting out the client's ack timeout.
     const frontDoorDrained = this.frontDoor?.drain().catch(() => undefined);
     this.beat();
-    const deadline = Date.now() + this.options.drainGraceMs;
-    while (this.requests.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await this.idle(this.options.drainGraceMs);
     for (const request of [...this.requests.values()]) {
       // Retryable: the client resends to another router with the tokens it holds.
       request.fail(new UnavailableError(`router ${this.id} is shutting down: resend elsewhere`));

@@ -27,7 +27,7 @@ import {
 } from '../cluster/messages/params.ts';
 import { samplingOf } from './request.ts';
 import { randomSeed } from '../cluster/messages/params.ts';
-import type { ScheduledRequest, SchedulerStats, StepEvent, StepInfo } from './scheduler.ts';
+import type { ScheduledRequest, SchedulerStats, StepEvent, StepInfo } from './step.ts';
 import {
   checkSizeAlone,
   checkVocabulary,

@@ -1,7 +1,7 @@
 /** Public shapes of the engine API, kept apart so that the engine and its helpers share them without cycles. */
 import type { ModelInfo } from './model-info.ts';
 import type { UncheckedGenerateParams } from '../cluster/messages/params.ts';
-import type { FinishReason, StepInfo } from './scheduler.ts';
+import type { FinishReason, StepInfo } from './step.ts';
 import type { FaultSettings } from './worker-protocol.ts';
 
 /** One step's output for one request. */

@@ -5,7 +5,7 @@
  */
 import type { SessionSettings } from './onnx-decoder.ts';
 import type { ModelInfo } from './model-info.ts';
-import type { ScheduledRequest, SchedulerLimits, SchedulerStats, StepEvent, StepInfo } from './scheduler.ts';
+import type { ScheduledRequest, SchedulerLimits, SchedulerStats, StepEvent, StepInfo } from './step.ts';
 import type { StartupFailure } from '../errors/errors.ts';
 
 /** Faults the chaos suite can inject into a live engine (refused unless enabled). */

@@ -7,7 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { setImmediate as yieldToMessages, setTimeout as sleep } from 'node:timers/promises';
 import { StartupError } from '../errors/errors.ts';
 import { OnnxDecoder } from './onnx-decoder.ts';
-import { Scheduler, type StepEvent } from './scheduler.ts';
+import { Scheduler } from './scheduler.ts';
+import type { StepEvent } from './step.ts';
 import type { FaultSettings, FromWorker, ToWorker, WorkerInit } from './worker-protocol.ts';
 
 const port = parentPort;

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KvCache } from '../../src/engine/kv-cache.ts';
 import type { Decoder, ForwardInput } from '../../src/engine/onnx-decoder.ts';
-import { Scheduler, type ScheduledRequest, type StepEvent } from '../../src/engine/scheduler.ts';
+import { Scheduler } from '../../src/engine/scheduler.ts';
+import type { ScheduledRequest, StepEvent } from '../../src/engine/step.ts';
 
 /** Token ids of the scripted vocabulary and the bytes each adds to the text. */
 const T = { a: 0, b: 1, lt: 2, eos: 3, x: 4, gt: 5 } as const;

@@ -29,12 +29,20 @@ export interface Sent {
   done: Promise<Recorded>;
 }
 
-/** Sends `req` to the front door; `done` resolves when the stream ends (never rejects). */
-export function send(nc: NatsConnection, req: GenerateRequest, timeoutMs = 60_000): Sent {
+/**
+ * Sends `req` to the front door (or to `subject`, e.g. one replica's generate subject); `done`
+ * resolves when the stream ends (never rejects).
+ */
+export function send(
+  nc: NatsConnection,
+  req: GenerateRequest,
+  timeoutMs = 60_000,
+  subject = GENERATE_SUBJECT,
+): Sent {
   const record: Recorded = { requestId: `t-${randomUUID()}`, chunks: [], tokenIds: [], text: '' };
   const handle = openStream(
     nc,
-    GENERATE_SUBJECT,
+    subject,
     encodeGenerateRequest(req),
     writeRequestMeta({ requestId: record.requestId, deadline: Date.now() + timeoutMs }),
     {
@@ -53,6 +61,11 @@ export function send(nc: NatsConnection, req: GenerateRequest, timeoutMs = 60_00
 }
 
 /** Sends and waits. */
-export function request(nc: NatsConnection, req: GenerateRequest, timeoutMs?: number): Promise<Recorded> {
-  return send(nc, req, timeoutMs).done;
+export function request(
+  nc: NatsConnection,
+  req: GenerateRequest,
+  timeoutMs?: number,
+  subject?: string,
+): Promise<Recorded> {
+  return send(nc, req, timeoutMs, subject).done;
 }

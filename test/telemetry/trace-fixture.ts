@@ -22,6 +22,7 @@ import {
   startSendSpan,
   tracer,
 } from '../../src/telemetry/propagation.ts';
+import { DEFAULT_TRACING_SHUTDOWN_TIMEOUT_MS } from '../../src/telemetry/tracing-options.ts';
 import { initTracing } from '../../src/telemetry/tracing.ts';
 
 /** Subject template the spans are named by. */
@@ -106,7 +107,7 @@ async function lone(): Promise<void> {
     actorId: 'router-t',
     role: 'router',
     logger: log,
-    shutdownTimeoutMs: Number(process.env.FIXTURE_SHUTDOWN_TIMEOUT_MS ?? 3_000),
+    shutdownTimeoutMs: Number(process.env.FIXTURE_SHUTDOWN_TIMEOUT_MS ?? DEFAULT_TRACING_SHUTDOWN_TIMEOUT_MS),
   });
   const span = tracer().startSpan('lone');
   span.end();

@@ -149,6 +149,8 @@ export function tokensToComplete(engine: Engine, tokenIds: readonly number[], st
 export interface Consumed {
   tokenIds: number[];
   text: string;
+  /** Epoch ms of the first delta. */
+  firstDeltaAt?: number;
   result?: StreamResult;
   error?: unknown;
 }
@@ -162,6 +164,7 @@ export function consume(stream: ClientStream): { got: Consumed; done: Promise<Co
   const done = (async () => {
     try {
       for await (const delta of stream) {
+        got.firstDeltaAt ??= Date.now();
         got.tokenIds.push(...delta.tokenIds);
         got.text += delta.text;
       }
@@ -172,4 +175,20 @@ export function consume(stream: ClientStream): { got: Consumed; done: Promise<Co
     return got;
   })();
   return { got, done };
+}
+
+/** The sum of every series of metric `name` (all label sets) in Prometheus text. */
+export function metricTotal(text: string, name: string): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.split(' ').at(-1));
+  }
+  return total;
+}
+
+/** Reads an actor's metrics page and sums metric `name` over its label sets. */
+export async function scrapeTotal(url: string, name: string): Promise<number> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);
+  return metricTotal(await res.text(), name);
 }

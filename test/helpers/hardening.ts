@@ -152,7 +152,7 @@ export interface Consumed {
   /** Epoch ms of the first delta. */
   firstDeltaAt?: number;
   result?: StreamResult;
-  error?: unknown;
+  error?: Error;
 }
 
 /**
@@ -170,7 +170,7 @@ export function consume(stream: ClientStream): { got: Consumed; done: Promise<Co
       }
       got.result = await stream.result;
     } catch (err) {
-      got.error = err;
+      got.error = err instanceof Error ? err : new Error(String(err));
     }
     return got;
   })();

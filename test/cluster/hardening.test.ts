@@ -131,8 +131,10 @@ describe('one request hurts only itself', () => {
       failed: await scrape(metrics, routed('engine_failed')),
       ok: await scrape(metrics, routed('ok')),
     };
-    // The next step of each replica fails. Had the client resent, its third attempt would find a
-    // healthy engine and succeed.
+    // Two failed steps per replica: an injected failure fails the running batch, and the first
+    // step of an idle engine has none yet (the request still waits for its prefill), so the
+    // second step is the one that fails the request. Both faults are then spent: had the client
+    // resent, its third attempt would find a healthy engine and succeed.
     for (const id of REPLICAS) await injectFault(client.nc, id, { fail_steps: 2 });
     await assert.rejects(client.generate(NORMAL, { timeoutMs: 30_000 }), (err: unknown) => {
       assert.ok(err instanceof EngineFailedError, `expected EngineFailedError, got ${String(err)}`);
@@ -145,7 +147,7 @@ describe('one request hurts only itself', () => {
     );
     assert.equal((await scrape(metrics, routed('engine_failed'))) - before.failed, 1, 'one request failed');
     assert.equal((await scrape(metrics, routed('ok'))) - before.ok, 0, 'a resend succeeded');
-    // Both faults were spent (one step each): both engines serve again.
+    // Both faults were spent: both engines serve again.
     await bothServeNormally('after an engine failure');
   });
 

@@ -229,12 +229,13 @@ export function isFull(member: Member): boolean {
 /**
  * True when the replica's free token budget, as its latest heartbeat reported it, can hold a
  * request of about `estimate` tokens (see `estimateRequestTokens`). A replica with nothing
- * reserved always fits: it is the authority on a request larger than its whole budget, and
- * answers it (`invalid_request` if it truly is too big) instead of the router calling every
- * replica `busy` forever on an estimate. A wrong estimate is corrected by the replica's own
- * `busy`, on which the router fails over.
+ * reserved always fits, and so does any replica for an estimate past its whole budget: waiting
+ * would never free enough, so the replica is the authority on such a request and answers it
+ * (`invalid_request` if it truly is too big) instead of the router calling it `busy` on an
+ * estimate, under load or not. A wrong estimate is corrected by the replica's own `busy`, on
+ * which the router fails over.
  */
 export function fits(member: Member, estimate: number): boolean {
   const { freeTokenBudget, tokenBudget } = member.hb;
-  return estimate <= freeTokenBudget || freeTokenBudget >= tokenBudget;
+  return estimate <= freeTokenBudget || freeTokenBudget >= tokenBudget || estimate > tokenBudget;
 }

@@ -14,7 +14,7 @@ import { decodeReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts'
 import { replicaHeartbeatSubject } from '../../src/cluster/subjects.ts';
 import { freePort } from '../../src/cli/nats-server.ts';
 import { Engine } from '../../src/engine/engine.ts';
-import { PROMPT_MAX_CHARS } from '../../src/engine/request.ts';
+import { PROMPT_MAX_CHARS } from '../../src/cluster/messages/params.ts';
 import { InvalidRequestError } from '../../src/errors/errors.ts';
 import { ActorProcess, injectFault, killAll, waitFor } from '../helpers/cluster.ts';
 import { consume, referenceRun, scrape, scrapeTotal, type Consumed } from '../helpers/hardening.ts';

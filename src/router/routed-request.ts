@@ -38,7 +38,8 @@ import {
 import type { Logger } from '../telemetry/logger.ts';
 import { endSpan } from '../telemetry/propagation.ts';
 import { context, type Span } from '@opentelemetry/api';
-import { fits, isFull, type Member, type Membership } from './membership.ts';
+import type { Member, Membership } from './membership.ts';
+import { place } from './placement.ts';
 import { estimateRequestTokens } from './request-tokens.ts';
 import type { FailoverReason, ModelInstruments, RequestCode, RouterMetrics } from './metrics.ts';
 import type { RouteTrace } from './route-trace.ts';
@@ -227,15 +228,9 @@ export class RoutedRequest {
     );
   }
 
-  /**
-   * A live, ready replica of the model not yet tried, with a free slot and, by the router's
-   * estimate, the token budget for the request (its `busy` corrects a wrong estimate).
-   */
   private choose(estimate: number): Member | undefined {
-    const free = this.ctx.membership
-      .candidates(this.req.model, this.req.version)
-      .filter((m) => !this.excluded.has(m.id) && !isFull(m) && fits(m, estimate));
-    return free.length > 0 ? this.ctx.strategy.select(free) : undefined;
+    const candidates = this.ctx.membership.candidates(this.req.model, this.req.version);
+    return place(candidates, this.excluded, estimate, this.ctx.strategy);
   }
 
   private onEvent(attempt: Attempt, event: StreamEvent): void {

@@ -26,9 +26,8 @@ import { isSampled } from '../cluster/messages/params.ts';
 import { randomSeed } from '../cluster/messages/params.ts';
 import { BusyError, ModelNotFoundError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
-import { fits, isFull, Membership, MIN_MEMBERSHIP_TICK_MS, type MembershipChange } from './membership.ts';
+import { isFull, Membership, MIN_MEMBERSHIP_TICK_MS, type MembershipChange } from './membership.ts';
 import { compileRouterOptions, type CompiledRouterOptions, type RouterOptions } from './options.ts';
-import { estimateRequestTokens } from './request-tokens.ts';
 import { RoutedRequest, type RouterContext } from './routed-request.ts';
 import { createStrategy } from './strategies/index.ts';
 import { serveMetrics, type MetricsServer } from '../telemetry/prometheus.ts';
@@ -260,12 +259,10 @@ class RouterActor implements Router, RouterContext {
       }
       throw new ModelNotFoundError(`model ${wanted} is not served by this cluster`);
     }
-    const estimate = estimateRequestTokens(req);
-    if (candidates.every((m) => isFull(m) || !fits(m, estimate))) {
-      throw new BusyError(
-        `every replica of ${wanted} is full or lacks token budget for about ${estimate} tokens ` +
-          `(${candidates.length} live); retry later`,
-      );
+    // Only full queues refuse: a replica short of token budget still queues the request (its
+    // queue is bounded), and routing prefers replicas whose budget fits (RoutedRequest.choose).
+    if (candidates.every(isFull)) {
+      throw new BusyError(`every replica of ${wanted} is full (${candidates.length} live); retry later`);
     }
   }
 

@@ -8,7 +8,13 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { firstMark, isStuck, noteProgress, type ProgressMark } from '../cluster/engine-progress.ts';
-import { HeartbeatMonitor, MAX_KNOWN_MODELS, newPeer, type Peer } from '../cluster/heartbeat-monitor.ts';
+import {
+  HeartbeatMonitor,
+  MAX_KNOWN_MODELS,
+  newPeer,
+  type Peer,
+  afterPendingIo,
+} from '../cluster/heartbeat-monitor.ts';
 import {
   decodeReplicaHeartbeat,
   type HeartbeatState,
@@ -102,7 +108,10 @@ export class ClusterView {
         if (err === null) this.receive(msg.subject, msg.data, Date.now());
       },
     });
-    this.timer = setInterval(() => this.sweep(Date.now()), this.sweepIntervalMs).unref();
+    this.timer = setInterval(
+      () => afterPendingIo(() => this.sweep(Date.now())),
+      this.sweepIntervalMs,
+    ).unref();
   }
 
   /** Records a heartbeat message received at `now`, if its subject names its sender. */

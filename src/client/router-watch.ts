@@ -14,7 +14,7 @@
  * {@link HeartbeatMonitor}'s; the leases and the reconnect rule are the watch's own.
  */
 import type { NatsConnection, Status, Subscription } from '@nats-io/nats-core';
-import { HeartbeatMonitor, newPeer, type Peer } from '../cluster/heartbeat-monitor.ts';
+import { HeartbeatMonitor, newPeer, type Peer, afterPendingIo } from '../cluster/heartbeat-monitor.ts';
 import { decodeRouterHeartbeat, type RouterHeartbeat } from '../cluster/messages/heartbeat.ts';
 import { routerHeartbeatSubject } from '../cluster/subjects.ts';
 import { UnavailableError, type SwitchyardError } from '../errors/errors.ts';
@@ -93,7 +93,10 @@ export class RouterWatch {
     entry.leases.add(lease);
     if (this.silenceMs > 0 && this.timer === undefined) {
       this.entries.restartTicks();
-      this.timer = setInterval(() => this.check(Date.now()), this.entries.tickMs).unref();
+      this.timer = setInterval(
+        () => afterPendingIo(() => this.check(Date.now())),
+        this.entries.tickMs,
+      ).unref();
     }
     return this.handleOf(lease);
   }

@@ -6,7 +6,7 @@
  * watch's own is its timeout and the `onGone` callback.
  */
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import { HeartbeatMonitor, newPeer, type Peer } from '../cluster/heartbeat-monitor.ts';
+import { HeartbeatMonitor, newPeer, type Peer, afterPendingIo } from '../cluster/heartbeat-monitor.ts';
 import { decodeRouterHeartbeat, type RouterHeartbeat } from '../cluster/messages/heartbeat.ts';
 import { ALL_ROUTER_HEARTBEATS } from '../cluster/subjects.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -47,7 +47,7 @@ export class OrphanWatch {
         if (!err) this.receive(msg.subject, msg.data, Date.now());
       },
     });
-    this.timer = setInterval(() => this.check(Date.now()), this.routers.tickMs).unref();
+    this.timer = setInterval(() => afterPendingIo(() => this.check(Date.now())), this.routers.tickMs).unref();
   }
 
   /** A request from a router not heard from yet starts its clock now. */

@@ -13,6 +13,7 @@ import { decodeGenerateRequest, type GenerateRequest } from '../cluster/messages
 import { encodeRouterHeartbeat } from '../cluster/messages/heartbeat.ts';
 import { decodeCancel } from '../cluster/messages/stream.ts';
 import { heartbeatStateOf, type ActorState } from '../cluster/actor-state.ts';
+import { afterPendingIo } from '../cluster/heartbeat-monitor.ts';
 import { watchReconnects } from '../cluster/reconnects.ts';
 import { StreamResponder } from '../cluster/stream-responder.ts';
 import {
@@ -127,7 +128,10 @@ class RouterActor implements Router, RouterContext {
       }),
     );
     this.timers.push(
-      setInterval(() => this.applyChanges(this.membership.tick(Date.now())), this.membership.tickMs).unref(),
+      setInterval(
+        () => afterPendingIo(() => this.applyChanges(this.membership.tick(Date.now()))),
+        this.membership.tickMs,
+      ).unref(),
       setInterval(() => this.beat(), this.options.heartbeatIntervalMs).unref(),
     );
     this.stopReconnectWatch = watchReconnects(this.nc, () => {

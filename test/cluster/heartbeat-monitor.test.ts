@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import {
   GONE_EVICT_AFTER_MS,
   HeartbeatMonitor,
+  LATE_TICK_PERIODS,
   MAX_SKIPPED_TICKS,
   newPeer,
   type Peer,
@@ -88,14 +89,15 @@ describe('HeartbeatMonitor', () => {
     assert.equal(m.counts.evicted, 1);
   });
 
-  it('skips the verdict of a tick more than one period late, at most MAX_SKIPPED_TICKS in a row', () => {
+  it('skips the verdict of a tick more than LATE_TICK_PERIODS late, at most MAX_SKIPPED_TICKS in a row', () => {
     const m = monitor();
+    const lateBy = (1 + LATE_TICK_PERIODS) * TICK;
     assert.equal(m.tick(0), true);
     assert.equal(m.tick(TICK), true);
-    assert.equal(m.tick(3 * TICK), true, 'exactly one period late is on time');
-    assert.equal(m.tick(5 * TICK + 1), false, 'more than one period late');
+    assert.equal(m.tick(TICK + lateBy), true, `exactly ${LATE_TICK_PERIODS} period(s) late is on time`);
+    let t = TICK + 2 * lateBy + 1;
+    assert.equal(m.tick(t), false, `more than ${LATE_TICK_PERIODS} period(s) late`);
     const results: boolean[] = [];
-    let t = 5 * TICK + 1;
     for (let i = 0; i < MAX_SKIPPED_TICKS; i++) results.push(m.tick((t += 10 * TICK)));
     assert.deepEqual(results, [...Array<boolean>(MAX_SKIPPED_TICKS - 1).fill(false), true]);
     assert.equal(m.counts.lateTicks, MAX_SKIPPED_TICKS);

@@ -21,6 +21,8 @@ export const DEFAULT_ROUTER_SILENCE_MS = 1_000;
  * subscription, has a moment; small because the request already waited for the failure.
  */
 export const DEFAULT_RETRY_BACKOFF_MS = 50;
+/** Longest pause between two resends (the pause doubles from retryBackoffMs on each). */
+export const MAX_RETRY_BACKOFF_MS = 1_000;
 
 /** How a {@link SwitchyardClient} reaches the cluster and how patient it is. */
 export interface ClientOptions {
@@ -39,7 +41,7 @@ export interface ClientOptions {
   routerSilenceMs?: number;
   /** No ack within this: the request or its router was lost; resend. @default DEFAULT_ACK_TIMEOUT_MS (5000) */
   ackTimeoutMs?: number;
-  /** Pause before each resend. @default DEFAULT_RETRY_BACKOFF_MS (50) */
+  /** Pause before the first resend; it doubles for each later one, up to MAX_RETRY_BACKOFF_MS. @default DEFAULT_RETRY_BACKOFF_MS (50) */
   retryBackoffMs?: number;
   /**
    * Reply-inbox prefix where NATS permissions restrict `_INBOX.>`; with `nats` it defaults to

@@ -26,7 +26,7 @@ import { openStream, type StreamEvent, type StreamHandle } from '../cluster/stre
 import { GENERATE_SUBJECT, routerCancelSubject } from '../cluster/subjects.ts';
 import { CancelledError, UnavailableError, type ErrorCode, type SwitchyardError } from '../errors/errors.ts';
 import { DeltaQueue } from './delta-queue.ts';
-import type { CompiledClientOptions } from './options.ts';
+import { MAX_RETRY_BACKOFF_MS, type CompiledClientOptions } from './options.ts';
 import type { RouterLease, RouterWatch } from './router-watch.ts';
 import { context, type Context } from '@opentelemetry/api';
 import { GEN_AI_ATTRS, SWITCHYARD_ATTRS, SWITCHYARD_EVENTS } from '../telemetry/attributes.ts';
@@ -127,6 +127,8 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
   private settledMaxTokens: number | undefined;
   /** The highest replica attempt number seen in a chunk: where the next router's attempts start. */
   private highestAttempt = 0;
+  /** Sends a router acked (each may have spent replica attempts this client never saw). */
+  private ackedSends = 0;
   private current: Attempt | undefined;
   private settled = false;
   private wakePause: (() => void) | undefined;
@@ -213,7 +215,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
       }
       const failover = FAILOVER_CODES.has(error.code);
       if (!failover || sendNo >= this.ctx.options.maxAttempts) return this.fail(error);
-      await this.pause();
+      await this.pause(sendNo);
       if (this.settled) return;
     }
   }
@@ -228,8 +230,8 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
       maxTokens: this.settledMaxTokens,
       seed: this.effectiveSeed,
     });
-    // Past every attempt an earlier router made (at least one per earlier send).
-    const attemptNo = Math.max(this.highestAttempt, sendNo - 1) + 1;
+    // Past every attempt an earlier router made (at least one per earlier send a router took).
+    const attemptNo = Math.max(this.highestAttempt, this.ackedSends) + 1;
     const headers = writeRequestMeta({ requestId, deadline, attempt: attemptNo });
     if (this.trace === undefined) {
       this.trace = startSendSpan(
@@ -269,6 +271,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
 
   private onAck(attempt: Attempt, ack: Ack): void {
     attempt.routerId = ack.by;
+    this.ackedSends++;
     if (this.settled) {
       // Cancelled before this ack: only now do we know which router to tell.
       this.sendCancel(ack.by, 'request cancelled by the caller');
@@ -352,9 +355,14 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     }
   }
 
-  /** Waits the back-off before a resend, cut short by the deadline or a cancel. */
-  private pause(): Promise<void> {
-    const ms = Math.min(this.ctx.options.retryBackoffMs, this.prepared.deadline - Date.now());
+  /**
+   * Waits the back-off before resend number `sendNo` + 1 (doubling from `retryBackoffMs`, at most
+   * MAX_RETRY_BACKOFF_MS: routers that lost their own connection take a few hundred ms to come
+   * back), cut short by the deadline or a cancel.
+   */
+  private pause(sendNo: number): Promise<void> {
+    const backoff = Math.min(this.ctx.options.retryBackoffMs * 2 ** (sendNo - 1), MAX_RETRY_BACKOFF_MS);
+    const ms = Math.min(backoff, this.prepared.deadline - Date.now());
     if (ms <= 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.wakePause?.(), ms).unref();

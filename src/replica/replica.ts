@@ -194,6 +194,8 @@ class ReplicaActor implements Replica {
       this.metricsServer = await serveMetrics(this.options.metricsPort, this.metrics.registry);
       progress(`metrics on http://127.0.0.1:${this.metricsServer.port}/metrics`);
     }
+    // Ready means subscribed: the server has our subscriptions before anyone is told we serve.
+    await this.nc.flush();
     this.state = 'running';
     this.heartbeat.beat();
     progress(`ready (${info.id}@${info.version}, ${this.engine.device})`);

@@ -149,6 +149,8 @@ class RouterActor implements Router, RouterContext {
     if (this.options.metricsPort > 0) {
       this.metricsServer = await serveMetrics(this.options.metricsPort, this.metrics.registry);
     }
+    // Ready means subscribed: the server has our subscriptions before anyone is told we serve.
+    await this.nc.flush();
     this.state = 'running';
     this.beat();
     this.log.info({ strategy: this.strategy.name, metricsPort: this.metricsServer?.port }, 'router ready');

@@ -12,7 +12,8 @@ import { connectNats } from '../../src/cluster/connection.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { ActorProcess, injectFault, killAll, waitFor } from '../helpers/cluster.ts';
 import { TEST_THREADS, TINY_MODEL } from '../helpers/models.ts';
-import { NatsServer } from '../helpers/nats-server.ts';
+import { waitForAliveReplicas } from '../helpers/metrics.ts';
+import { NatsServer, freePort } from '../helpers/nats-server.ts';
 
 const TOKENS = 120;
 const PROMPTS = ['The night shift at the yard', 'Weather', 'Bread needs', 'A short story:'];
@@ -26,8 +27,9 @@ describe('a NATS server restart mid-stream', () => {
 
   before(async () => {
     server = await NatsServer.start();
+    const port = await freePort();
     const [router, r1, r2, local] = await Promise.all([
-      ActorProcess.start('router', 'rt', server.url),
+      ActorProcess.start('router', 'rt', server.url, ['--metrics-port', String(port)]),
       ActorProcess.start('replica', 'r1', server.url),
       ActorProcess.start('replica', 'r2', server.url),
       Engine.start({ modelDir: TINY_MODEL, ...TEST_THREADS }),
@@ -35,7 +37,10 @@ describe('a NATS server restart mid-stream', () => {
     actors = [router, r1, r2];
     engine = local;
     nc = await connectNats({ servers: server.url });
-    client = await SwitchyardClient.connect({ nats: { servers: server.url } });
+    // Enough resends to outlast the routers' own reconnect (a few hundred ms): with the default
+    // three, a client that reconnects first hears `unavailable` (typed, nothing lost) instead.
+    client = await SwitchyardClient.connect({ nats: { servers: server.url }, maxAttempts: 6 });
+    await waitForAliveReplicas(`http://127.0.0.1:${port}/metrics`, 'rt', 2);
   });
 
   after(async () => {

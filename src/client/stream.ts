@@ -198,7 +198,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
 
   private async run(): Promise<void> {
     for (let sendNo = 1; ; sendNo += 1) {
-      const attempt = this.send(sendNo);
+      const attempt = this.send();
       const outcome = await attempt.handle.done;
       attempt.lease?.release();
       if (this.settled) return;
@@ -221,7 +221,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
   }
 
   /** Sends the request (once more) from where the caller is. */
-  private send(sendNo: number): Attempt {
+  private send(): Attempt {
     const { request, requestId, deadline } = this.prepared;
     const resumed = this.delivered.length;
     const body = buildResume({

@@ -1,8 +1,9 @@
 /**
  * One stall of a router's own event loop must not declare every replica dead: the monitor's
  * first tick after the stall ran late and gives no verdict, and the heartbeats that queued
- * meanwhile are read before the next one. Real nats-server, real replica processes, the router
- * in this process so that the test can stall its loop.
+ * meanwhile are read before the next one. Real nats-server, real replica processes (echo engines:
+ * only their heartbeats matter here), the router in this process so that the test can stall its
+ * loop.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -23,8 +24,8 @@ describe('a router whose event loop stalls', () => {
   before(async () => {
     server = await NatsServer.start();
     replicas = await Promise.all([
-      ActorProcess.start('replica', 'sa', server.url),
-      ActorProcess.start('replica', 'sb', server.url),
+      ActorProcess.start('replica', 'sa', server.url, ['--echo']),
+      ActorProcess.start('replica', 'sb', server.url, ['--echo']),
     ]);
     const port = await freePort();
     router = await startRouter({ id: 'stalled', nats: { servers: server.url }, metricsPort: port });

@@ -6,6 +6,7 @@
  */
 import { createLogger } from '../telemetry/logger.ts';
 import { initTracing } from '../telemetry/tracing.ts';
+import { SERVICE_NAMES } from '../telemetry/tracing-options.ts';
 import { hasParent, tellParent } from './ipc.ts';
 
 /** A started actor, as `startReplica`, `startRouter` and `startBridge` return it. */
@@ -67,7 +68,7 @@ export async function runActor(run: ActorRun): Promise<number> {
   // process must not fight over the global provider, so startRouter/startReplica/startBridge
   // never install it. Spans ended during the drain are exported by the shutdown in `finally`.
   const tracing = initTracing({
-    serviceName: 'switchyard',
+    serviceName: SERVICE_NAMES[run.role],
     actorId: run.id,
     role: run.role,
     logger: createLogger({ role: run.role, id: run.id }),

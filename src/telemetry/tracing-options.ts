@@ -52,6 +52,26 @@ export const DEFAULT_BSP_EXPORT_TIMEOUT_MS = 30_000;
  */
 export const DEFAULT_TRACING_SHUTDOWN_TIMEOUT_MS = 3_000;
 
+/**
+ * `service.namespace` of every actor: the cluster they form. `OTEL_RESOURCE_ATTRIBUTES` may set
+ * another (two clusters sharing one trace backend).
+ */
+export const SERVICE_NAMESPACE = 'switchyard';
+
+/**
+ * `service.name` of each role, so a trace backend lists the bridge, routers and replicas as the
+ * services they are rather than one `switchyard` (`OTEL_SERVICE_NAME` still overrides it).
+ */
+export const SERVICE_NAMES = {
+  bridge: 'switchyard-bridge',
+  router: 'switchyard-router',
+  replica: 'switchyard-replica',
+  collector: 'switchyard-collector',
+} as const;
+
+/** The roles a process traces as. */
+export type TracedRole = keyof typeof SERVICE_NAMES;
+
 /** Where tracing reports problems (a pino logger fits). */
 export interface TracingLogger {
   warn(obj: object, msg: string): void;
@@ -60,7 +80,7 @@ export interface TracingLogger {
 
 /** Options of `initTracing`. Everything else comes from the `OTEL_*` environment. */
 export interface TracingOptions {
-  /** `service.name`, unless `OTEL_SERVICE_NAME` is set. */
+  /** `service.name` (an actor's is its role's, in {@link SERVICE_NAMES}), unless `OTEL_SERVICE_NAME` is set. */
   serviceName: string;
   /** `service.instance.id`: the actor's id, so spans name the process that made them. */
   actorId: string;

@@ -29,6 +29,7 @@ import { SWITCHYARD_ATTRS } from './attributes.ts';
 import {
   compileTracingOptions,
   type CompiledTracingOptions,
+  SERVICE_NAMESPACE,
   type OtlpProtocol,
   type TracesExporter,
   type TracingLogger,
@@ -155,6 +156,7 @@ export function initTracing(options: TracingOptions): Tracing {
   const provider = new TracerProvider({
     resource: defaultResource().merge(
       resourceFromAttributes({
+        'service.namespace': SERVICE_NAMESPACE,
         ...opts.resourceAttributes,
         'service.name': opts.serviceName,
         'service.instance.id': opts.actorId,

@@ -4,7 +4,8 @@
  * HTTP request that arrives with its own `traceparent` fails over (its replica is SIGKILLed
  * mid-stream); its spans form one trace bridge → client send → route → one span per attempt →
  * replica → engine phases, with the right parents, a failover event naming the dead replica,
- * and the router's log line about the failover carries the request's trace id.
+ * and the router's log line about the failover carries the request's trace id. Each process
+ * names its service by role, in the `switchyard` namespace.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -149,10 +150,15 @@ describe('one trace across bridge, router and replica processes', () => {
     assert.deepEqual(await Promise.all(survivors.map((a) => a.terminate())), [0, 0, 0]);
     const spans = receiver.spans.filter((s) => s.traceId === TRACE_ID);
     const role = (s: ReceivedSpan): unknown => s.resource[SWITCHYARD_ATTRS.role];
+    const service = (s: ReceivedSpan): unknown[] => [
+      s.resource['service.name'],
+      s.resource['service.namespace'],
+    ];
 
     const http = one(spans, 'POST /v1/completions');
     assert.equal(http.kind, OTLP_KIND.server);
     assert.equal(role(http), 'bridge');
+    assert.deepEqual(service(http), ['switchyard-bridge', 'switchyard']);
     assert.equal(http.parentSpanId, CALLER_SPAN_ID, "the caller's traceparent is honoured");
     assert.equal(http.attributes['http.response.status_code'], 200);
     assert.equal(http.attributes[GEN_AI_ATTRS.operationName], 'text_completion');
@@ -165,6 +171,7 @@ describe('one trace across bridge, router and replica processes', () => {
 
     const route = one(spans, SPAN_NAMES.route);
     assert.equal(role(route), 'router');
+    assert.deepEqual(service(route), ['switchyard-router', 'switchyard']);
     assert.equal(route.kind, OTLP_KIND.server);
     assert.equal(route.parentSpanId, send.spanId);
     assert.equal(route.attributes[SWITCHYARD_ATTRS.attempt], 2);
@@ -186,6 +193,7 @@ describe('one trace across bridge, router and replica processes', () => {
     // The killed replica's spans died with it; the survivor's continue the second attempt.
     const served = one(spans, 'process sy.v1.replica.{id}.generate');
     assert.equal(served.resource['service.instance.id'], survivor);
+    assert.deepEqual(service(served), ['switchyard-replica', 'switchyard']);
     assert.equal(served.parentSpanId, attempts[1]?.spanId);
     assert.ok(Number(served.attributes[SWITCHYARD_ATTRS.resumedTokens]) > 0, 'the attempt resumed tokens');
     assert.ok(Number(served.attributes[GEN_AI_ATTRS.usageOutputTokens]) > 0);

@@ -25,6 +25,7 @@ import { newActorId } from '../config/checks.ts';
 import { subcommandHelp } from '../config/help.ts';
 import { UP_TABLE } from '../config/up-table.ts';
 import { StartupError } from '../errors/errors.ts';
+import { metricsUrl } from '../telemetry/metrics-address.ts';
 import { say } from './actor.ts';
 import { ActorProcess, describeExit, type ChildSpec } from './children.ts';
 import { freePort, startLocalNatsServer, type LocalAuth, type LocalNatsServer } from './nats-server.ts';
@@ -259,7 +260,8 @@ class Cluster {
     // The bridge serves /metrics on its own HTTP port.
     const metricsPort = this.plan.metrics && spec.role !== 'bridge' ? await freePort() : undefined;
     const args = ['--id', spec.id, ...spec.args];
-    if (metricsPort !== undefined) args.push('--metrics-port', String(metricsPort));
+    if (metricsPort !== undefined)
+      args.push('--metrics-port', String(metricsPort), '--metrics-host', this.plan.metricsHost);
     const name = `${spec.role} ${spec.id}`;
     const child: Child = {
       spec: { ...spec, args, metricsPort },
@@ -306,7 +308,7 @@ class Cluster {
       const urls = this.children.map((c) =>
         c.spec.role === 'bridge'
           ? `${c.spec.id} ${String(c.first?.url)}/metrics`
-          : `${c.spec.id} http://127.0.0.1:${String(c.spec.metricsPort)}/metrics`,
+          : `${c.spec.id} ${metricsUrl(this.plan.metricsHost, c.spec.metricsPort ?? 0)}`,
       );
       lines.push(`  metrics     ${urls.join(', ')}`);
     }

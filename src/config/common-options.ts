@@ -5,6 +5,7 @@
 import { CONNECTION_ENV, DEFAULT_SERVERS, type ConnectionOptions } from '../cluster/connection.ts';
 import { ID_PATTERN } from '../cluster/subjects.ts';
 import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from '../telemetry/logger.ts';
+import { DEFAULT_METRICS_HOST } from '../telemetry/metrics-address.ts';
 import type { OptionDef } from './option.ts';
 
 /** One of the telemetry logger's levels. */
@@ -147,6 +148,7 @@ export function defBuilders(subcommand: string): {
   int: (key: string, flag: string, fallback: number, doc: string, min?: number) => OptionDef;
   ms: (key: string, flag: string, fallback: number, doc: string, min?: number) => OptionDef;
   metricsPort: () => OptionDef;
+  metricsHost: () => OptionDef;
 } {
   const env = (flag: string): string =>
     `SWITCHYARD_${subcommand.toUpperCase()}_${flag.toUpperCase().replaceAll('-', '_')}`;
@@ -179,5 +181,20 @@ export function defBuilders(subcommand: string): {
       default: 0,
       doc: 'Port of the Prometheus /metrics endpoint; 0 turns it off.',
     }),
+    metricsHost: () => metricsHostDef(env('metrics-host')),
+  };
+}
+
+/** `--metrics-host`: where a router's or replica's /metrics listens (`up` hands its own down). */
+export function metricsHostDef(envName: string): OptionDef {
+  return {
+    key: 'metricsHost',
+    flag: 'metrics-host',
+    env: envName,
+    type: 'string',
+    metavar: 'ADDR',
+    default: DEFAULT_METRICS_HOST,
+    check: (v) => (v === '' ? 'expected a host name or address, got an empty value' : undefined),
+    doc: 'Address /metrics listens on; 0.0.0.0 in a pod, so Prometheus can scrape it.',
   };
 }

@@ -51,7 +51,7 @@ export function modelDef(key: string): OptionDef {
   };
 }
 
-const { env, int, ms, metricsPort } = defBuilders('replica');
+const { env, int, ms, metricsPort, metricsHost } = defBuilders('replica');
 
 const defs: OptionDef[] = [
   idDef('replica'),
@@ -161,6 +161,7 @@ const defs: OptionDef[] = [
     doc: 'Serve the echo engine (prompt bytes echoed back, no model): only for router benchmarks.',
   },
   metricsPort(),
+  metricsHost(),
   logLevelDef(),
   ...natsDefs(DEFAULT_SERVERS_TEXT),
 ];

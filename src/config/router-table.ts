@@ -32,7 +32,7 @@ export interface RouterSettings extends RouterOptions, CommonSettings {
   nats: ConnectionOptions;
 }
 
-const { env, int, ms, metricsPort } = defBuilders('router');
+const { env, int, ms, metricsPort, metricsHost } = defBuilders('router');
 
 const defs: OptionDef[] = [
   idDef('router'),
@@ -97,6 +97,7 @@ const defs: OptionDef[] = [
     0,
   ),
   metricsPort(),
+  metricsHost(),
   logLevelDef(),
   ...natsDefs(DEFAULT_SERVERS_TEXT),
 ];

@@ -1,7 +1,7 @@
 /** The `up` subcommand's options: a whole single-machine cluster, every actor its own process. */
 import type { ConnectionOptions } from '../cluster/connection.ts';
 import { bridgeHostDef, bridgePortDef, cacheDef, keysFileDef } from './bridge-table.ts';
-import { logLevelDef, natsDefs, type CommonSettings } from './common-options.ts';
+import { logLevelDef, metricsHostDef, natsDefs, type CommonSettings } from './common-options.ts';
 import { parseGpus } from './gpus.ts';
 import type { OptionDef, OptionTable } from './option.ts';
 import { modelDef } from './replica-table.ts';
@@ -33,6 +33,8 @@ export interface UpSettings extends CommonSettings {
   /** Handed to the bridge as `--cache` when given to `up`. */
   cache: boolean;
   metrics: boolean;
+  /** Handed to every router and replica as `--metrics-host`. */
+  metricsHost: string;
 }
 
 const env = (flag: string): string => `SWITCHYARD_UP_${flag.toUpperCase().replaceAll('-', '_')}`;
@@ -91,6 +93,7 @@ const defs: OptionDef[] = [
     default: true,
     doc: 'Give every router and replica a Prometheus /metrics port (free ports, listed in the summary; the bridge serves its own on --port). --metrics=false turns them off.',
   },
+  { ...metricsHostDef(env('metrics-host')), doc: 'Address the routers and replicas serve /metrics on.' },
   { ...logLevelDef(DEFAULT_UP_LOG_LEVEL), doc: 'Level of the JSON logs of every child process (stderr).' },
   ...natsDefs('none: start a local nats-server on a free port'),
 ];

@@ -1,6 +1,6 @@
 /** Replica actor options, their defaults, and the one function that fills and checks them. */
 import type { ConnectionOptions } from '../cluster/connection.ts';
-import { checkActorId, checkMs } from '../config/checks.ts';
+import { checkActorId, checkMetricsHost, checkMs } from '../config/checks.ts';
 import type { EngineOptions } from '../engine/options.ts';
 
 /** Heartbeat period: routers count missed beats, so failover speed follows from it. */
@@ -30,6 +30,8 @@ export interface ReplicaOptions {
   allowFaultInjection?: boolean;
   /** Port for Prometheus `/metrics`; 0 = off. @default 0 */
   metricsPort?: number;
+  /** Address `/metrics` listens on (a pod's must be scrapable). @default DEFAULT_METRICS_HOST */
+  metricsHost?: string;
   /**
    * Log each request's prompt and generated text when it ends (debugging a model, never by
    * default: prompts are the users' data). @default false
@@ -53,6 +55,7 @@ export interface CompiledReplicaOptions {
   warmup: boolean;
   allowFaultInjection: boolean;
   metricsPort: number;
+  metricsHost: string;
   logPrompts: boolean;
   echo: boolean;
 }
@@ -75,6 +78,7 @@ export function compileReplicaOptions(opts: ReplicaOptions): CompiledReplicaOpti
     warmup: opts.warmup ?? true,
     allowFaultInjection: opts.allowFaultInjection ?? false,
     metricsPort: checkMs('metricsPort', opts.metricsPort, 0, 0),
+    metricsHost: checkMetricsHost(opts.metricsHost),
     logPrompts: opts.logPrompts ?? false,
     echo: opts.echo ?? false,
   };

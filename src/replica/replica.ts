@@ -191,8 +191,12 @@ class ReplicaActor implements Replica {
       this.log.warn('fault injection is enabled on this replica');
     }
     if (this.options.metricsPort > 0) {
-      this.metricsServer = await serveMetrics(this.options.metricsPort, this.metrics.registry);
-      progress(`metrics on http://127.0.0.1:${this.metricsServer.port}/metrics`);
+      this.metricsServer = await serveMetrics(
+        this.options.metricsPort,
+        this.metrics.registry,
+        this.options.metricsHost,
+      );
+      progress(`metrics on ${this.metricsServer.url}`);
     }
     // Ready means subscribed: the server has our subscriptions before anyone is told we serve.
     await this.nc.flush();

@@ -1,7 +1,7 @@
 /** Router actor options, their defaults, and the one function that fills and checks them. */
 import type { ConnectionOptions } from '../cluster/connection.ts';
 import { StartupError } from '../errors/errors.ts';
-import { checkActorId, checkMs } from '../config/checks.ts';
+import { checkActorId, checkMetricsHost, checkMs } from '../config/checks.ts';
 
 /** Router heartbeat period (replicas and clients watch it to find orphaned requests). */
 export const DEFAULT_ROUTER_HEARTBEAT_INTERVAL_MS = 200;
@@ -60,6 +60,8 @@ export interface RouterOptions {
   drainGraceMs?: number;
   /** Port for Prometheus `/metrics`; 0 = off. @default 0 */
   metricsPort?: number;
+  /** Address `/metrics` listens on (a pod's must be scrapable). @default DEFAULT_METRICS_HOST */
+  metricsHost?: string;
 }
 
 /** Router options with every default filled in. */
@@ -77,6 +79,7 @@ export interface CompiledRouterOptions {
   strategy: RoutingStrategyName;
   drainGraceMs: number;
   metricsPort: number;
+  metricsHost: string;
 }
 
 /** Fills defaults and rejects contradictions with a message naming the option. */
@@ -118,5 +121,6 @@ export function compileRouterOptions(opts: RouterOptions): CompiledRouterOptions
     strategy,
     drainGraceMs: checkMs('drainGraceMs', opts.drainGraceMs, DEFAULT_ROUTER_DRAIN_GRACE_MS, 0),
     metricsPort: checkMs('metricsPort', opts.metricsPort, 0, 0),
+    metricsHost: checkMetricsHost(opts.metricsHost),
   };
 }

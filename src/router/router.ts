@@ -147,13 +147,17 @@ class RouterActor implements Router, RouterContext {
       },
     });
     if (this.options.metricsPort > 0) {
-      this.metricsServer = await serveMetrics(this.options.metricsPort, this.metrics.registry);
+      this.metricsServer = await serveMetrics(
+        this.options.metricsPort,
+        this.metrics.registry,
+        this.options.metricsHost,
+      );
     }
     // Ready means subscribed: the server has our subscriptions before anyone is told we serve.
     await this.nc.flush();
     this.state = 'running';
     this.beat();
-    this.log.info({ strategy: this.strategy.name, metricsPort: this.metricsServer?.port }, 'router ready');
+    this.log.info({ strategy: this.strategy.name, metrics: this.metricsServer?.url }, 'router ready');
   }
 
   stop(): Promise<void> {

@@ -6,7 +6,8 @@
  *
  * Each actor owns one {@link Registry} (tests run several actors in one process, so nothing is
  * registered globally), labelled with the actor's id, and serves it on `GET /metrics` at its
- * `--metrics-port` (0 = off); the bridge serves its registry on its own HTTP port. Gauges of
+ * `--metrics-host`:`--metrics-port` (port 0 = off; the host is loopback unless a pod must be
+ * scraped); the bridge serves its registry on its own HTTP port and host. Gauges of
  * existing state (queue depth, membership) are read at scrape time, so the decode step and the
  * routing decision do no work for them; histograms and counters are updated where things happen.
  */
@@ -15,11 +16,9 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { StartupError } from '../errors/errors.ts';
 import { eventLoopDelaySeconds } from './event-loop.ts';
+import { DEFAULT_METRICS_HOST, metricsUrl } from './metrics-address.ts';
 
 export { Counter, Gauge, Histogram, Registry };
-
-/** Where actors serve metrics: loopback unless told otherwise. */
-export const DEFAULT_METRICS_HOST = '127.0.0.1';
 
 /** Buckets of request durations, in seconds (a tiny model on CPU to a long generation on a GPU). */
 export const DURATION_BUCKETS_S = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -85,11 +84,15 @@ export function scraped(
 
 /** A running metrics endpoint. */
 export interface MetricsServer {
+  /** The address it listens on, as the socket reports it (e.g. `127.0.0.1`, `0.0.0.0`, `::`). */
+  readonly host: string;
   readonly port: number;
+  /** `http://host:port/metrics`, for logs and `up`'s summary. */
+  readonly url: string;
   close(): Promise<void>;
 }
 
-/** Serves `GET /metrics` on `port` (0 = a free port) from `registry`. */
+/** Serves `GET /metrics` on `host`:`port` (port 0 = a free port) from `registry`. */
 export async function serveMetrics(
   port: number,
   registry: Registry,
@@ -110,15 +113,18 @@ export async function serveMetrics(
       reject(
         new StartupError(
           'config',
-          `cannot serve metrics on ${host}:${port}: ${err.message} (change --metrics-port)`,
+          `cannot serve metrics on ${host}:${port}: ${err.message} (change --metrics-port or --metrics-host)`,
         ),
       ),
     );
     server.listen(port, host, resolve);
   });
   server.unref();
+  const bound = server.address() as AddressInfo;
   return {
-    port: (server.address() as AddressInfo).port,
+    host: bound.address,
+    port: bound.port,
+    url: metricsUrl(bound.address, bound.port),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

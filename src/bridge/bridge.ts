@@ -18,6 +18,7 @@ import {
 import type { Duplex } from 'node:stream';
 import { SwitchyardClient } from '../client/client.ts';
 import { newRequestId } from '../client/request.ts';
+import { actorInboxPrefix } from '../cluster/subjects.ts';
 import { StartupError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { ClusterView } from './cluster-view.ts';
@@ -96,7 +97,11 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
   const options = compileBridgeOptions(opts);
   const log = createLogger({ role: 'bridge', id: options.id });
   const client = await SwitchyardClient.connect({
-    nats: { name: `bridge-${options.id}`, ...options.nats },
+    nats: {
+      name: `bridge-${options.id}`,
+      ...options.nats,
+      inboxPrefix: options.nats.inboxPrefix ?? actorInboxPrefix('bridge', options.id),
+    },
     defaultTimeoutMs: options.generationTimeoutMs,
   });
   const view = new ClusterView({ log });

@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { authorizationBlock, type NatsUser } from '../cluster/permissions.ts';
 import { StartupError } from '../errors/errors.ts';
 import { withParentDeathSignal } from './parent-death.ts';
 
@@ -26,9 +27,15 @@ const STOP_TIMEOUT_MS = 5_000;
 const PORT_ATTEMPTS = 3;
 const HOST = '127.0.0.1';
 
-/** How clients must authenticate to the local server; none by default (it listens on loopback only). */
+/**
+ * How clients must authenticate to the local server: nkey users with per-role permissions
+ * (`up`'s default), or, with `up --insecure`, nothing or one shared user or token.
+ */
 export type LocalAuth =
-  { kind: 'none' } | { kind: 'user'; user: string; pass: string } | { kind: 'token'; token: string };
+  | { kind: 'none' }
+  | { kind: 'user'; user: string; pass: string }
+  | { kind: 'token'; token: string }
+  | { kind: 'nkeys'; users: readonly NatsUser[] };
 
 /** The nats-server binary: $NATS_SERVER_BIN, then PATH, then the usual install paths; undefined if none. */
 export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | undefined {
@@ -75,6 +82,7 @@ function configText(dir: string, auth: LocalAuth): string {
   const lines = [`jetstream { store_dir: ${q(join(dir, 'jetstream'))} }`];
   if (auth.kind === 'user') lines.push(`authorization { user: ${q(auth.user)}, password: ${q(auth.pass)} }`);
   if (auth.kind === 'token') lines.push(`authorization { token: ${q(auth.token)} }`);
+  if (auth.kind === 'nkeys') lines.push(authorizationBlock(auth.users));
   return `${lines.join('\n')}\n`;
 }
 

@@ -20,7 +20,9 @@ import {
   type ConnectionOptions,
 } from '../cluster/connection.ts';
 import { GENERATE_SUBJECT } from '../cluster/subjects.ts';
-import { resolveUpConfig, type Resolved, type UpPlan } from '../config/actors.ts';
+import { DEFAULT_CACHE_BUCKET } from '../bridge/cache.ts';
+import { DEFAULT_RATE_LIMIT_BUCKET } from '../bridge/rate-limit-options.ts';
+import { resolveBridgeConfig, resolveUpConfig, type Resolved, type UpPlan } from '../config/actors.ts';
 import { newActorId } from '../config/checks.ts';
 import { subcommandHelp } from '../config/help.ts';
 import { UP_TABLE } from '../config/up-table.ts';
@@ -28,17 +30,25 @@ import { StartupError } from '../errors/errors.ts';
 import { metricsUrl } from '../telemetry/metrics-address.ts';
 import { say } from './actor.ts';
 import { ActorProcess, describeExit, type ChildSpec } from './children.ts';
+import { CredentialStore, type Credential } from './nats-credentials.ts';
 import { freePort, startLocalNatsServer, type LocalAuth, type LocalNatsServer } from './nats-server.ts';
 import { parentDeathSignalProblem } from './parent-death.ts';
 import { checkPortFree } from './port-check.ts';
 import { checkModelDir, displayPath } from './preflight.ts';
 import { describeEvent, Supervisor } from './supervisor.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PermissionRole } from '../cluster/permissions.ts';
 
 /** How long a child may drain after SIGTERM before it is killed (above the default drain grace of 10 s). */
 export const CHILD_STOP_TIMEOUT_MS = 30_000;
 
-/** The auth a local nats-server is configured with; only user/password and token can be set up locally. */
-function localAuth(nats: ConnectionOptions): LocalAuth {
+/**
+ * The auth of `up --insecure`'s local nats-server: none, or the one shared user/password or token
+ * it was given (every actor the same identity, every permission).
+ */
+function insecureAuth(nats: ConnectionOptions): LocalAuth {
   const needsRemote = ['nkeySeedFile', 'credsFile', 'tlsCaFile', 'tlsCertFile', 'tlsKeyFile'] as const;
   const given = needsRemote.filter((k) => nats[k] !== undefined);
   if (given.length > 0) {
@@ -52,6 +62,39 @@ function localAuth(nats: ConnectionOptions): LocalAuth {
     return { kind: 'user', user: nats.user, pass: nats.pass };
   if (nats.token !== undefined) return { kind: 'token', token: nats.token };
   return { kind: 'none' };
+}
+
+/**
+ * Refuses the shared-identity flags for a secured local server: one user for every actor is
+ * exactly what per-role permissions replace (DESIGN.md invariant 7).
+ */
+function checkSecureLocal(nats: ConnectionOptions): void {
+  const shared = (
+    [
+      ['user', '--nats-user'],
+      ['pass', '--nats-password'],
+      ['token', '--nats-token'],
+    ] as const
+  ).filter(([k]) => nats[k] !== undefined);
+  if (shared.length === 0) {
+    insecureAuth(nats); // nkey, creds and TLS files need --nats URL either way
+    return;
+  }
+  const flags = shared.map(([k, flag]) => `${flag} (${CONNECTION_ENV[k]})`).join(', ');
+  throw new StartupError(
+    'config',
+    `${flags} would give every actor one shared NATS identity; up now gives each actor its own ` +
+      "credential with its role's permissions and writes a client credential for programs. " +
+      'Leave them out, give --nats URL of your own server, or add --insecure to run as before',
+  );
+}
+
+/** The KV buckets bridges use (from the same config file and environment the bridge reads). */
+function bridgeBuckets(configFile: string | undefined): string[] {
+  const r = resolveBridgeConfig({ argv: configFile === undefined ? [] : ['--config', configFile] });
+  const cache = r.help ? undefined : r.settings.cache.bucket;
+  const limits = r.help ? undefined : r.settings.rateLimit.bucket;
+  return [...new Set([cache ?? DEFAULT_CACHE_BUCKET, limits ?? DEFAULT_RATE_LIMIT_BUCKET])];
 }
 
 /** The NATS connection as environment variables: children resolve them like any other actor. */
@@ -108,6 +151,8 @@ class Cluster {
   private readonly configFile: string | undefined;
   private readonly bridgeArgs: readonly string[];
   private nats: LocalNatsServer | undefined;
+  /** The local server's credentials; undefined with `--nats` or `--insecure`. */
+  private credentials: CredentialStore | undefined;
   private bridge: Child | undefined;
   private readonly routers: Child[] = [];
   private readonly replicas: Child[] = [];
@@ -141,7 +186,19 @@ class Cluster {
   private readonly killNow = (): void => {
     for (const child of this.children) child.supervisor.killNow();
     this.nats?.killNow();
+    this.removeCredentials();
   };
+
+  private removeCredentials(): void {
+    if (this.credentials !== undefined) rmSync(this.credentials.dir, { recursive: true, force: true });
+  }
+
+  /** The child's environment: the NATS URL, and its own credential on a secured local server. */
+  private childEnv(base: NodeJS.ProcessEnv, role: PermissionRole, id: string): NodeJS.ProcessEnv {
+    const credential = this.credentials?.issue(role, id);
+    if (credential === undefined) return base;
+    return { ...base, [CONNECTION_ENV.nkeySeedFile]: credential.seedFile };
+  }
 
   async run(): Promise<number> {
     process.on('SIGINT', this.onSignal);
@@ -194,7 +251,7 @@ class Cluster {
     let url = plan.nats.servers === undefined ? undefined : [plan.nats.servers].flat().join(',');
     if (url === undefined) {
       say('up: starting nats-server on 127.0.0.1…');
-      this.nats = await startLocalNatsServer(localAuth(plan.nats));
+      this.nats = await startLocalNatsServer(this.localAuth());
       url = this.nats.url;
       this.watchNats(this.nats);
     }
@@ -214,7 +271,9 @@ class Cluster {
 
     for (let i = 1; i <= plan.routers; i++) {
       const id = local ? `router-${i}` : newActorId('router');
-      this.routers.push(await this.spawn({ role: 'router', id, env, args: common }));
+      this.routers.push(
+        await this.spawn({ role: 'router', id, env: this.childEnv(env, 'router', id), args: common }),
+      );
     }
     await this.allReady(this.routers);
     if (this.stopReason !== undefined) return;
@@ -225,7 +284,15 @@ class Cluster {
       const device = gpu === undefined ? undefined : `cuda:${gpu}`;
       const args = [...common, '--model', plan.model, '--threads', String(plan.threads)];
       if (device !== undefined) args.push('--device', device);
-      this.replicas.push(await this.spawn({ role: 'replica', id, env, args, device: device ?? 'cpu' }));
+      this.replicas.push(
+        await this.spawn({
+          role: 'replica',
+          id,
+          env: this.childEnv(env, 'replica', id),
+          args,
+          device: device ?? 'cpu',
+        }),
+      );
     }
     await this.allReady(this.replicas);
     if (this.stopReason !== undefined) return;
@@ -244,7 +311,12 @@ class Cluster {
     const port = this.plan.port === 0 ? 'a free port' : `port ${this.plan.port}`;
     say(`up: starting the HTTP bridge on ${this.plan.host}, ${port}…`);
     const id = local ? 'bridge-1' : newActorId('bridge');
-    const bridge = await this.spawn({ role: 'bridge', id, env, args: [...common, ...this.bridgeArgs] });
+    const bridge = await this.spawn({
+      role: 'bridge',
+      id,
+      env: this.childEnv(env, 'bridge', id),
+      args: [...common, ...this.bridgeArgs],
+    });
     this.bridge = bridge;
     await this.allReady([bridge]);
     const url = bridge.first?.url;
@@ -274,6 +346,31 @@ class Cluster {
     return child;
   }
 
+  /**
+   * The local server's auth. Secured (the default): an nkey per actor, known up front because
+   * local ids are fixed (`router-1`, `replica-2`, `bridge-1`; a restart keeps its id and its key),
+   * plus the client and operator credentials the summary prints.
+   */
+  private localAuth(): LocalAuth {
+    if (this.plan.insecure) {
+      say(
+        'up: warning: --insecure: nats-server runs without credentials or permissions; any local ' +
+          'process can read every prompt and token and pose as any actor',
+      );
+      return insecureAuth(this.plan.nats);
+    }
+    const store = new CredentialStore(mkdtempSync(join(tmpdir(), 'switchyard-creds-')), {
+      kvBuckets: bridgeBuckets(this.configFile),
+    });
+    this.credentials = store;
+    for (let i = 1; i <= this.plan.routers; i++) store.issue('router', `router-${i}`);
+    for (let i = 1; i <= this.plan.replicas; i++) store.issue('replica', `replica-${i}`);
+    store.issue('bridge', 'bridge-1');
+    store.issue('client', 'client');
+    store.issue('operator', 'operator');
+    return { kind: 'nkeys', users: store.users };
+  }
+
   private watchNats(nats: LocalNatsServer): void {
     void nats.exited.then((exit) => {
       if (this.stopping) return;
@@ -288,13 +385,16 @@ class Cluster {
     const natsLine =
       this.nats === undefined
         ? `${redactUrl(url)} (external)`
-        : `${url} (local nats-server, log ${this.nats.logFile})`;
-    const lines = [
-      '',
-      'switchyard is up',
-      `  NATS        ${natsLine}`,
-      `  front door  NATS request-reply on ${GENERATE_SUBJECT} (docs/protocol.md)`,
-    ];
+        : `${url} (local nats-server, log ${this.nats.logFile}` +
+          `${this.credentials === undefined ? '; --insecure: no credentials' : ''})`;
+    const lines = ['', 'switchyard is up', `  NATS        ${natsLine}`];
+    const client = this.credentials?.issue('client', 'client');
+    const operator = this.credentials?.issue('operator', 'operator');
+    if (client !== undefined && operator !== undefined) {
+      const how = (c: Credential): string => `${c.seedFile}  (--nats-nkey-seed-file ${c.seedFile})`;
+      lines.push(`  client      ${how(client)}`, `  operator    ${how(operator)}`);
+    }
+    lines.push(`  front door  NATS request-reply on ${GENERATE_SUBJECT} (docs/protocol.md)`);
     if (http !== undefined) {
       const detail = this.bridge?.first?.detail;
       const keys = detail === undefined ? '' : `; ${detail}`;
@@ -327,6 +427,7 @@ class Cluster {
       ...(await Promise.all(this.replicas.map((r) => this.stopChild(r)))),
     ];
     await this.nats?.stop();
+    this.removeCredentials();
     return clean.every(Boolean);
   }
 
@@ -349,7 +450,10 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   const plan = resolved.settings;
   checkModelDir(plan.model, resolved.sources.get('model'));
   compileConnectionOptions(plan.nats); // contradictory credentials fail here, before anything starts
-  if (plan.nats.servers === undefined) localAuth(plan.nats);
+  if (plan.nats.servers === undefined) {
+    if (plan.insecure) insecureAuth(plan.nats);
+    else checkSecureLocal(plan.nats);
+  }
   // A bad keys file or a taken HTTP port fails now, not after every model has loaded.
   if (plan.keysFile !== undefined) createAuthenticator({ keysFile: plan.keysFile });
   if (plan.port !== 0) {

@@ -61,7 +61,7 @@ export class SwitchyardClient {
   static async connect(opts: ClientOptions = {}): Promise<SwitchyardClient> {
     const options = compileClientOptions(opts);
     if (opts.nc !== undefined) return new SwitchyardClient(opts.nc, options, false);
-    const nc = await connectNats(opts.nats ?? {});
+    const nc = await connectNats({ ...opts.nats, inboxPrefix: options.inboxPrefix });
     return new SwitchyardClient(nc, options, true);
   }
 

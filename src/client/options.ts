@@ -1,7 +1,8 @@
 /** Client options, their defaults, and the one function that fills and checks them. */
-import type { NatsConnection } from '@nats-io/nats-core';
+import { nuid, type NatsConnection } from '@nats-io/nats-core';
 import type { ConnectionOptions } from '../cluster/connection.ts';
 import { ATTEMPT_MAX } from '../cluster/messages/stream.ts';
+import { actorInboxPrefix } from '../cluster/subjects.ts';
 import { DEFAULT_ACK_TIMEOUT_MS } from '../cluster/stream-requester.ts';
 import { checkMs } from '../config/checks.ts';
 import { StartupError } from '../errors/errors.ts';
@@ -45,7 +46,8 @@ export interface ClientOptions {
   retryBackoffMs?: number;
   /**
    * Reply-inbox prefix where NATS permissions restrict `_INBOX.>`; with `nats` it defaults to
-   * `nats.inboxPrefix`, and it must match the connection's own prefix. @default '_INBOX'
+   * `nats.inboxPrefix`, and it must match the connection's own prefix. @default with `nats`:
+   * `_INBOX_client.<random>` (what the client credential of `up` may subscribe to); with `nc`: '_INBOX'
    */
   inboxPrefix?: string;
 }
@@ -69,13 +71,21 @@ export function compileClientOptions(opts: ClientOptions): CompiledClientOptions
   if (maxAttempts > ATTEMPT_MAX) {
     throw new StartupError('config', `maxAttempts must be at most ${ATTEMPT_MAX}, got ${maxAttempts}`);
   }
-  const inboxPrefix = opts.inboxPrefix ?? opts.nats?.inboxPrefix;
+  const givenPrefix = opts.inboxPrefix ?? opts.nats?.inboxPrefix;
+  // A connection of its own gets inboxes that name the role (`_INBOX_client.<random>`), the
+  // prefix the client credential may subscribe to; an adopted one keeps whatever it uses.
+  const inboxPrefix =
+    givenPrefix !== undefined && givenPrefix !== ''
+      ? givenPrefix
+      : opts.nc === undefined
+        ? actorInboxPrefix('client', nuid.next())
+        : undefined;
   return {
     defaultTimeoutMs: checkMs('defaultTimeoutMs', opts.defaultTimeoutMs, DEFAULT_CLIENT_TIMEOUT_MS),
     maxAttempts,
     routerSilenceMs: checkMs('routerSilenceMs', opts.routerSilenceMs, DEFAULT_ROUTER_SILENCE_MS, 0),
     ackTimeoutMs: checkMs('ackTimeoutMs', opts.ackTimeoutMs, DEFAULT_ACK_TIMEOUT_MS),
     retryBackoffMs: checkMs('retryBackoffMs', opts.retryBackoffMs, DEFAULT_RETRY_BACKOFF_MS, 0),
-    inboxPrefix: inboxPrefix === '' ? undefined : inboxPrefix,
+    inboxPrefix,
   };
 }

@@ -112,6 +112,65 @@ export function heartbeatSubjectId(subject: string): { role: 'replica' | 'router
   return { role, id };
 }
 
+/** Roles whose inboxes are named by role and id, so permissions can tell whose replies are whose. */
+export type InboxRole = 'router' | 'replica' | 'bridge' | 'client';
+
+/**
+ * The reply-inbox prefix of one actor: `_INBOX_<role>.<id>`. Two tokens, not `_INBOX_<role>_<id>`:
+ * a NATS wildcard matches whole tokens only, and replicas must be allowed to publish to every
+ * router's inbox (`_INBOX_router.>`) without knowing the routers. Replies go to
+ * `<prefix>.<nuid>.<n>` (reply-mux.ts).
+ */
+export function actorInboxPrefix(role: InboxRole, id: string): string {
+  assertId(`${role} id`, id);
+  return `_INBOX_${role}.${id}`;
+}
+
+/** Every inbox of one role (`_INBOX_router.>`): what a permission grants to publish replies to. */
+export function roleInboxes(role: InboxRole): string {
+  return `_INBOX_${role}.>`;
+}
+
+/** Every inbox of one actor (`_INBOX_router.<id>.>`): the only inboxes it may subscribe to. */
+export function actorInboxes(role: InboxRole, id: string): string {
+  return `${actorInboxPrefix(role, id)}.>`;
+}
+
+/** Every subject of one replica (generate, cancel, fault). */
+export function replicaSubjects(replicaId: string): string {
+  assertId('replica id', replicaId);
+  return `${PROTOCOL_PREFIX}.replica.${replicaId}.*`;
+}
+
+/** Every replica's generate subject: what routers may publish to. */
+export const ALL_REPLICA_GENERATE = `${PROTOCOL_PREFIX}.replica.*.generate`;
+/** Every replica's cancel subject. */
+export const ALL_REPLICA_CANCEL = `${PROTOCOL_PREFIX}.replica.*.cancel`;
+/** Every router's cancel subject: what clients and bridges may publish to. */
+export const ALL_ROUTER_CANCEL = `${PROTOCOL_PREFIX}.router.*.cancel`;
+/** Every heartbeat, of routers and replicas. */
+export const ALL_HEARTBEATS = `${PROTOCOL_PREFIX}.hb.>`;
+/** The NATS micro-service discovery subjects ($SRV.PING/INFO/STATS) a replica answers. */
+export const SERVICE_DISCOVERY_SUBJECTS = '$SRV.>';
+/** JetStream's API for the account (`$JS.API.INFO`), which opening a KV bucket asks. */
+export const JETSTREAM_ACCOUNT_INFO = '$JS.API.INFO';
+
+/**
+ * The JetStream API and KV subjects of one KV bucket (stream `KV_<bucket>`): create and inspect
+ * the stream, get and put keys. nats-server 2.9 permissions cannot scope by more than subject,
+ * so this is as narrow as it gets: the stream's own API calls and the bucket's keys.
+ */
+export function kvBucketSubjects(bucket: string): string[] {
+  assertId('KV bucket', bucket);
+  const stream = `KV_${bucket}`;
+  return [
+    `$JS.API.*.*.${stream}`, // STREAM.INFO/CREATE/UPDATE, DIRECT.GET
+    `$JS.API.*.*.${stream}.>`, // DIRECT.GET.<stream>.<subject>, CONSUMER.*.<stream>.<name>
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$KV.${bucket}.>`,
+  ];
+}
+
 /**
  * A fresh, unguessable reply subject for one streamed request. `prefix` must match the
  * connection's `inboxPrefix` where NATS permissions restrict inboxes (NATS default: `_INBOX`).

@@ -35,6 +35,8 @@ export interface UpSettings extends CommonSettings {
   metrics: boolean;
   /** Handed to every router and replica as `--metrics-host`. */
   metricsHost: string;
+  /** Run the local nats-server without credentials or permissions (as before secure-by-default). */
+  insecure: boolean;
 }
 
 const env = (flag: string): string => `SWITCHYARD_UP_${flag.toUpperCase().replaceAll('-', '_')}`;
@@ -94,6 +96,14 @@ const defs: OptionDef[] = [
     doc: 'Give every router and replica a Prometheus /metrics port (free ports, listed in the summary; the bridge serves its own on --port). --metrics=false turns them off.',
   },
   { ...metricsHostDef(env('metrics-host')), doc: 'Address the routers and replicas serve /metrics on.' },
+  {
+    key: 'insecure',
+    flag: 'insecure',
+    env: env('insecure'),
+    type: 'bool',
+    default: false,
+    doc: "Run the local nats-server without credentials: any local process can read and inject traffic. Without it, up gives every actor its own nkey with its role's permissions and writes a client and an operator credential (paths in the summary). Only then are --nats-user/--nats-password/--nats-token accepted without --nats.",
+  },
   { ...logLevelDef(DEFAULT_UP_LOG_LEVEL), doc: 'Level of the JSON logs of every child process (stderr).' },
   ...natsDefs('none: start a local nats-server on a free port'),
 ];

@@ -13,7 +13,12 @@ import { decodeCancel } from '../cluster/messages/stream.ts';
 import { STREAM_KEEPALIVE_INTERVAL_MS } from '../cluster/messages/stream.ts';
 import { watchReconnects } from '../cluster/reconnects.ts';
 import { StreamResponder } from '../cluster/stream-responder.ts';
-import { replicaCancelSubject, replicaFaultSubject, replicaGenerateSubject } from '../cluster/subjects.ts';
+import {
+  actorInboxPrefix,
+  replicaCancelSubject,
+  replicaFaultSubject,
+  replicaGenerateSubject,
+} from '../cluster/subjects.ts';
 import { EchoEngine } from '../engine/echo.ts';
 import { Engine } from '../engine/engine.ts';
 import type { ServingEngine } from '../engine/types.ts';
@@ -72,7 +77,11 @@ export async function startReplica(opts: ReplicaOptions, hooks: ReplicaHooks = {
   const engine = options.echo ? await EchoEngine.start(options.engine) : await Engine.start(options.engine);
   let nc: NatsConnection;
   try {
-    nc = await connectNats({ name: `replica-${options.id}`, ...options.nats });
+    nc = await connectNats({
+      name: `replica-${options.id}`,
+      ...options.nats,
+      inboxPrefix: options.nats.inboxPrefix ?? actorInboxPrefix('replica', options.id),
+    });
   } catch (err) {
     await engine.stop();
     throw err;

@@ -60,6 +60,8 @@ export interface RouterContext {
   readonly nc: NatsConnection;
   readonly id: string;
   readonly options: CompiledRouterOptions;
+  /** The connection's inbox prefix: replicas' streams come back under it. */
+  readonly inboxPrefix: string;
   readonly membership: Membership;
   readonly strategy: RoutingStrategy;
   readonly log: Logger;
@@ -224,6 +226,7 @@ export class RoutedRequest {
         // From the ack: a replica keeps a queued request's stream alive with keepalives.
         idleTimeoutMs: this.ctx.options.stallTimeoutMs,
         deadline: this.deadline,
+        inboxPrefix: this.ctx.inboxPrefix,
       },
     );
   }

@@ -20,6 +20,7 @@ import {
   ALL_REPLICA_HEARTBEATS,
   GENERATE_SUBJECT,
   ROUTER_QUEUE_GROUP,
+  actorInboxPrefix,
   routerCancelSubject,
   routerHeartbeatSubject,
 } from '../cluster/subjects.ts';
@@ -62,8 +63,9 @@ export interface Router {
 export async function startRouter(opts: RouterOptions): Promise<Router> {
   const options = compileRouterOptions(opts);
   const log = createLogger({ role: 'router', id: options.id });
-  const nc = await connectNats({ name: `router-${options.id}`, ...options.nats });
-  const router = new RouterActor(options, nc, log);
+  const inboxPrefix = options.nats.inboxPrefix ?? actorInboxPrefix('router', options.id);
+  const nc = await connectNats({ name: `router-${options.id}`, ...options.nats, inboxPrefix });
+  const router = new RouterActor(options, nc, log, inboxPrefix);
   await router.start();
   return router;
 }
@@ -90,6 +92,7 @@ class RouterActor implements Router, RouterContext {
     readonly options: CompiledRouterOptions,
     readonly nc: NatsConnection,
     readonly log: Logger,
+    readonly inboxPrefix: string,
   ) {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.membership = new Membership(

@@ -147,4 +147,14 @@ describe('switchyard CLI', { concurrency: true }, () => {
     assert.match(r.stdout, /^up: stopped$/m);
     assert.doesNotMatch(r.stdout, /switchyard is up/);
   });
+
+  it('up refuses one shared NATS identity for its own server unless --insecure', async () => {
+    const r = await cli(['up', '--nats-user', 'actor'], { SWITCHYARD_NATS_PASSWORD: 's3cret-pass' });
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(
+      oneLine(r.stderr),
+      /--nats-user \(SWITCHYARD_NATS_USER\), --nats-password \(SWITCHYARD_NATS_PASSWORD\) would give every actor one shared NATS identity.*--insecure/,
+    );
+    assert.doesNotMatch(r.stdout, /starting nats-server/);
+  });
 });

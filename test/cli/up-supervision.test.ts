@@ -75,6 +75,8 @@ async function occupy(port: number): Promise<Server> {
 describe('switchyard up supervision', () => {
   let up: UpProcess | undefined;
   let nc: NatsConnection | undefined;
+  /** The credentials up wrote: a SIGKILLed up leaves them behind like its nats-server's dir. */
+  let credsDir: string | undefined;
   after(async () => {
     await nc?.close();
     await killUp(up);
@@ -86,11 +88,14 @@ describe('switchyard up supervision', () => {
     const url = /NATS\s+(nats:\/\/127\.0\.0\.1:\d+)/.exec(summary)?.[1];
     const http = /HTTP\s+(http:\/\/127\.0\.0\.1:(\d+))\s/.exec(summary);
     const natsLog = /local nats-server, log (\S+)\)/.exec(summary)?.[1];
+    const seed = /^\s*client\s+(\S+\.nk)\s/m.exec(summary)?.[1];
+    credsDir = seed === undefined ? undefined : dirname(seed);
     assert.ok(url !== undefined && http?.[1] !== undefined && http[2] !== undefined, summary);
+    assert.ok(seed !== undefined, `no client credential in:\n${summary}`);
     const [, base, port] = http;
     const upPid = up.child.pid;
     assert.ok(upPid !== undefined);
-    nc = await connectNats({ servers: url });
+    nc = await connectNats({ servers: url, nkeySeedFile: seed });
 
     // SIGKILL from outside: the replica comes back as replica-1 and serves.
     const killed = actorPid(upPid, 'replica-1');
@@ -133,7 +138,7 @@ describe('switchyard up supervision', () => {
         RESTART_TIMEOUT_MS,
         from,
       );
-      const client = await SwitchyardClient.connect({ nats: { servers: url } });
+      const client = await SwitchyardClient.connect({ nats: { servers: url, nkeySeedFile: seed } });
       try {
         const r = await client.generate({
           model: 'tiny-gpt2',
@@ -166,6 +171,7 @@ describe('switchyard up supervision', () => {
     );
     // A SIGKILLed up cannot remove the local nats-server's temp dir: the test does.
     if (natsLog !== undefined) rmSync(dirname(natsLog), { recursive: true, force: true });
+    if (credsDir !== undefined) rmSync(credsDir, { recursive: true, force: true });
     assert.doesNotMatch(up.output(), /up: warning:/, 'setpriv works here (util-linux)');
   });
 });

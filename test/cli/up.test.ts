@@ -42,7 +42,12 @@ describe('switchyard up', () => {
     const base = http[1];
     assert.notEqual(Number(http[2]), 0, '--port 0: the summary prints the port the bridge got');
 
-    const client = await SwitchyardClient.connect({ nats: { servers: url } });
+    // Secure by default: the NATS URL alone is refused, the printed client credential serves.
+    const seed = /^\s*client\s+(\S+\.nk)\s/m.exec(out)?.[1];
+    assert.ok(seed, `no client credential in:\n${out}`);
+    assert.match(out, /^\s*operator\s+\S+\.nk\s/m, 'the summary prints the operator credential');
+    await assert.rejects(connectNats({ servers: url, maxReconnectAttempts: 0 }), /refused|credentials/i);
+    const client = await SwitchyardClient.connect({ nats: { servers: url, nkeySeedFile: seed } });
     try {
       const results = await Promise.all(
         Array.from({ length: 4 }, (_, i) =>

@@ -1,0 +1,213 @@
+/**
+ * The per-role NATS permissions of `switchyard up` (src/cluster/permissions.ts) on a real
+ * nats-server: actors with their own nkeys serve; each forbidden subscribe or publish of a
+ * client, a bridge or a replica credential is refused by the server; and the cluster keeps
+ * serving after the refusals. One server, one router and one replica for the whole file.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { Svcm } from '@nats-io/services';
+import { SwitchyardClient } from '../../src/client/client.ts';
+import { CredentialStore, type Credential } from '../../src/cli/nats-credentials.ts';
+import { connectNats } from '../../src/cluster/connection.ts';
+import { authorizationBlock } from '../../src/cluster/permissions.ts';
+import {
+  GENERATE_SUBJECT,
+  ROUTER_QUEUE_GROUP,
+  actorInboxPrefix,
+  replicaHeartbeatSubject,
+  replicaSubjects,
+  routerHeartbeatSubject,
+  type InboxRole,
+} from '../../src/cluster/subjects.ts';
+import { UnauthorizedError } from '../../src/errors/errors.ts';
+import { ActorProcess, killAll } from '../helpers/cluster.ts';
+import { NatsServer } from '../helpers/nats-server.ts';
+
+/** How long to wait for the server's asynchronous -ERR of a refused operation. */
+const REFUSAL_TIMEOUT_MS = 2_000;
+
+/** Resolves with the permission violation the server reports for `subject`. */
+function violation(nc: NatsConnection, subject: string): Promise<PermissionViolationError> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no permission violation for ${subject}`)),
+      REFUSAL_TIMEOUT_MS,
+    );
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (
+          s.type === 'error' &&
+          s.error instanceof PermissionViolationError &&
+          s.error.subject === subject
+        ) {
+          clearTimeout(timer);
+          resolve(s.error);
+          return;
+        }
+      }
+    })();
+  });
+}
+
+/** Subscribing to `subject` (in `queue`) is refused: the subscription's callback gets the error. */
+async function subscribeRefused(nc: NatsConnection, subject: string, queue?: string): Promise<void> {
+  const refused = new Promise<Error>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`subscribe ${subject} was not refused`)),
+      REFUSAL_TIMEOUT_MS,
+    );
+    nc.subscribe(subject, {
+      queue,
+      callback: (err) => {
+        if (err === null) return;
+        clearTimeout(timer);
+        resolve(err);
+      },
+    });
+  });
+  const err = await refused;
+  assert.ok(err instanceof PermissionViolationError, String(err));
+  assert.equal(err.operation, 'subscription');
+  assert.equal(err.subject, subject);
+  if (queue !== undefined) assert.equal(err.queue, queue);
+}
+
+/** Publishing to `subject` is refused (the server says so; the connection stays up). */
+async function publishRefused(nc: NatsConnection, subject: string): Promise<void> {
+  const refused = violation(nc, subject);
+  nc.publish(subject, '{}');
+  const err = await refused;
+  assert.equal(err.operation, 'publish');
+  assert.equal(nc.isClosed(), false);
+}
+
+describe('per-role NATS permissions (up on nats-server 2.9)', () => {
+  let server: NatsServer;
+  let store: CredentialStore;
+  let router: ActorProcess;
+  let replica: ActorProcess;
+  let cred: Record<'router' | 'replica' | 'bridge' | 'client' | 'operator', Credential>;
+  const open: NatsConnection[] = [];
+
+  /** A connection with `credential`, its inboxes named as the actor's would be. */
+  async function as(credential: Credential, role: InboxRole, id = credential.id): Promise<NatsConnection> {
+    const nc = await connectNats({
+      servers: server.url,
+      nkeySeedFile: credential.seedFile,
+      inboxPrefix: actorInboxPrefix(role, id),
+    });
+    open.push(nc);
+    return nc;
+  }
+
+  before(async () => {
+    store = new CredentialStore(mkdtempSync(join(tmpdir(), 'sy-perm-')), { kvBuckets: ['sy_rate_limits'] });
+    cred = {
+      router: store.issue('router', 'rt'),
+      replica: store.issue('replica', 'ra'),
+      bridge: store.issue('bridge', 'br'),
+      client: store.issue('client', 'client'),
+      operator: store.issue('operator', 'operator'),
+    };
+    // `rb` is a second replica identity that no process runs: its subjects are another's.
+    store.issue('replica', 'rb');
+    server = await NatsServer.start({ jetstream: true, extraConfig: authorizationBlock(store.users) });
+    const seed = (c: Credential): Record<string, string> => ({ SWITCHYARD_NATS_NKEY_SEED_FILE: c.seedFile });
+    [router, replica] = await Promise.all([
+      ActorProcess.start('router', 'rt', server.url, [], seed(cred.router)),
+      ActorProcess.start('replica', 'ra', server.url, [], seed(cred.replica)),
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all(open.map((nc) => nc.close()));
+    await killAll([router, replica]);
+    await server?.stop();
+    if (store !== undefined) rmSync(store.dir, { recursive: true, force: true });
+  });
+
+  it('refuses a connection without credentials', async () => {
+    await assert.rejects(connectNats({ servers: server.url, maxReconnectAttempts: 0 }), UnauthorizedError);
+  });
+
+  it('serves a completion through the client credential', async () => {
+    const client = await SwitchyardClient.connect({
+      nats: { servers: server.url, nkeySeedFile: cred.client.seedFile },
+    });
+    try {
+      const got = await client.generate({
+        model: 'tiny-gpt2',
+        prompt: 'secured',
+        maxTokens: 6,
+        temperature: 0,
+      });
+      assert.equal(got.finishReason, 'length');
+      assert.equal(got.tokenIds.length, 6);
+    } finally {
+      await client.close();
+    }
+  });
+
+  for (const role of ['client', 'bridge'] as const) {
+    it(`refuses a ${role} credential reading traffic, joining the routers or posing as a replica`, async () => {
+      const nc = await as(cred[role], role);
+      await subscribeRefused(nc, 'sy.v1.>');
+      await subscribeRefused(nc, '_INBOX.>');
+      await subscribeRefused(nc, GENERATE_SUBJECT, ROUTER_QUEUE_GROUP);
+      await publishRefused(nc, replicaHeartbeatSubject('ra'));
+    });
+  }
+
+  it('gives the bridge credential its KV bucket but no other, the client credential all of JetStream', async () => {
+    const bridge = await as(cred.bridge, 'bridge');
+    const kv = await new Kvm(jetstream(bridge, { timeout: 2_000 })).create('sy_rate_limits', { history: 1 });
+    await kv.put('k', 'v');
+    assert.equal((await kv.get('k'))?.string(), 'v', 'the bridge reaches its own bucket');
+    await publishRefused(bridge, '$JS.API.STREAM.INFO.KV_other');
+    const client = await as(cred.client, 'client');
+    await publishRefused(client, '$JS.API.INFO');
+  });
+
+  it('refuses a replica credential posing as a router or another replica', async () => {
+    const nc = await as(cred.replica, 'replica');
+    await publishRefused(nc, routerHeartbeatSubject('rt'));
+    await publishRefused(nc, replicaHeartbeatSubject('rb'));
+    await subscribeRefused(nc, replicaSubjects('rb'));
+  });
+
+  it('refuses a router the front door outside its queue group, and replica heartbeats', async () => {
+    const nc = await as(cred.router, 'router', 'rt');
+    await subscribeRefused(nc, GENERATE_SUBJECT);
+    await publishRefused(nc, replicaHeartbeatSubject('ra'));
+  });
+
+  it('lets the operator credential discover replicas over $SRV, and the cluster still serves', async () => {
+    const op = await connectNats({ servers: server.url, nkeySeedFile: cred.operator.seedFile });
+    open.push(op);
+    const pings = await new Svcm(op).client().ping();
+    const names: string[] = [];
+    for await (const ping of pings) names.push(ping.name);
+    assert.ok(names.length >= 1, 'the replica answers $SRV.PING');
+    const client = await SwitchyardClient.connect({
+      nats: { servers: server.url, nkeySeedFile: cred.client.seedFile },
+    });
+    try {
+      const got = await client.generate({
+        model: 'tiny-gpt2',
+        prompt: 'still up',
+        maxTokens: 4,
+        temperature: 0,
+      });
+      assert.equal(got.finishReason, 'length');
+    } finally {
+      await client.close();
+    }
+  });
+});

@@ -22,6 +22,7 @@ import {
   ROUTER_QUEUE_GROUP,
   actorInboxPrefix,
   replicaHeartbeatSubject,
+  replicaFaultSubject,
   replicaSubjects,
   routerHeartbeatSubject,
   type InboxRole,
@@ -29,6 +30,9 @@ import {
 import { UnauthorizedError } from '../../src/errors/errors.ts';
 import { ActorProcess, killAll } from '../helpers/cluster.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
+
+/** The bundled model's context, in tokens. */
+const CONTEXT_LENGTH = 512;
 
 /** How long to wait for the server's asynchronous -ERR of a refused operation. */
 const REFUSAL_TIMEOUT_MS = 2_000;
@@ -186,6 +190,41 @@ describe('per-role NATS permissions (up on nats-server 2.9)', () => {
     const nc = await as(cred.router, 'router', 'rt');
     await subscribeRefused(nc, GENERATE_SUBJECT);
     await publishRefused(nc, replicaHeartbeatSubject('ra'));
+  });
+
+  it('streams a whole context, and a stream that lives close to its deadline, under the permissions', async () => {
+    // Replies go back on publish grants for the requesters' inbox prefixes, not allow_responses:
+    // no message count or lifetime cuts a long stream short. Both ends are tested here.
+    const client = await SwitchyardClient.connect({
+      nats: { servers: server.url, nkeySeedFile: cred.client.seedFile },
+      defaultTimeoutMs: 20_000,
+    });
+    const op = await connectNats({ servers: server.url, nkeySeedFile: cred.operator.seedFile });
+    open.push(op);
+    try {
+      const prompt = [11, 12, 13, 14];
+      const whole = await client.generate({
+        model: 'tiny-gpt2',
+        promptTokenIds: prompt,
+        maxTokens: CONTEXT_LENGTH - prompt.length,
+        temperature: 0,
+        ignoreEos: true,
+      });
+      assert.equal(whole.finishReason, 'length');
+      assert.equal(whole.tokenIds.length, CONTEXT_LENGTH - prompt.length, 'one chunk per token, all of them');
+      // 60 tokens at 100 ms a step: about 6 s of a 9 s deadline.
+      await op.request(replicaFaultSubject('ra'), JSON.stringify({ step_delay_ms: 100 }));
+      const started = Date.now();
+      const slow = await client.generate(
+        { model: 'tiny-gpt2', prompt: 'slow', maxTokens: 60, temperature: 0, ignoreEos: true },
+        { timeoutMs: 9_000 },
+      );
+      assert.equal(slow.tokenIds.length, 60);
+      assert.ok(Date.now() - started >= 60 * 100, 'the stream really was slow');
+    } finally {
+      await op.request(replicaFaultSubject('ra'), JSON.stringify({ step_delay_ms: 0 }));
+      await client.close();
+    }
   });
 
   it('lets the operator credential discover replicas over $SRV, and the cluster still serves', async () => {

@@ -310,7 +310,7 @@ class RouterActor implements Router, RouterContext {
         request.cancel(cancel.reason ?? 'cancelled by the client');
       } else if (request !== undefined) {
         // Not from the requester (or from a client that predates the proof): the owner's stream goes on.
-        this.log.warn({ requestId: cancel.requestId }, 'cancel without the request\'s reply subject ignored');
+        this.log.warn({ requestId: cancel.requestId }, "cancel without the request's reply subject ignored");
       }
       if (msg.reply) msg.respond();
     } catch (err) {

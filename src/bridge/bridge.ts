@@ -323,11 +323,14 @@ class BridgeActor implements Bridge, BridgeContext {
           route.auth && this.auth.enabled
             ? this.auth.authenticate(req.headers.authorization)
             : ANONYMOUS_CALLER;
+        const clusterRequestId = scopedRequestId(tenantOf(caller), requestId);
+        // The span names the id the routers' and replicas' spans carry, so they join up in a search.
+        trace.span.setAttribute(SWITCHYARD_ATTRS.requestId, clusterRequestId);
         const call: RequestContext = {
           req,
           res,
           requestId,
-          clusterRequestId: scopedRequestId(tenantOf(caller), requestId),
+          clusterRequestId,
           headers,
           log,
           signal: entry.abort.signal,

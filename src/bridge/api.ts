@@ -20,6 +20,7 @@ function generationRoute(parse: (body: WireObject) => ParsedGeneration): Handler
         view: bridge.view,
         limiter: bridge.limiter,
         cache: bridge.cache,
+        flights: bridge.flights,
         metrics: bridge.metrics,
         generationTimeoutMs,
       },

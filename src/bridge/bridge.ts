@@ -2,8 +2,10 @@
  * The bridge actor: HTTP in, NATS out. It owns nothing durable: one SwitchyardClient (one NATS
  * connection) carries every generation, a cluster view built from heartbeats answers the
  * read-only routes, and the policies (keys, limits, cache) sit in front of the cluster. Every
- * request gets a request id (the caller's `x-request-id`, or a fresh one) that is the NATS
- * request id too, and is echoed back. A client that goes away cancels its generation.
+ * request gets a request id (the caller's `x-request-id`, or a fresh one), echoed back; scoped
+ * to the caller's tenant (`tenancy.ts`) it is the NATS request id. A client that goes away
+ * cancels its generation; one that only half-closes its socket after a complete request (HTTP/1.1
+ * allows it) still gets its answer. `Host` is checked against DNS rebinding (`host-check.ts`).
  *
  * `stop()` drains: stop accepting, let in-flight requests finish within the grace, cancel the
  * rest, close the connections, then the NATS client.
@@ -22,6 +24,9 @@ import { actorInboxPrefix } from '../cluster/subjects.ts';
 import { StartupError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { ClusterView } from './cluster-view.ts';
+import { acceptedHostNames, checkHost } from './host-check.ts';
+import { SingleFlight } from './single-flight.ts';
+import { scopedRequestId, tenantOf } from './tenancy.ts';
 import type { BridgeContext, BridgeState, RequestContext } from './context.ts';
 import { HttpInputError, STATUS_CLIENT_CLOSED, toHttpError } from './http-errors.ts';
 import { REQUEST_ID_HEADER, requestIdOf, sendError } from './http-io.ts';
@@ -40,7 +45,7 @@ import {
   UNLIMITED_RATE_LIMITER,
   ANONYMOUS_CALLER,
 } from './policy-defaults.ts';
-import type { Authenticator, RateLimiter, ResponseCache } from './policy.ts';
+import type { Authenticator, CachedGeneration, RateLimiter, ResponseCache } from './policy.ts';
 import { UNMATCHED_ROUTE, pathOf, resolveRoute, type Route } from './routes.ts';
 import { context, type Attributes } from '@opentelemetry/api';
 import { HTTP_ATTRS, SWITCHYARD_ATTRS } from '../telemetry/attributes.ts';
@@ -145,7 +150,10 @@ class BridgeActor implements Bridge, BridgeContext {
   readonly auth: Authenticator;
   readonly limiter: RateLimiter;
   readonly cache: ResponseCache;
+  readonly flights = new SingleFlight<CachedGeneration>();
   private current: BridgeState = 'starting';
+  /** The `Host` names answered; undefined: any. */
+  private readonly hostNames: ReadonlySet<string> | undefined;
   private readonly server: Server;
   private readonly live = new Set<Live>();
   private boundPort = 0;
@@ -166,6 +174,7 @@ class BridgeActor implements Bridge, BridgeContext {
     this.auth = policies.auth;
     this.limiter = policies.limiter;
     this.cache = policies.cache;
+    this.hostNames = acceptedHostNames(options.host, options.allowedHosts);
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.server = createServer(
       {
@@ -180,6 +189,11 @@ class BridgeActor implements Bridge, BridgeContext {
       },
       (req, res) => this.handle(req, res),
     );
+    // A client that half-closes after its request (HTTP/1.1 allows it) still gets the answer:
+    // node's default ends our side of the socket at the client's FIN, as if it had gone. A client
+    // that has really gone is noticed when a write fails (at the next SSE event, or the answer).
+    // `httpAllowHalfOpen` is node's own switch for it (set by its constructor, not in the types).
+    (this.server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => this.clientError(err, socket));
   }
 
@@ -305,6 +319,7 @@ class BridgeActor implements Bridge, BridgeContext {
           throw new UnavailableError('the bridge is shutting down; retry on another bridge');
         }
         const { route, handler } = resolveRoute(req.method, path);
+        if (!route.anyHost) checkHost(req.headers.host, this.hostNames);
         entry.route = route;
         routeLabel = route.path;
         trace.span.updateName(`${req.method ?? 'HTTP'} ${route.path}`);
@@ -313,10 +328,14 @@ class BridgeActor implements Bridge, BridgeContext {
           route.auth && this.auth.enabled
             ? this.auth.authenticate(req.headers.authorization)
             : ANONYMOUS_CALLER;
+        const clusterRequestId = scopedRequestId(tenantOf(caller), requestId);
+        // The span names the id the routers' and replicas' spans carry, so they join up in a search.
+        trace.span.setAttribute(SWITCHYARD_ATTRS.requestId, clusterRequestId);
         const call: RequestContext = {
           req,
           res,
           requestId,
+          clusterRequestId,
           headers,
           log,
           signal: entry.abort.signal,

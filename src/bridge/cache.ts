@@ -37,7 +37,7 @@ export const DEFAULT_CACHE_STORE_RETRY_MS = 5_000;
 /** Room left under the server's max payload for the message headers. */
 const HEADER_ALLOWANCE_BYTES = 4 * 1024;
 /** Part of every key: a change of what is stored, or how keys are made, starts a fresh cache. */
-const KEY_FORMAT = 'sy-response-cache-v1';
+const KEY_FORMAT = 'sy-response-cache-v2';
 const BUCKET_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Response cache settings. The cache is off unless `enabled`. */
@@ -97,13 +97,24 @@ export function canonicalJson(value: unknown): string {
 }
 
 /**
- * The cache key of `req` served by `modelVersion`, or undefined when its output is not
- * determined by its inputs (sampled without a seed). Every generation parameter goes into the
+ * The cache key of `req` served by `modelVersion` for `tenant`, or undefined when its output is
+ * not determined by its inputs (sampled without a seed). Every generation parameter goes into the
  * key by its wire name, so a parameter added later is covered without touching this function.
+ * The tenant is part of the key: entries are never shared between API keys (a hit, or its
+ * latency, would tell one key what another asked). Without keys every caller is one tenant.
  */
-export function responseCacheKey(req: GenerateRequest, modelVersion: string): string | undefined {
+export function responseCacheKey(
+  req: GenerateRequest,
+  modelVersion: string,
+  tenant: string,
+): string | undefined {
   if (req.temperature !== 0 && req.seed === undefined) return undefined;
-  const inputs: Record<string, unknown> = { format: KEY_FORMAT, model: req.model, version: modelVersion };
+  const inputs: Record<string, unknown> = {
+    format: KEY_FORMAT,
+    tenant,
+    model: req.model,
+    version: modelVersion,
+  };
   for (const [field, wireName] of Object.entries(PARAM_WIRE_NAMES)) {
     const value = req[field as keyof typeof PARAM_WIRE_NAMES];
     if (value !== undefined) inputs[wireName] = value;
@@ -163,8 +174,8 @@ export class KvResponseCache implements ResponseCache {
     this.#now = now;
   }
 
-  keyOf(req: GenerateRequest, modelVersion: string): string | undefined {
-    return responseCacheKey(req, modelVersion);
+  keyOf(req: GenerateRequest, modelVersion: string, tenant: string): string | undefined {
+    return responseCacheKey(req, modelVersion, tenant);
   }
 
   async get(key: string): Promise<CachedGeneration | undefined> {

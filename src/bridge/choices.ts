@@ -27,6 +27,8 @@ export interface ChoiceRun {
   deltas: AsyncIterable<string>;
   /** Settles after the deltas end; rejects with the generation's `SwitchyardError`. Never unhandled. */
   outcome: Promise<ChoiceOutcome>;
+  /** Completion tokens the cluster delivered so far (a cache replay: 0, it costs none). */
+  delivered(): number;
 }
 
 /** How a live choice is sent. */
@@ -58,7 +60,7 @@ export function liveChoice(
     return out;
   });
   outcome.catch(() => undefined);
-  return { deltas: texts(), outcome };
+  return { deltas: texts(), outcome, delivered: () => tokenIds.length };
 }
 
 /** Replays a cached generation as one delta. */
@@ -74,6 +76,7 @@ export function cachedChoice(hit: CachedGeneration): ChoiceRun {
       tokenIds: hit.tokenIds,
       cached: true,
     }),
+    delivered: () => 0,
   };
 }
 

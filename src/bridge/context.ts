@@ -9,7 +9,8 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { ClusterView } from './cluster-view.ts';
 import type { BridgeMetrics } from './metrics.ts';
 import type { CompiledBridgeOptions } from './options.ts';
-import type { Authenticator, Caller, RateLimiter, ResponseCache } from './policy.ts';
+import type { Authenticator, CachedGeneration, Caller, RateLimiter, ResponseCache } from './policy.ts';
+import type { SingleFlight } from './single-flight.ts';
 
 /** Lifecycle of a bridge (the one actor lifecycle). */
 export type BridgeState = ActorState;
@@ -22,6 +23,8 @@ export interface BridgeContext {
   readonly auth: Authenticator;
   readonly limiter: RateLimiter;
   readonly cache: ResponseCache;
+  /** Identical cacheable generations in flight on this bridge, computed once. */
+  readonly flights: SingleFlight<CachedGeneration>;
   readonly metrics: BridgeMetrics;
   readonly log: Logger;
   /** The bridge's state now. */
@@ -35,6 +38,11 @@ export interface RequestContext {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly requestId: string;
+  /**
+   * The id the cluster knows this request by: `requestId` scoped to the caller's tenant
+   * (`tenancy.ts`), so that callers cannot touch each other's requests.
+   */
+  readonly clusterRequestId: string;
   /** Headers every answer to this request carries (`x-request-id`). */
   readonly headers: Record<string, string>;
   readonly log: Logger;

@@ -19,7 +19,10 @@ import type { BridgeMetrics } from './metrics.ts';
 import type { ParsedGeneration } from './openai-request.ts';
 import { responseBody, responseId, streamChunk, usageChunk, type ResponseMeta } from './openai-response.ts';
 import type { CachedGeneration, Caller, RateLimiter, ResponseCache } from './policy.ts';
+import type { Settle, SingleFlight } from './single-flight.ts';
 import { SseWriter } from './sse.ts';
+import { tenantOf } from './tenancy.ts';
+import { CancelledError } from '../errors/errors.ts';
 
 /** Response header that says whether the answer came from the response cache (`hit` or `miss`). */
 export const CACHE_HEADER = 'x-switchyard-cache';
@@ -38,6 +41,8 @@ export interface GenerationDeps {
   view: ClusterView;
   limiter: RateLimiter;
   cache: ResponseCache;
+  /** Identical cacheable generations in flight on this bridge (computed once). */
+  flights: SingleFlight<CachedGeneration>;
   metrics: BridgeMetrics;
   generationTimeoutMs: number;
 }
@@ -45,7 +50,10 @@ export interface GenerationDeps {
 /** One request to serve. */
 export interface GenerationCall {
   res: ServerResponse;
+  /** The caller's id (echoed, and in response ids). */
   requestId: string;
+  /** The id the cluster knows the request by: `requestId` scoped to the caller's tenant. */
+  clusterRequestId: string;
   caller: Caller;
   parsed: ParsedGeneration;
   /** Aborted when the client goes away or the bridge stops past its grace. */
@@ -55,16 +63,21 @@ export interface GenerationCall {
   log: Logger;
 }
 
+/** The prompt's tokens as the bridge estimates them (no tokenizer here): characters / 4 plus overheads. */
+export function estimatePromptTokens(r: GenerateRequest): number {
+  const chars = r.prompt?.length ?? 0;
+  const messageChars = (r.messages ?? []).reduce((sum, m) => sum + m.content.length, 0);
+  return (
+    Math.ceil((chars + messageChars) / CHARS_PER_TOKEN_ESTIMATE) +
+    (r.messages?.length ?? 0) * MESSAGE_OVERHEAD_TOKENS +
+    (r.promptTokenIds?.length ?? 0)
+  );
+}
+
 /** The rate limiter's estimate: prompt characters / 4 plus max_tokens (or the engine's default cap). */
 export function estimateTokens(requests: readonly GenerateRequest[]): number {
   let total = 0;
-  for (const r of requests) {
-    const chars = r.prompt?.length ?? 0;
-    const messageChars = (r.messages ?? []).reduce((sum, m) => sum + m.content.length, 0);
-    total += Math.ceil((chars + messageChars) / CHARS_PER_TOKEN_ESTIMATE);
-    total += (r.messages?.length ?? 0) * MESSAGE_OVERHEAD_TOKENS + (r.promptTokenIds?.length ?? 0);
-    total += r.maxTokens ?? DEFAULT_MAX_TOKENS_CAP;
-  }
+  for (const r of requests) total += estimatePromptTokens(r) + (r.maxTokens ?? DEFAULT_MAX_TOKENS_CAP);
   return total;
 }
 
@@ -80,6 +93,8 @@ interface CachePlan {
   version?: string;
   keys: Array<string | undefined>;
   hits: Array<CachedGeneration | undefined>;
+  /** For each key this request computes for the bridge's other requests (single flight): its settle. */
+  leads: Array<Settle<CachedGeneration> | undefined>;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
@@ -107,32 +122,77 @@ async function planCache(
   version: string | undefined,
 ): Promise<CachePlan> {
   const { requests } = call.parsed;
-  const none: CachePlan = { keys: requests.map(() => undefined), hits: requests.map(() => undefined) };
+  const none: CachePlan = {
+    keys: requests.map(() => undefined),
+    hits: requests.map(() => undefined),
+    leads: requests.map(() => undefined),
+  };
   if (!deps.cache.enabled || version === undefined) return none;
+  const tenant = tenantOf(call.caller);
   const keys = requests.map((r) => {
     try {
-      return deps.cache.keyOf(r, version);
+      return deps.cache.keyOf(r, version, tenant);
     } catch (err) {
       call.log.warn({ err }, 'response cache keyOf failed; serving without the cache');
       deps.metrics.countCache('error');
       return undefined;
     }
   });
-  const hits = await Promise.all(
-    keys.map(async (key) => {
-      if (key === undefined) return undefined;
-      try {
-        const hit = await withTimeout(deps.cache.get(key), CACHE_LOOKUP_TIMEOUT_MS);
-        deps.metrics.countCache(hit === undefined ? 'miss' : 'hit');
-        return hit;
-      } catch (err) {
-        call.log.warn({ err }, 'response cache lookup failed; generating instead');
-        deps.metrics.countCache('error');
-        return undefined;
-      }
-    }),
+  // Joined before any await, so that of two identical requests exactly one leads. A key that an
+  // earlier choice of this same request leads is generated again, never waited for (that wait
+  // would never end: the leader's value comes after this plan).
+  const joined = keys.map((key, i) =>
+    key === undefined || keys.indexOf(key) < i ? undefined : deps.flights.join(key),
   );
-  return { version, keys, hits };
+  const leads = joined.map((j) => (j !== undefined && 'settle' in j ? j.settle : undefined));
+  const lookup = async (key: string): Promise<CachedGeneration | undefined> => {
+    try {
+      const hit = await withTimeout(deps.cache.get(key), CACHE_LOOKUP_TIMEOUT_MS);
+      deps.metrics.countCache(hit === undefined ? 'miss' : 'hit');
+      return hit;
+    } catch (err) {
+      call.log.warn({ err }, 'response cache lookup failed; generating instead');
+      deps.metrics.countCache('error');
+      return undefined;
+    }
+  };
+  try {
+    const hits = await Promise.all(
+      keys.map(async (key, i) => {
+        const j = joined[i];
+        if (key === undefined) return undefined;
+        if (j !== undefined && 'follow' in j) {
+          // The same generation is being computed for another request on this bridge: share it.
+          const shared = await untilAborted(j.follow, call.signal);
+          if (shared !== undefined) {
+            deps.metrics.countCache('hit');
+            return shared;
+          }
+          return lookup(key); // the leader had nothing to share (it failed): on our own
+        }
+        const hit = await lookup(key);
+        if (hit !== undefined) leads[i]?.(hit);
+        return hit;
+      }),
+    );
+    return { version, keys, hits, leads };
+  } catch (err) {
+    for (const settle of leads) settle?.(undefined);
+    throw err;
+  }
+}
+
+/** `promise`, or a CancelledError as soon as `signal` aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new CancelledError('the client went away'));
+  let onAbort: (() => void) | undefined;
+  const gone = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(new CancelledError('the client went away'));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([promise, gone]).finally(() => {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
+  });
 }
 
 /** Stores the complete generations of a request; failures are logged only. */
@@ -145,16 +205,22 @@ async function fillCache(
   await Promise.all(
     outcomes.map(async (o, i) => {
       const key = plan.keys[i];
+      const lead = plan.leads[i];
       // Only what the planned version produced: a hit must never cross model versions.
-      if (o === undefined || o.cached || key === undefined || o.modelVersion !== plan.version) return;
+      if (o === undefined || o.cached || key === undefined || o.modelVersion !== plan.version) {
+        lead?.(undefined);
+        return;
+      }
+      const generation: CachedGeneration = {
+        text: o.text,
+        tokenIds: o.tokenIds,
+        finishReason: o.finishReason,
+        promptTokens: o.usage.promptTokens,
+        completionTokens: o.usage.completionTokens,
+      };
+      lead?.(generation);
       try {
-        await deps.cache.put(key, {
-          text: o.text,
-          tokenIds: o.tokenIds,
-          finishReason: o.finishReason,
-          promptTokens: o.usage.promptTokens,
-          completionTokens: o.usage.completionTokens,
-        });
+        await deps.cache.put(key, generation);
       } catch (err) {
         call.log.warn({ err }, 'response cache store failed');
       }
@@ -174,11 +240,18 @@ export async function serveGeneration(deps: GenerationDeps, call: GenerationCall
       parsed.kind === 'chat' ? GEN_AI_OPERATION.chat : GEN_AI_OPERATION.textCompletion,
     [GEN_AI_ATTRS.requestModel]: parsed.model,
   });
-  const admission = await deps.limiter.admit(call.caller, estimateTokens(parsed.requests));
-  let spent = 0;
+  // Each prompt (each choice of each prompt) is one request against requests per minute.
+  const admission = await deps.limiter.admit(
+    call.caller,
+    estimateTokens(parsed.requests),
+    parsed.requests.length,
+  );
+  let runs: ChoiceRun[] = [];
+  const outcomes: Array<(ChoiceOutcome & { text: string }) | undefined> = [];
+  let plan: CachePlan | undefined;
   try {
     const version = expectedVersion(deps.view, parsed.requests[0]);
-    const plan = await planCache(deps, call, version);
+    plan = await planCache(deps, call, version);
     const headers = { ...call.headers };
     if (plan.keys.some((k) => k !== undefined)) {
       headers[CACHE_HEADER] = plan.hits.every((h) => h !== undefined) ? 'hit' : 'miss';
@@ -188,11 +261,12 @@ export async function serveGeneration(deps: GenerationDeps, call: GenerationCall
     call.signal.addEventListener('abort', onGone, { once: true });
     const count = parsed.requests.length;
     try {
-      const runs = parsed.requests.map((request, i) => {
-        const hit = plan.hits[i];
+      const hits = plan.hits;
+      runs = parsed.requests.map((request, i) => {
+        const hit = hits[i];
         if (hit !== undefined) return cachedChoice(hit);
         return liveChoice(deps.client, request, {
-          requestId: subRequestId(call.requestId, i, count),
+          requestId: subRequestId(call.clusterRequestId, i, count),
           timeoutMs: deps.generationTimeoutMs,
           signal: abort.signal,
         });
@@ -205,24 +279,45 @@ export async function serveGeneration(deps: GenerationDeps, call: GenerationCall
         fingerprint: version === undefined ? null : `${parsed.requests[0]?.model}@${version}`,
         includeUsage: parsed.includeUsage,
       };
-      const outcomes: Array<(ChoiceOutcome & { text: string }) | undefined> = [];
+      const planned = plan;
       // Stored before the answer's last bytes: a client that repeats a request once it has the
       // answer gets a hit (read-your-writes), from this bridge or another on the same bucket.
-      const store = (): Promise<void> => fillCache(deps, call, plan, outcomes);
+      const store = (): Promise<void> => fillCache(deps, call, planned, outcomes);
       const status = parsed.stream
         ? await streamAnswer(runs, abort, meta, headers, call, outcomes, store)
         : await jsonAnswer(runs, abort, meta, headers, call, outcomes, store);
-      spent = outcomes.reduce(
-        (sum, o) => (o && !o.cached ? sum + o.usage.promptTokens + o.usage.completionTokens : sum),
-        0,
-      );
       return status;
     } finally {
       call.signal.removeEventListener('abort', onGone);
     }
   } finally {
-    admission.release(spent);
+    for (const settle of plan?.leads ?? []) settle?.(undefined);
+    admission.release(spentTokens(parsed.requests, runs, outcomes));
   }
+}
+
+/**
+ * Tokens to charge against tokens per minute: what each finished choice reports, and for one
+ * cut short (the client went away, a failure) what it delivered — its completion tokens so far,
+ * plus the prompt's estimate once any token came (the prompt was processed). Cache hits cost none.
+ */
+function spentTokens(
+  requests: readonly GenerateRequest[],
+  runs: readonly ChoiceRun[],
+  outcomes: ReadonlyArray<ChoiceOutcome | undefined>,
+): number {
+  let total = 0;
+  runs.forEach((run, i) => {
+    const o = outcomes[i];
+    if (o !== undefined) {
+      if (!o.cached) total += o.usage.promptTokens + o.usage.completionTokens;
+      return;
+    }
+    const delivered = run.delivered();
+    const request = requests[i];
+    if (delivered > 0 && request !== undefined) total += delivered + estimatePromptTokens(request);
+  });
+  return total;
 }
 
 async function jsonAnswer(

@@ -35,11 +35,12 @@ export const UNAVAILABLE_RETRY_AFTER_S = 1;
 const MIN_RETRY_AFTER_S = 1;
 
 /** HTTP statuses of client mistakes made at the HTTP layer (all of them `invalid_request`). */
-export type HttpInputStatus = 400 | 404 | 405 | 408 | 413 | 415;
+export type HttpInputStatus = 400 | 404 | 405 | 408 | 413 | 415 | 421;
 
 /**
  * A client mistake that HTTP has its own status for: unknown route (404), wrong method (405),
- * body timeout (408), body too large (413), wrong content type (415). Its code stays
+ * body timeout (408), body too large (413), wrong content type (415), a `Host` this bridge does
+ * not answer (421). Its code stays
  * `invalid_request`, so everything outside HTTP sees the taxonomy unchanged.
  */
 export class HttpInputError extends InvalidRequestError {

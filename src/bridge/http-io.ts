@@ -40,16 +40,18 @@ export function requestIdOf(req: IncomingMessage): string {
 }
 
 /**
- * Accepts `application/json` and `*+json` (charset utf-8 or none) and, leniently, no content
- * type at all; anything else is 415, so that `curl -d` without a JSON content type gets a
- * message saying what to add instead of a JSON syntax error.
+ * Accepts `application/json` and `*+json` (charset utf-8 or none); anything else, a missing
+ * content type included, is 415, so that `curl -d` without a JSON content type gets a message
+ * saying what to add instead of a JSON syntax error. A missing one is refused too because a
+ * browser page on another site can POST a body without a Content-Type (or with text/plain)
+ * without a CORS preflight: only JSON content types make the browser ask first.
  */
 export function checkJsonContentType(header: string | undefined): void {
-  if (header === undefined || header.trim() === '') return;
-  const [type = '', ...params] = header.split(';').map((p) => p.trim().toLowerCase());
   const unsupported = (why: string): never => {
     throw new HttpInputError(415, `${why}; send the body as JSON with 'Content-Type: application/json'`);
   };
+  if (header === undefined || header.trim() === '') unsupported('the request has no Content-Type');
+  const [type = '', ...params] = (header ?? '').split(';').map((p) => p.trim().toLowerCase());
   if (type !== JSON_MEDIA_TYPE && !type.endsWith('+json')) {
     unsupported(`Content-Type '${type.slice(0, 64)}' is not supported`);
   }

@@ -25,8 +25,12 @@ import { parse as parseYaml } from 'yaml';
 import { ID_PATTERN } from '../cluster/subjects.ts';
 import { StartupError } from '../errors/errors.ts';
 
-/** Shortest plain key accepted: anything shorter can be guessed by trying. */
-export const MIN_KEY_LENGTH = 16;
+/**
+ * Shortest plain key accepted: 32 characters of a random key are beyond guessing by trying
+ * (the `node -e` line above makes 35). A hashed key (`key_sha256`) cannot be measured: make it
+ * from a key at least as long.
+ */
+export const MIN_KEY_LENGTH = 32;
 /** Longest plain key accepted (and presented): bounds the work per request. */
 export const MAX_KEY_LENGTH = 256;
 /** A SHA-256 digest in hex. */
@@ -103,10 +107,17 @@ function checkEntry(source: string, index: number, raw: unknown): CheckedKeyEntr
     out.keySha256 = e.key_sha256.toLowerCase();
   } else {
     // Never quote a plain key in a message: it would end up in logs.
-    if (typeof e.key !== 'string' || e.key.length < MIN_KEY_LENGTH || e.key.length > MAX_KEY_LENGTH) {
+    if (typeof e.key !== 'string' || e.key.length > MAX_KEY_LENGTH) {
       throw configError(
         source,
         `${where}.key must be a string of ${MIN_KEY_LENGTH} to ${MAX_KEY_LENGTH} characters`,
+      );
+    }
+    if (e.key.length < MIN_KEY_LENGTH) {
+      throw configError(
+        source,
+        `${where}.key is ${e.key.length} characters long; plain keys must have at least ${MIN_KEY_LENGTH} ` +
+          '(a short key can be guessed): make a long random one, or give key_sha256',
       );
     }
     if (!KEY_CHARS.test(e.key)) {

@@ -5,6 +5,7 @@ import type { ConnectionOptions } from '../cluster/connection.ts';
 import { checkActorId, checkMs } from '../config/checks.ts';
 import { StartupError } from '../errors/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { ANY_HOST, isLoopbackBind } from './host-check.ts';
 import type { Authenticator, RateLimiter, ResponseCache } from './policy.ts';
 
 /** Loopback only: exposing an unauthenticated inference endpoint must be a decision, not a default. */
@@ -61,6 +62,12 @@ export interface BridgeOptions {
   host?: string;
   /** TCP port; 0 picks a free one (see `Bridge.port`). @default DEFAULT_BRIDGE_PORT (8080) */
   port?: number;
+  /**
+   * Host names (`Host` header, any port) the bridge answers besides the loopback names a
+   * loopback bind always answers; `*` answers any. A bridge bound to another address than
+   * loopback needs at least one (DNS rebinding protection, `host-check.ts`). @default []
+   */
+  allowedHosts?: readonly string[];
   /** How to reach NATS. @default {} (nats://127.0.0.1:4222) */
   nats?: ConnectionOptions;
   /** Larger bodies are refused with 413. @default DEFAULT_MAX_BODY_BYTES (1 MiB) */
@@ -90,6 +97,7 @@ export interface CompiledBridgeOptions {
   id: string;
   host: string;
   port: number;
+  allowedHosts: readonly string[];
   nats: ConnectionOptions;
   maxBodyBytes: number;
   headersTimeoutMs: number;
@@ -119,6 +127,19 @@ export function compileBridgeOptions(opts: BridgeOptions = {}): CompiledBridgeOp
   if (typeof host !== 'string' || host === '') {
     throw new StartupError('config', 'bridge host must be a host name or address, got an empty value');
   }
+  const allowedHosts = [...(opts.allowedHosts ?? [])].map((h) => h.trim()).filter((h) => h !== '');
+  for (const h of allowedHosts) {
+    if (h !== ANY_HOST && !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(h)) {
+      throw new StartupError('config', `allowedHosts: '${h}' is not a host name, an address or ${ANY_HOST}`);
+    }
+  }
+  if (!isLoopbackBind(host) && allowedHosts.length === 0) {
+    throw new StartupError(
+      'config',
+      `the bridge listens on ${host}, which is not loopback: give allowedHosts (--allowed-hosts) with the ` +
+        `host names clients reach it by (e.g. the Service's DNS name), or ${ANY_HOST} to answer any name`,
+    );
+  }
   const headersTimeoutMs = checkMs('headersTimeoutMs', opts.headersTimeoutMs, DEFAULT_HEADERS_TIMEOUT_MS);
   const requestTimeoutMs = checkMs('requestTimeoutMs', opts.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS);
   if (headersTimeoutMs > requestTimeoutMs) {
@@ -131,6 +152,7 @@ export function compileBridgeOptions(opts: BridgeOptions = {}): CompiledBridgeOp
     id: checkActorId('bridge', opts.id),
     host,
     port,
+    allowedHosts,
     nats: opts.nats ?? {},
     maxBodyBytes: checkMs('maxBodyBytes', opts.maxBodyBytes, DEFAULT_MAX_BODY_BYTES),
     headersTimeoutMs,

@@ -33,8 +33,12 @@ export interface Admission {
 
 /** Per-key limits. */
 export interface RateLimiter {
-  /** Admits a request or throws `RateLimitedError` (with retryAfterMs) at once. */
-  admit(caller: Caller, estimatedTokens: number): Promise<Admission>;
+  /**
+   * Admits a request or throws `RateLimitedError` (with retryAfterMs) at once. `requests` is
+   * what it counts against requests per minute: its prompts (one HTTP request with a prompt
+   * array of N, or n choices, is N requests), 1 when absent.
+   */
+  admit(caller: Caller, estimatedTokens: number, requests?: number): Promise<Admission>;
 }
 
 /** A cached response: the whole generation, replayable as a stream or a body. */
@@ -50,10 +54,11 @@ export interface CachedGeneration {
 export interface ResponseCache {
   readonly enabled: boolean;
   /**
-   * The cache key of a request, or undefined when it must not be cached (sampled without a
-   * seed). The key covers the model version, so a hit never crosses versions.
+   * The cache key of a request asked by `tenant` (an API key's id, `tenancy.ts`), or undefined
+   * when it must not be cached (sampled without a seed). The key covers the model version, so a
+   * hit never crosses versions, and the tenant, so a hit never tells one key what another asked.
    */
-  keyOf(req: GenerateRequest, modelVersion: string): string | undefined;
+  keyOf(req: GenerateRequest, modelVersion: string, tenant: string): string | undefined;
   get(key: string): Promise<CachedGeneration | undefined>;
   put(key: string, value: CachedGeneration): Promise<void>;
 }

@@ -9,11 +9,13 @@
  * removed by the bucket's TTL (max age), the only expiry nats-server 2.9 honours.
  *
  * How exact it is (also in the README):
- * - Requests per minute are exact within a window over all bridges. Windows are fixed, so up to
+ * - Requests per minute count prompts, not HTTP requests: a request with a prompt array of N (or
+ *   n choices) counts N. They are exact within a window over all bridges. Windows are fixed, so up to
  *   2 × rpm can pass within one minute that straddles a boundary (rpm at the end of one window,
  *   rpm at the start of the next). Windows follow each bridge's clock: keep clocks in sync (NTP).
  *   Every admitted request counts, also one the cluster then refuses (busy); refused ones don't.
- * - Tokens per minute are counted when a request ends (its real prompt + completion tokens), in
+ * - Tokens per minute are counted when a request ends (its real prompt + completion tokens; for a
+ *   request cut short, as when its client disconnects, the tokens delivered until then), in
  *   the window current at that moment. A request is refused when its window's tokens are spent
  *   or its estimate would overspend them, but requests already running are not counted yet: a
  *   burst of concurrent requests can overshoot tpm by what they generate.
@@ -144,12 +146,13 @@ export class SharedRateLimiter implements RateLimiter {
     return this.#active.get(keyId) ?? 0;
   }
 
-  async admit(caller: Caller, estimatedTokens: number): Promise<Admission> {
+  async admit(caller: Caller, estimatedTokens: number, requests = 1): Promise<Admission> {
     this.#takeSlot(caller);
     try {
       if (caller.rpm !== undefined || caller.tpm !== undefined) {
         const estimate = Number.isFinite(estimatedTokens) ? Math.max(0, Math.ceil(estimatedTokens)) : 0;
-        await this.#countRequest(caller, estimate);
+        const count = Number.isSafeInteger(requests) && requests > 1 ? requests : 1;
+        await this.#countRequest(caller, estimate, count);
       }
     } catch (err) {
       this.#freeSlot(caller.keyId);
@@ -191,7 +194,7 @@ export class SharedRateLimiter implements RateLimiter {
     else this.#active.set(keyId, active);
   }
 
-  async #countRequest(caller: Caller, estimate: number): Promise<void> {
+  async #countRequest(caller: Caller, estimate: number, requests: number): Promise<void> {
     const kv = this.#kv;
     if (kv === undefined) {
       throw new InternalError(`key ${caller.keyId} has rpm or tpm but the rate limiter has no KV bucket`);
@@ -200,8 +203,8 @@ export class SharedRateLimiter implements RateLimiter {
     const window = Math.floor(this.#now() / RATE_WINDOW_MS);
     try {
       await this.#update(kv, `${caller.keyId}.${window}`, (counts) => {
-        this.#check(caller, counts, estimate, window);
-        return { requests: counts.requests + 1, tokens: counts.tokens };
+        this.#check(caller, counts, estimate, requests, window);
+        return { requests: counts.requests + requests, tokens: counts.tokens };
       });
     } catch (err) {
       if (err instanceof RateLimitedError) throw err;
@@ -223,13 +226,22 @@ export class SharedRateLimiter implements RateLimiter {
     void write.finally(() => this.#pending.delete(write));
   }
 
-  /** Throws RateLimitedError when `counts` leave no room for one more request of `estimate` tokens. */
-  #check(caller: Caller, counts: WindowCounts, estimate: number, window: number): void {
+  /** Throws RateLimitedError when `counts` leave no room for `requests` more of `estimate` tokens. */
+  #check(caller: Caller, counts: WindowCounts, estimate: number, requests: number, window: number): void {
     const retryAfterMs = Math.max(1, (window + 1) * RATE_WINDOW_MS - this.#now());
     const retryS = Math.ceil(retryAfterMs / 1000);
-    if (caller.rpm !== undefined && counts.requests >= caller.rpm) {
+    const rpm = caller.rpm;
+    if (rpm !== undefined && counts.requests >= rpm) {
       throw new RateLimitedError(
-        `rate limit of key ${caller.keyId}: ${caller.rpm} requests per minute used; retry in ${retryS} s`,
+        `rate limit of key ${caller.keyId}: ${rpm} requests per minute used; retry in ${retryS} s`,
+        retryAfterMs,
+      );
+    }
+    // As with tokens: more prompts than the whole budget may still run alone in an empty window.
+    if (rpm !== undefined && counts.requests > 0 && counts.requests + requests > rpm) {
+      throw new RateLimitedError(
+        `rate limit of key ${caller.keyId}: ${counts.requests} of ${rpm} requests per minute used, ` +
+          `this request has ${requests} prompts; retry in ${retryS} s`,
         retryAfterMs,
       );
     }

@@ -20,14 +20,24 @@ export interface Route {
   readonly auth: boolean;
   /** Never finishes by itself (a watch): ended at the start of a drain rather than waited for. */
   readonly endsOnDrain?: boolean;
+  /** Answers whatever `Host` names (health probes: kubelets send the pod IP; they reveal nothing). */
+  readonly anyHost?: boolean;
   readonly methods: Readonly<Partial<Record<Method, Handler>>>;
 }
 
 /** Metrics label of requests that matched no route. */
 export const UNMATCHED_ROUTE = 'unmatched';
 
-function route(path: string, auth: boolean, methods: Route['methods'], endsOnDrain = false): [string, Route] {
-  return [path, { path, auth, methods, endsOnDrain }];
+function route(
+  path: string,
+  auth: boolean,
+  methods: Route['methods'],
+  flags: { endsOnDrain?: boolean; anyHost?: boolean } = {},
+): [string, Route] {
+  return [
+    path,
+    { path, auth, methods, endsOnDrain: flags.endsOnDrain ?? false, anyHost: flags.anyHost ?? false },
+  ];
 }
 
 /** Every API route, by exact path. */
@@ -36,9 +46,9 @@ export const ROUTES: ReadonlyMap<string, Route> = new Map([
   route('/v1/chat/completions', true, { POST: chatCompletions }),
   route('/v1/models', true, { GET: listModels }),
   route('/v1/cluster', true, { GET: cluster }),
-  route('/v1/cluster/stream', true, { GET: clusterStream }, true),
-  route('/healthz', false, { GET: healthz }),
-  route('/readyz', false, { GET: readyz }),
+  route('/v1/cluster/stream', true, { GET: clusterStream }, { endsOnDrain: true }),
+  route('/healthz', false, { GET: healthz }, { anyHost: true }),
+  route('/readyz', false, { GET: readyz }, { anyHost: true }),
   route('/metrics', false, { GET: metrics }),
 ]);
 

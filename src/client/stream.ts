@@ -186,7 +186,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     const err = new CancelledError(reason);
     this.fail(err);
     if (attempt !== undefined && !attempt.over && attempt.routerId !== undefined) {
-      this.sendCancel(attempt.routerId, reason);
+      this.sendCancel(attempt, attempt.routerId, reason);
       attempt.handle.close(err);
     }
     // Otherwise the send stays open for its ack, which names the router to cancel (see onAck).
@@ -211,7 +211,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
         : outcome.error;
       if (attempt.routerId !== undefined && !attempt.remoteEnded) {
         // It may be alive but cut off from us: stop it before a second router takes over.
-        this.sendCancel(attempt.routerId, `client gave up on it: ${error.code}`);
+        this.sendCancel(attempt, attempt.routerId, `client gave up on it: ${error.code}`);
       }
       const failover = FAILOVER_CODES.has(error.code);
       if (!failover || sendNo >= this.ctx.options.maxAttempts) return this.fail(error);
@@ -274,7 +274,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     this.ackedSends++;
     if (this.settled) {
       // Cancelled before this ack: only now do we know which router to tell.
-      this.sendCancel(ack.by, 'request cancelled by the caller');
+      this.sendCancel(attempt, ack.by, 'request cancelled by the caller');
       attempt.handle.close();
       return;
     }
@@ -344,11 +344,16 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     this.wakePause?.();
   }
 
-  private sendCancel(routerId: string, reason: string): void {
+  /** Tells `routerId` to stop `attempt`; its inbox proves to the router that we sent the request. */
+  private sendCancel(attempt: Attempt, routerId: string, reason: string): void {
     try {
       this.ctx.nc.publish(
         routerCancelSubject(routerId),
-        encodeCancel({ requestId: this.requestId, reason: reason.slice(0, CANCEL_REASON_MAX_LENGTH) }),
+        encodeCancel({
+          requestId: this.requestId,
+          reason: reason.slice(0, CANCEL_REASON_MAX_LENGTH),
+          reply: attempt.handle.inbox,
+        }),
       );
     } catch {
       // Closed connection: the router stops at the deadline or when it finds our inbox gone.

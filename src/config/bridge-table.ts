@@ -97,6 +97,25 @@ export function bridgePortDef(): OptionDef {
   };
 }
 
+/** `--allowed-hosts`: the `Host` names the bridge answers (DNS rebinding protection). */
+export function allowedHostsDef(): OptionDef {
+  return {
+    key: 'allowedHosts',
+    flag: 'allowed-hosts',
+    env: env('allowed-hosts'),
+    type: 'list',
+    metavar: 'NAME',
+    defaultText: 'none: a loopback bind answers localhost, 127.0.0.1 and [::1] only',
+    check: (v) =>
+      Array.isArray(v) && v.every((h) => typeof h === 'string' && h.trim() !== '')
+        ? undefined
+        : 'expected host names, comma-separated',
+    doc:
+      'Host names (Host header, any port) the bridge answers besides the loopback names, comma-separated; ' +
+      '`*` answers any. Needed when --host is not loopback (e.g. the Service DNS name in Kubernetes).',
+  };
+}
+
 /** `--keys-file`, shared with `up`. */
 export function keysFileDef(key: string): OptionDef {
   return {
@@ -125,6 +144,7 @@ const defs: OptionDef[] = [
   { ...idDef('bridge'), doc: "Unique bridge id; it names the bridge's logs and NATS connection." },
   bridgeHostDef(),
   bridgePortDef(),
+  allowedHostsDef(),
   int(
     'maxBodyBytes',
     'max-body-bytes',

@@ -4,6 +4,12 @@
  * requests — so any router can die and clients resend elsewhere. Admission answers at once:
  * `busy` when this router or every live replica of the model is full, `unavailable` when none is
  * live, `model_not_found` when no replica ever served the model.
+ *
+ * A request belongs to the identity that sent it: its reply subject's prefix (the inbox prefix
+ * and connection; permissions keep others from subscribing to it). A resend of a request id this
+ * router still owns supersedes the old stream only from that identity, and a cancel is honoured
+ * only with the request's reply subject in it, which only the requester knows: callers that
+ * share a credential still cannot touch each other's requests.
  */
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
@@ -26,7 +32,13 @@ import {
 } from '../cluster/subjects.ts';
 import { isSampled } from '../cluster/messages/params.ts';
 import { randomSeed } from '../cluster/messages/params.ts';
-import { BusyError, ModelNotFoundError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
+import {
+  BusyError,
+  ForbiddenError,
+  ModelNotFoundError,
+  UnavailableError,
+  toSwitchyardError,
+} from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { isFull, Membership, MIN_MEMBERSHIP_TICK_MS, type MembershipChange } from './membership.ts';
 import { compileRouterOptions, type CompiledRouterOptions, type RouterOptions } from './options.ts';
@@ -49,6 +61,12 @@ export const MEMBERSHIP_WARMUP_MS = 600;
 
 /** The `model` label of a request refused before its body could be read. */
 const UNKNOWN_MODEL = 'unknown';
+
+/** The requester's identity in a reply subject: all but its last token (`<inbox prefix>.<nuid>`). */
+export function requesterOf(reply: string): string {
+  const dot = reply.lastIndexOf('.');
+  return dot < 0 ? reply : reply.slice(0, dot);
+}
 
 /** A running router. */
 export interface Router {
@@ -77,6 +95,8 @@ class RouterActor implements Router, RouterContext {
   readonly strategy: RoutingStrategy;
   readonly metrics: RouterMetrics;
   private readonly requests = new Map<string, RoutedRequest>();
+  /** The reply subject of each request: who may resend or cancel it. */
+  private readonly replies = new WeakMap<RoutedRequest, string>();
   private readonly byReplica = new Map<string, Set<RoutedRequest>>();
   private readonly subs: Subscription[] = [];
   private frontDoor: Subscription | undefined;
@@ -239,11 +259,21 @@ class RouterActor implements Router, RouterContext {
       this.admit(req);
       if (isSampled(req) && req.seed === undefined) req.seed = randomSeed();
       // A resend of a request this router still owns (its client lost track of us): the new
-      // stream replaces the old one, which nobody listens to any more.
-      this.requests.get(requestId)?.fail(new UnavailableError('superseded by a resend of the same request'));
+      // stream replaces the old one, which nobody listens to any more. From anyone else the same
+      // id is refused, not superseded: the owner's stream must not be cut by a stranger.
+      const owned = this.requests.get(requestId);
+      if (owned !== undefined) {
+        if (requesterOf(this.replies.get(owned) ?? '') !== requesterOf(msg.reply)) {
+          throw new ForbiddenError(
+            `request id ${requestId} is in use by another requester; send your request with a fresh id`,
+          );
+        }
+        owned.fail(new UnavailableError('superseded by a resend of the same request'));
+      }
       const deadline = meta.deadline ?? Date.now() + this.options.requestTimeoutMs;
       const request = new RoutedRequest(this, requestId, req, meta, responder, deadline, trace);
       this.requests.set(requestId, request);
+      this.replies.set(request, msg.reply);
       responder.ack({ by: this.id, ...(req.seed !== undefined ? { seed: req.seed } : {}) });
       request.start();
     } catch (err) {
@@ -282,7 +312,13 @@ class RouterActor implements Router, RouterContext {
   private onCancel(msg: Msg): void {
     try {
       const cancel = decodeCancel(msg.data);
-      this.requests.get(cancel.requestId)?.cancel(cancel.reason ?? 'cancelled by the client');
+      const request = this.requests.get(cancel.requestId);
+      if (request !== undefined && cancel.reply !== undefined && cancel.reply === this.replies.get(request)) {
+        request.cancel(cancel.reason ?? 'cancelled by the client');
+      } else if (request !== undefined) {
+        // Not from the requester (or from a client that predates the proof): the owner's stream goes on.
+        this.log.warn({ requestId: cancel.requestId }, "cancel without the request's reply subject ignored");
+      }
       if (msg.reply) msg.respond();
     } catch (err) {
       this.log.warn({ err: toSwitchyardError(err).message }, 'malformed cancel ignored');

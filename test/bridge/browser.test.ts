@@ -11,7 +11,7 @@ import { injectFault } from '../helpers/cluster.ts';
 import { browserSkipReason, launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { MODEL, startCluster, waitFor, type TestCluster } from './harness.ts';
 
-const KEY = 'sy-browser-test-key-0123456789';
+const KEY = 'sy-browser-test-key-0123456789abcdef';
 /** Page interactions wait this long at most (model load and first steps on a busy 2-core machine). */
 const UI_TIMEOUT_MS = 30_000;
 /** A stopped reply must leave the replica's batch within this (heartbeats come every ~0.5 s). */

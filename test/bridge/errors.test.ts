@@ -168,7 +168,7 @@ describe('bridge errors', () => {
     expectError(await completions(big), 413, 'invalid_request', /larger than the limit of 1048576 bytes/);
     const chunked = await rawHttp(
       cluster.bridges[0]!.port,
-      'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n' +
+      'POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n' +
         `${(1_100_000).toString(16)}\r\n${'x'.repeat(1_100_000)}\r\n0\r\n\r\n`,
     );
     assert.match(chunked, /^HTTP\/1\.1 413 /);
@@ -191,7 +191,7 @@ describe('bridge errors', () => {
     assert.equal(models.headers.allow, 'GET, HEAD');
   });
 
-  it('415 for a content type that is not JSON; no content type is taken as JSON', async () => {
+  it('415 for a content type that is not JSON, and for none at all', async () => {
     expectError(
       await completions(JSON.stringify(OK), { 'content-type': 'application/x-www-form-urlencoded' }),
       415,
@@ -203,7 +203,8 @@ describe('bridge errors', () => {
       415,
       'invalid_request',
     );
-    assert.equal((await completions(JSON.stringify(OK), {})).status, 200);
+    // No Content-Type is what a cross-site page can send without a CORS preflight: refused.
+    expectError(await completions(JSON.stringify(OK), {}), 415, 'invalid_request', /has no Content-Type/);
     assert.equal(
       (await completions(JSON.stringify(OK), { 'content-type': 'application/json; charset=UTF-8' })).status,
       200,

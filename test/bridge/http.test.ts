@@ -3,6 +3,7 @@
  * disconnects, health and cluster endpoints, slow clients, and the drain.
  */
 import assert from 'node:assert/strict';
+import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Msg } from '@nats-io/nats-core';
 import { HEADERS } from '../../src/cluster/headers.ts';
@@ -93,7 +94,7 @@ describe('the bridge over raw HTTP', () => {
     assert.equal(final.finish_reason, 'length');
   });
 
-  it('uses a valid x-request-id as the NATS request id and echoes it; generates one when absent', async () => {
+  it('scopes a valid x-request-id to the tenant for the NATS request id and echoes it; generates one when absent', async () => {
     const seen: string[] = [];
     const sub = cluster.nc.subscribe(GENERATE_SUBJECT, {
       callback: (_err, msg: Msg) => void seen.push(msg.headers?.get(HEADERS.requestId) ?? ''),
@@ -106,7 +107,8 @@ describe('the bridge over raw HTTP', () => {
     assert.equal(res.status, 200);
     assert.equal(res.headers['x-request-id'], 'my-req.42:a');
     assert.equal((JSON.parse(res.text) as { id: string }).id, 'cmpl-my-req.42:a');
-    await waitFor('the request on the front door', () => seen.includes('my-req.42:a'));
+    // Without keys every caller is one tenant, `anonymous`.
+    await waitFor('the request on the front door', () => seen.includes('anonymous:my-req.42:a'));
     sub.unsubscribe();
 
     const fresh = await post(`${url}/v1/completions`, SHORT);
@@ -209,7 +211,7 @@ describe('the bridge over raw HTTP', () => {
     let stuckAnswered = false;
     const stuck = rawHttp(
       cluster.bridges[0]!.port,
-      'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n',
+      'POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n',
     ).finally(() => (stuckAnswered = true));
     const health = await fetch(`${url}/healthz`);
     assert.equal(health.status, 200);
@@ -224,25 +226,78 @@ describe('the bridge over raw HTTP', () => {
 
   it('cuts off a client that never finishes its headers (408 from the headers timeout)', async () => {
     const t0 = Date.now();
-    const answer = await rawHttp(cluster.bridges[0]!.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\n');
+    const answer = await rawHttp(
+      cluster.bridges[0]!.port,
+      'POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n',
+    );
     assert.match(answer, /^HTTP\/1\.1 408 /);
     assert.match(answer, /"code":"invalid_request"/);
     assert.ok(Date.now() - t0 < REQUEST_TIMEOUT_MS, 'the headers timeout fired, not the request timeout');
   });
 
-  it('serves the web page folder at / (404 JSON when a file is missing)', async () => {
+  it('serves the web page folder at / (404 JSON when a file is missing), with a CSP that forbids framing', async () => {
     const page = await fetch(`${url}/`);
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    assert.match(
+      page.headers.get('content-security-policy') ?? '',
+      /default-src 'self'.*frame-ancestors 'none'/,
+    );
+    assert.equal(page.headers.get('x-frame-options'), 'DENY');
     assert.match(await page.text(), /<html/i);
     const missing = await fetch(`${url}/no-such-file.js`);
     assert.equal(missing.status, 404);
     assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'invalid_request');
     const escape = await rawHttp(
       cluster.bridges[0]!.port,
-      'GET /static/../package.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      'GET /static/../package.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
     );
     assert.match(escape, /^HTTP\/1\.1 404 /);
+  });
+
+  it('answers loopback Host names only (DNS rebinding), health probes whatever the name', async () => {
+    const port = cluster.bridges[0]!.port;
+    const get = (path: string, host: string): Promise<string> =>
+      rawHttp(port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    for (const host of [
+      'localhost',
+      `localhost:${port}`,
+      '127.0.0.1',
+      `127.0.0.1:${port}`,
+      '[::1]',
+      `[::1]:${port}`,
+    ]) {
+      assert.match(await get('/v1/models', host), /^HTTP\/1\.1 200 /, host);
+    }
+    for (const host of ['evil.example', `evil.example:${port}`, 'localhost.evil.example', '']) {
+      const answer = await get('/v1/models', host);
+      assert.match(answer, /^HTTP\/1\.1 421 /, host);
+      assert.match(answer, /does not answer the host name.*--allowed-hosts/, host);
+      assert.match(await get('/', host), /^HTTP\/1\.1 421 /, `the page, ${host}`);
+    }
+    assert.match(await get('/healthz', 'evil.example'), /^HTTP\/1\.1 200 /);
+  });
+
+  it('answers a client that half-closes its socket after a complete request', async () => {
+    const body = JSON.stringify(SHORT);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = netConnect({ port: cluster.bridges[0]!.port, host: '127.0.0.1' });
+      let data = '';
+      socket.setTimeout(10_000, () => reject(new Error(`no full answer; got: ${data}`)));
+      socket.on('data', (d: Buffer) => (data += d.toString('utf8')));
+      socket.on('end', () => resolve(data));
+      socket.on('error', reject);
+      socket.write(
+        'POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n' +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      socket.end(); // FIN: nothing more to send, still reading
+    });
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    const json = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as {
+      choices: Array<{ finish_reason: string }>;
+    };
+    assert.equal(json.choices[0]?.finish_reason, 'length');
   });
 
   it('drains on stop(): an in-flight stream finishes, then new connections are refused', async () => {

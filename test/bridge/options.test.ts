@@ -7,6 +7,7 @@ import {
   DEFAULT_MAX_BODY_BYTES,
   compileBridgeOptions,
 } from '../../src/bridge/options.ts';
+import { acceptedHostNames, hostNameOf } from '../../src/bridge/host-check.ts';
 import { StartupError } from '../../src/errors/errors.ts';
 
 describe('compileBridgeOptions', () => {
@@ -34,5 +35,23 @@ describe('compileBridgeOptions', () => {
       /headersTimeoutMs \(5000\) must not exceed requestTimeoutMs/,
     );
     refused({ id: 'a.b' }, /bridge id must match/);
+    refused({ host: '0.0.0.0' }, /0\.0\.0\.0, which is not loopback: give allowedHosts \(--allowed-hosts\)/);
+    refused({ host: '0.0.0.0', allowedHosts: ['a b'] }, /allowedHosts: 'a b' is not a host name/);
+  });
+
+  it('answers loopback names on a loopback bind, and only the allowed names elsewhere', () => {
+    const names = (host: string, allowed: string[]): string[] | undefined => {
+      const set = acceptedHostNames(compileBridgeOptions({ host, allowedHosts: allowed }).host, allowed);
+      return set === undefined ? undefined : [...set].sort();
+    };
+    assert.deepEqual(names('127.0.0.1', []), ['127.0.0.1', '[::1]', 'localhost']);
+    assert.deepEqual(names('::1', ['api.example:443']), ['127.0.0.1', '[::1]', 'api.example', 'localhost']);
+    assert.deepEqual(names('0.0.0.0', ['switchyard-bridge', 'switchyard-bridge.ml.svc']), [
+      'switchyard-bridge',
+      'switchyard-bridge.ml.svc',
+    ]);
+    assert.equal(names('0.0.0.0', ['*']), undefined);
+    assert.equal(hostNameOf('API.Example:8080'), 'api.example');
+    assert.equal(hostNameOf('[::1]:8080'), '[::1]');
   });
 });

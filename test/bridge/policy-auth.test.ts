@@ -15,9 +15,9 @@ import { checkKeyEntries, readKeysFile } from '../../src/bridge/keys-file.ts';
 import { OPEN_AUTHENTICATOR } from '../../src/bridge/policy-defaults.ts';
 import { StartupError, UnauthorizedError } from '../../src/errors/errors.ts';
 
-const ALICE_KEY = 'sy-alice-0123456789abcdef';
-const BOB_KEY = 'sy-bob-fedcba9876543210xyz';
-const CAROL_KEY = 'sy-carol-5555555555555555';
+const ALICE_KEY = 'sy-alice-0123456789abcdef0123456789';
+const BOB_KEY = 'sy-bob-fedcba9876543210xyz987654321';
+const CAROL_KEY = 'sy-carol-5555555555555555555555555';
 
 function rejectsWith(fn: () => unknown, pattern: RegExp, forbidden?: string): void {
   assert.throws(fn, (err: unknown) => {
@@ -157,7 +157,17 @@ describe('API keys', () => {
       () => check([{ id: 'a', key: ALICE_KEY, key_sha256: hashKey(ALICE_KEY) }]),
       /exactly one of key_sha256 and key/,
     );
-    configError(() => check([{ id: 'a', key: 'short' }]), /key must be a string of 16 to 256 characters/);
+    // A plain key shorter than 32 characters can be guessed: refused at start-up, saying so.
+    configError(
+      () => check([{ id: 'a', key: 'sy-only-31-characters-long-0123' }]),
+      /keys\[0\] \(id a\)\.key is 31 characters long; plain keys must have at least 32/,
+    );
+    configError(() => check([{ id: 'a', key: 42 }]), /key must be a string of 32 to 256 characters/);
+    assert.equal(
+      (check([{ id: 'a', key_sha256: hashKey('short') }]) as unknown[]).length,
+      1,
+      'a hashed key is fine',
+    );
     configError(() => check([{ id: 'a', key_sha256: 'abc' }]), /key_sha256 must be 64 hex digits/);
     configError(() => check([{ id: 'a.b', key: ALICE_KEY }]), /keys\[0\]\.id must match/);
     configError(

@@ -43,27 +43,37 @@ function quietLog(warnings: string[] = []): { warn: (o: unknown, m?: string) => 
 
 describe('response cache keys', () => {
   it('are given to greedy requests and to sampled requests with a seed only', () => {
-    assert.match(responseCacheKey(GREEDY, '1.0.0') ?? '', /^[0-9a-f]{64}$/);
-    assert.match(responseCacheKey({ ...GREEDY, temperature: 0.8, seed: 7 }, '1.0.0') ?? '', /^[0-9a-f]{64}$/);
+    assert.match(responseCacheKey(GREEDY, '1.0.0', 'acme') ?? '', /^[0-9a-f]{64}$/);
     assert.match(
-      responseCacheKey({ ...GREEDY, temperature: undefined, seed: 7 }, '1.0.0') ?? '',
+      responseCacheKey({ ...GREEDY, temperature: 0.8, seed: 7 }, '1.0.0', 'acme') ?? '',
       /^[0-9a-f]{64}$/,
     );
-    assert.equal(responseCacheKey({ ...GREEDY, temperature: 0.8 }, '1.0.0'), undefined);
+    assert.match(
+      responseCacheKey({ ...GREEDY, temperature: undefined, seed: 7 }, '1.0.0', 'acme') ?? '',
+      /^[0-9a-f]{64}$/,
+    );
+    assert.equal(responseCacheKey({ ...GREEDY, temperature: 0.8 }, '1.0.0', 'acme'), undefined);
     assert.equal(
-      responseCacheKey({ model: 'tiny-gpt2', prompt: 'default temperature is 1' }, '1.0.0'),
+      responseCacheKey({ model: 'tiny-gpt2', prompt: 'default temperature is 1' }, '1.0.0', 'acme'),
       undefined,
     );
   });
 
   it('never cross model versions', () => {
-    assert.notEqual(responseCacheKey(GREEDY, '1.0.0'), responseCacheKey(GREEDY, '1.0.1'));
+    assert.notEqual(responseCacheKey(GREEDY, '1.0.0', 'acme'), responseCacheKey(GREEDY, '1.0.1', 'acme'));
     // The version pinned in the request does not matter, the version that serves it does.
-    assert.equal(responseCacheKey({ ...GREEDY, version: '9' }, '1.0.0'), responseCacheKey(GREEDY, '1.0.0'));
+    assert.equal(
+      responseCacheKey({ ...GREEDY, version: '9' }, '1.0.0', 'acme'),
+      responseCacheKey(GREEDY, '1.0.0', 'acme'),
+    );
+  });
+
+  it('never cross tenants: the same request of another API key has another key', () => {
+    assert.notEqual(responseCacheKey(GREEDY, '1.0.0', 'acme'), responseCacheKey(GREEDY, '1.0.0', 'other'));
   });
 
   it('depend on every input that can change the output, and on nothing else', () => {
-    const base = responseCacheKey(GREEDY, 'v1');
+    const base = responseCacheKey(GREEDY, 'v1', 'acme');
     const variants: GenerateRequest[] = [
       { ...GREEDY, model: 'other-model' },
       { ...GREEDY, prompt: 'Once upon a time.' },
@@ -84,7 +94,7 @@ describe('response cache keys', () => {
       { ...GREEDY, ignoreEos: true },
       { ...GREEDY, resumeTokenIds: [5] },
     ];
-    const keys = new Set(variants.map((v) => responseCacheKey(v, 'v1')));
+    const keys = new Set(variants.map((v) => responseCacheKey(v, 'v1', 'acme')));
     assert.equal(keys.size, variants.length);
     assert.ok(!keys.has(base));
     // Field order in the request object does not matter.
@@ -94,7 +104,7 @@ describe('response cache keys', () => {
       prompt: 'Once upon a time',
       model: 'tiny-gpt2',
     };
-    assert.equal(responseCacheKey(reordered, 'v1'), base);
+    assert.equal(responseCacheKey(reordered, 'v1', 'acme'), base);
     assert.equal(canonicalJson({ b: 1, a: { d: [2, 1], c: null } }), '{"a":{"c":null,"d":[2,1]},"b":1}');
   });
 });
@@ -125,12 +135,16 @@ describe('response cache on NATS KV', () => {
     assert.equal(status.history, 1);
     assert.equal(status.maxValueSize, cache.maxValueBytes);
     assert.equal(cache.enabled, true);
-    const key = cache.keyOf(GREEDY, '1.0.0');
+    const key = cache.keyOf(GREEDY, '1.0.0', 'acme');
     assert.ok(key !== undefined);
     assert.equal(await cache.get(key), undefined);
     await cache.put(key, GENERATION);
     assert.deepEqual(await cache.get(key), GENERATION);
-    assert.equal(await cache.get(cache.keyOf(GREEDY, '2.0.0') ?? ''), undefined, 'another version misses');
+    assert.equal(
+      await cache.get(cache.keyOf(GREEDY, '2.0.0', 'acme') ?? ''),
+      undefined,
+      'another version misses',
+    );
     assert.deepEqual(cache.stats, { hits: 1, misses: 2, stores: 1, skipped: 0, errors: 0 });
   });
 
@@ -140,7 +154,7 @@ describe('response cache on NATS KV', () => {
       const opts = compileResponseCacheOptions({ enabled: true, bucket: 'sy_cache_shared', ttlMs: 60_000 });
       const a = await openResponseCache(nc, opts, quietLog());
       const b = await openResponseCache(nc2, opts, quietLog());
-      const key = a.keyOf({ ...GREEDY, temperature: 0.9, seed: 42 }, 'v') ?? '';
+      const key = a.keyOf({ ...GREEDY, temperature: 0.9, seed: 42 }, 'v', 'acme') ?? '';
       await a.put(key, GENERATION);
       assert.deepEqual(await b.get(key), GENERATION);
       assert.equal((await (await new Kvm(nc).open('sy_cache_shared')).status()).ttl, 60_000);
@@ -155,7 +169,7 @@ describe('response cache on NATS KV', () => {
       compileResponseCacheOptions({ enabled: true, bucket: 'sy_cache_small', maxValueBytes: 1024 }),
       quietLog(),
     );
-    const key = cache.keyOf(GREEDY, 'v') ?? '';
+    const key = cache.keyOf(GREEDY, 'v', 'acme') ?? '';
     await cache.put(key, { ...GENERATION, text: 'x'.repeat(2000) });
     assert.equal(cache.stats.skipped, 1);
     assert.equal(await cache.get(key), undefined);
@@ -172,7 +186,7 @@ describe('response cache on NATS KV', () => {
     assert.equal(await cache.get('foreign'), undefined);
     assert.equal(cache.stats.errors, 1);
     await (await jetstreamManager(nc)).streams.delete('KV_sy_cache_gone');
-    const key = cache.keyOf(GREEDY, 'v') ?? '';
+    const key = cache.keyOf(GREEDY, 'v', 'acme') ?? '';
     await cache.put(key, GENERATION);
     assert.equal(await cache.get(key), undefined);
     assert.equal(cache.stats.errors, 3);

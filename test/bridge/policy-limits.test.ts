@@ -121,6 +121,22 @@ describe('shared rate limits', () => {
     await b.admit(caller, 1);
   });
 
+  it('counts every prompt of a request against rpm, and refuses what would overspend it', async () => {
+    clock.now = NOW;
+    const a = bridge(kv1);
+    const caller: Caller = { keyId: 'rpm-prompts', rpm: 5 };
+    (await a.admit(caller, 1, 3)).release(0);
+    await rejectsLimited(
+      a.admit(caller, 1, 3),
+      45_000,
+      /3 of 5 requests per minute used, this request has 3 prompts/,
+    );
+    (await a.admit(caller, 1, 2)).release(0);
+    await rejectsLimited(a.admit(caller, 1), 45_000, /5 requests per minute used/);
+    const stored = await kv1.get(`rpm-prompts.${WINDOW_START / RATE_WINDOW_MS}`);
+    assert.deepEqual(stored?.json(), { requests: 5, tokens: 0 });
+  });
+
   it('counts tokens after release, over both bridges', async () => {
     clock.now = NOW;
     const a = bridge(kv1);
@@ -230,7 +246,7 @@ describe('shared rate limits', () => {
     const nc = await connectNats({ servers: plain.url });
     try {
       const auth = createAuthenticator({
-        keys: [{ id: 'k', key: 'sy-concurrency-only-key', max_concurrency: 1 }],
+        keys: [{ id: 'k', key: 'sy-concurrency-only-key-0123456789', max_concurrency: 1 }],
       });
       const source = rateLimiterSource(auth);
       assert.equal(typeof source, 'function');

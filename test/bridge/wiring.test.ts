@@ -18,6 +18,7 @@ import type {
 } from '../../src/bridge/policy.ts';
 import type { GenerateRequest } from '../../src/cluster/messages/generate.ts';
 import { RateLimitedError, UnauthorizedError } from '../../src/errors/errors.ts';
+import { injectFault } from '../helpers/cluster.ts';
 import { MODEL, post, sseEvents, startCluster, waitFor, type TestCluster } from './harness.ts';
 
 const KEYS: Record<string, Caller> = { good: { keyId: 'good' }, limited: { keyId: 'limited' } };
@@ -33,13 +34,13 @@ const fakeAuth: Authenticator = {
 };
 
 class FakeLimiter implements RateLimiter {
-  readonly admitted: Array<{ keyId: string; estimate: number }> = [];
+  readonly admitted: Array<{ keyId: string; estimate: number; requests: number | undefined }> = [];
   readonly released: number[] = [];
   closed = false;
-  admit(caller: Caller, estimate: number): Promise<Admission> {
+  admit(caller: Caller, estimate: number, requests?: number): Promise<Admission> {
     if (caller.keyId === 'limited')
       return Promise.reject(new RateLimitedError('requests per minute spent', 2_500));
-    this.admitted.push({ keyId: caller.keyId, estimate });
+    this.admitted.push({ keyId: caller.keyId, estimate, requests });
     return Promise.resolve({ release: (tokens) => void this.released.push(tokens) });
   }
   close(): Promise<void> {
@@ -136,7 +137,7 @@ describe('the bridge with its policies', () => {
     );
     assert.equal(res.status, 200, res.text);
     const usage = (JSON.parse(res.text) as { usage: { total_tokens: number } }).usage;
-    assert.deepEqual(limiter.admitted.at(-1), { keyId: 'good', estimate: 40 / 4 + 8 });
+    assert.deepEqual(limiter.admitted.at(-1), { keyId: 'good', estimate: 40 / 4 + 8, requests: 1 });
     await waitFor('the release', () => limiter.released.length > before);
     assert.equal(limiter.released.at(-1), usage.total_tokens);
   });
@@ -199,6 +200,53 @@ describe('the bridge with its policies', () => {
     } finally {
       cache.failGet = false;
       cache.failPut = false;
+    }
+  });
+
+  it('counts each prompt of a prompt array against requests per minute', async () => {
+    const res = await post(
+      `${bridge.url}/v1/completions`,
+      { model: MODEL, prompt: ['one', 'two', 'three'], max_tokens: 2 },
+      AUTH,
+    );
+    assert.equal(res.status, 200, res.text);
+    assert.equal(limiter.admitted.at(-1)?.requests, 3);
+  });
+
+  it('charges the tokens delivered to a client that disconnects mid-stream', async () => {
+    await injectFault(cluster.nc, 'r1', { step_delay_ms: 20 });
+    try {
+      const before = limiter.released.length;
+      const abort = new AbortController();
+      const res = await fetch(`${bridge.url}/v1/completions`, {
+        method: 'POST',
+        headers: AUTH,
+        body: JSON.stringify({
+          ...GREEDY,
+          prompt: 'x'.repeat(40),
+          max_tokens: 300,
+          ignore_eos: true,
+          stream: true,
+        }),
+        signal: abort.signal,
+      });
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      let events = 0;
+      while (events < 5) {
+        const { value } = await reader.read();
+        events += (
+          Buffer.from(value ?? [])
+            .toString('utf8')
+            .match(/\n\n/g) ?? []
+        ).length;
+      }
+      abort.abort();
+      await waitFor('the release', () => limiter.released.length > before);
+      const charged = limiter.released.at(-1) ?? 0;
+      // At least the 5 tokens it saw and the prompt's estimate (40 / 4); far from all 300.
+      assert.ok(charged >= 5 + 10 && charged < 300, `charged ${charged}`);
+    } finally {
+      await injectFault(cluster.nc, 'r1', { step_delay_ms: 0 });
     }
   });
 

@@ -51,6 +51,11 @@ export const CANCEL_REASON_MAX_LENGTH = 256;
  * safe in headers, logs and metrics labels.
  */
 export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/**
+ * A reply subject as a cancel carries it: visible ASCII without NATS wildcards, at most 256
+ * characters (an inbox prefix, a NUID and a token fit well within it).
+ */
+export const REPLY_SUBJECT_PATTERN = /^[\x21-\x29\x2b-\x3d\x3f-\x7e]{1,256}$/;
 /** Longest text of one chunk in characters. */
 export const CHUNK_TEXT_MAX_LENGTH = 65_536;
 /** Most token ids in one chunk. */
@@ -130,6 +135,12 @@ export interface Cancel {
   attempt?: number;
   /** For logs: why (client gone, failover, deadline). */
   reason?: string;
+  /**
+   * The reply subject (inbox) of the stream to cancel: proof that the cancel comes from the
+   * requester, since only the requester and its responder know it. A router honours a client's
+   * cancel only when it matches the request's reply subject.
+   */
+  reply?: string;
 }
 
 /** The one decoder of acks. */
@@ -240,6 +251,10 @@ export function decodeCancel(data: Uint8Array | string): Cancel {
   if (origin !== undefined) cancel.origin = origin;
   if (attempt !== undefined) cancel.attempt = attempt;
   if (reason !== undefined) cancel.reason = reason;
+  const reply = readOptional(o, 'reply', (f, v) =>
+    readPattern(f, v, REPLY_SUBJECT_PATTERN, 'a NATS subject of at most 256 characters'),
+  );
+  if (reply !== undefined) cancel.reply = reply;
   return cancel;
 }
 
@@ -250,5 +265,6 @@ export function encodeCancel(cancel: Cancel): Uint8Array {
     origin: cancel.origin,
     attempt: cancel.attempt,
     reason: cancel.reason,
+    reply: cancel.reply,
   });
 }

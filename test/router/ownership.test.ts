@@ -1,0 +1,186 @@
+/**
+ * A request belongs to the identity that sent it (its reply subject's prefix): a router lets
+ * only that identity supersede it with a resend, and honours a cancel only when it carries the
+ * request's reply subject. Real router and nats-server, two requester connections (two
+ * identities), and a scripted fake replica that streams slowly enough to be interfered with.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import { connectNats } from '../../src/cluster/connection.ts';
+import { readRequestMeta, writeRequestMeta } from '../../src/cluster/headers.ts';
+import { encodeGenerateRequest } from '../../src/cluster/messages/generate.ts';
+import { encodeReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
+import { encodeCancel, type Cancel, type End } from '../../src/cluster/messages/stream.ts';
+import { openStream, type StreamHandle } from '../../src/cluster/stream-requester.ts';
+import { StreamResponder } from '../../src/cluster/stream-responder.ts';
+import {
+  GENERATE_SUBJECT,
+  replicaGenerateSubject,
+  replicaHeartbeatSubject,
+  routerCancelSubject,
+} from '../../src/cluster/subjects.ts';
+import type { SwitchyardError } from '../../src/errors/errors.ts';
+import { startRouter, type Router } from '../../src/router/router.ts';
+import { waitFor } from '../helpers/cluster.ts';
+import { NatsServer } from '../helpers/nats-server.ts';
+
+const BEAT_MS = 100;
+/** The fake streams this many one-token chunks, one per CHUNK_MS: long enough to interfere with. */
+const CHUNKS = 16;
+const CHUNK_MS = 50;
+
+/** A fake replica streaming CHUNKS tokens slowly; it ignores cancels (the router ends the stream itself). */
+function slowReplica(nc: NatsConnection, id: string): () => void {
+  const beat = (): void =>
+    nc.publish(
+      replicaHeartbeatSubject(id),
+      encodeReplicaHeartbeat({
+        id,
+        model: 'fake',
+        modelVersion: '1',
+        device: 'cpu',
+        state: 'ready',
+        queueDepth: 0,
+        activeSequences: 0,
+        maxBatchSize: 8,
+        maxQueue: 8,
+        freeTokenBudget: 4_096,
+        tokenBudget: 4_096,
+        progress: 0,
+        sentAt: Date.now(),
+        intervalMs: BEAT_MS,
+      }),
+    );
+  beat();
+  const timers = new Set<NodeJS.Timeout>([setInterval(beat, BEAT_MS)]);
+  const sub: Subscription = nc.subscribe(replicaGenerateSubject(id), {
+    callback: (err, msg) => {
+      if (err || !msg.reply) return;
+      const meta = readRequestMeta(msg.headers);
+      const responder = new StreamResponder(nc, msg.reply, {
+        requestId: meta.requestId,
+        attempt: meta.attempt ?? 1,
+      });
+      responder.ack({ by: id });
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (sent < CHUNKS) {
+          responder.chunk({ tokenIds: [sent], text: 'x', maxTokens: CHUNKS });
+          sent++;
+          return;
+        }
+        responder.end({ finishReason: 'length', usage: { promptTokens: 1, completionTokens: CHUNKS } });
+        clearInterval(timer);
+        timers.delete(timer);
+      }, CHUNK_MS);
+      timers.add(timer);
+    },
+  });
+  return () => {
+    for (const t of timers) clearInterval(t);
+    sub.unsubscribe();
+  };
+}
+
+interface Stream {
+  handle: StreamHandle;
+  tokens: number[];
+  end?: End;
+  error?: SwitchyardError;
+  done: Promise<void>;
+}
+
+/** Sends a request with `requestId` on `nc` (one identity: the connection's inbox). */
+function send(nc: NatsConnection, requestId: string): Stream {
+  const stream: Partial<Stream> & { tokens: number[] } = { tokens: [] };
+  const handle = openStream(
+    nc,
+    GENERATE_SUBJECT,
+    encodeGenerateRequest({ model: 'fake', prompt: 'p', temperature: 0 }),
+    writeRequestMeta({ requestId, deadline: Date.now() + 30_000 }),
+    {
+      onMessage: (event) => {
+        if (event.kind === 'chunk') stream.tokens.push(...event.chunk.tokenIds);
+        else if (event.kind === 'end') stream.end = event.end;
+        else if (event.kind === 'error') stream.error = event.error;
+      },
+    },
+  );
+  stream.handle = handle;
+  stream.done = handle.done.then(() => undefined);
+  return stream as Stream;
+}
+
+describe('a request belongs to whoever sent it', () => {
+  let server: NatsServer;
+  let owner: NatsConnection;
+  let stranger: NatsConnection;
+  let replicaNc: NatsConnection;
+  let router: Router;
+  let stopReplica: () => void;
+
+  before(async () => {
+    server = await NatsServer.start();
+    [owner, stranger, replicaNc] = await Promise.all([
+      connectNats({ servers: server.url }),
+      connectNats({ servers: server.url }),
+      connectNats({ servers: server.url }),
+    ]);
+    stopReplica = slowReplica(replicaNc, 'slow');
+    router = await startRouter({ id: 'rt', nats: { servers: server.url } });
+  });
+
+  after(async () => {
+    stopReplica?.();
+    await router?.stop();
+    await Promise.all([owner?.close(), stranger?.close(), replicaNc?.close()]);
+    await server?.stop();
+  });
+
+  it("refuses another requester's resend of an id it owns (forbidden); the owner's stream goes on", async () => {
+    const mine = send(owner, 'own-1');
+    await waitFor('the first token', () => mine.tokens.length > 0);
+    const theirs = send(stranger, 'own-1');
+    await theirs.done;
+    assert.equal(theirs.error?.code, 'forbidden', String(theirs.error));
+    assert.match(theirs.error?.message ?? '', /in use by another requester/);
+    await mine.done;
+    assert.equal(mine.error, undefined, String(mine.error));
+    assert.equal(mine.end?.finishReason, 'length');
+    assert.equal(mine.tokens.length, CHUNKS);
+  });
+
+  it("lets the owner's own resend supersede its stream", async () => {
+    const first = send(owner, 'own-2');
+    await waitFor('the first token', () => first.tokens.length > 0);
+    const again = send(owner, 'own-2');
+    await first.done;
+    assert.equal(first.error?.code, 'unavailable');
+    assert.match(first.error?.message ?? '', /superseded/);
+    await again.done;
+    assert.equal(again.end?.finishReason, 'length');
+  });
+
+  it("honours a cancel only with the request's reply subject", async () => {
+    const mine = send(owner, 'own-3');
+    await waitFor('the first token', () => mine.tokens.length > 0);
+    const cancel = (c: Cancel): Promise<unknown> =>
+      stranger.request(routerCancelSubject('rt'), encodeCancel(c), { timeout: 5_000 });
+    await cancel({ requestId: 'own-3', reason: 'no proof' });
+    await cancel({ requestId: 'own-3', reason: 'a guess', reply: `${mine.handle.inbox}x` });
+    await cancel({ requestId: 'own-3', reason: 'another inbox', reply: '_INBOX.someone.1' });
+    const streaming = (s: Stream): boolean => s.end === undefined && s.error === undefined;
+    assert.ok(streaming(mine), 'still streaming');
+    await mine.done;
+    assert.equal(mine.end?.finishReason, 'length', 'none of those cancels cut it');
+    assert.equal(mine.tokens.length, CHUNKS);
+
+    const cut = send(owner, 'own-4');
+    await waitFor('the first token', () => cut.tokens.length > 0);
+    await cancel({ requestId: 'own-4', reason: 'the owner cancels', reply: cut.handle.inbox });
+    await cut.done;
+    assert.equal(cut.end?.finishReason, 'cancelled');
+    assert.ok(cut.tokens.length < CHUNKS);
+  });
+});

@@ -118,6 +118,9 @@ function bridgeArgs(resolved: Resolved<UpPlan> & { help: false }): string[] {
   const plan = resolved.settings;
   const args = ['--host', plan.host, '--port', String(plan.port)];
   if (plan.keysFile !== undefined) args.push('--keys-file', plan.keysFile);
+  if (plan.allowedHosts !== undefined && plan.allowedHosts.length > 0) {
+    args.push('--allowed-hosts', plan.allowedHosts.join(','));
+  }
   if (resolved.sources.get('cache')?.kind !== 'default') args.push(`--cache=${String(plan.cache)}`);
   return args;
 }

@@ -1,6 +1,6 @@
 /** The `up` subcommand's options: a whole single-machine cluster, every actor its own process. */
 import type { ConnectionOptions } from '../cluster/connection.ts';
-import { bridgeHostDef, bridgePortDef, cacheDef, keysFileDef } from './bridge-table.ts';
+import { allowedHostsDef, bridgeHostDef, bridgePortDef, cacheDef, keysFileDef } from './bridge-table.ts';
 import { logLevelDef, metricsHostDef, natsDefs, type CommonSettings } from './common-options.ts';
 import { parseGpus } from './gpus.ts';
 import type { OptionDef, OptionTable } from './option.ts';
@@ -30,6 +30,8 @@ export interface UpSettings extends CommonSettings {
   port: number;
   /** Handed to the bridge as `--keys-file`. */
   keysFile?: string;
+  /** Handed to the bridge as `--allowed-hosts` (needed when `--host` is not a loopback address). */
+  allowedHosts?: string[];
   /** Handed to the bridge as `--cache` when given to `up`. */
   cache: boolean;
   metrics: boolean;
@@ -86,6 +88,7 @@ const defs: OptionDef[] = [
   bridgeHostDef(),
   bridgePortDef(),
   keysFileDef('keysFile'),
+  { ...allowedHostsDef(), env: env('allowed-hosts') },
   cacheDef('cache'),
   {
     key: 'metrics',

@@ -6,80 +6,44 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../../src/cluster/connection.ts';
-import { readRequestMeta, writeRequestMeta } from '../../src/cluster/headers.ts';
+import { writeRequestMeta } from '../../src/cluster/headers.ts';
 import { encodeGenerateRequest } from '../../src/cluster/messages/generate.ts';
-import { encodeReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
 import { encodeCancel, type Cancel, type End } from '../../src/cluster/messages/stream.ts';
 import { openStream, type StreamHandle } from '../../src/cluster/stream-requester.ts';
-import { StreamResponder } from '../../src/cluster/stream-responder.ts';
-import {
-  GENERATE_SUBJECT,
-  replicaGenerateSubject,
-  replicaHeartbeatSubject,
-  routerCancelSubject,
-} from '../../src/cluster/subjects.ts';
+import { GENERATE_SUBJECT, routerCancelSubject } from '../../src/cluster/subjects.ts';
 import type { SwitchyardError } from '../../src/errors/errors.ts';
 import { startRouter, type Router } from '../../src/router/router.ts';
 import { waitFor } from '../helpers/cluster.ts';
+import { fakeReplica } from '../helpers/fake-replica.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
 
-const BEAT_MS = 100;
 /** The fake streams this many one-token chunks, one per CHUNK_MS: long enough to interfere with. */
 const CHUNKS = 16;
 const CHUNK_MS = 50;
 
 /** A fake replica streaming CHUNKS tokens slowly; it ignores cancels (the router ends the stream itself). */
 function slowReplica(nc: NatsConnection, id: string): () => void {
-  const beat = (): void =>
-    nc.publish(
-      replicaHeartbeatSubject(id),
-      encodeReplicaHeartbeat({
-        id,
-        model: 'fake',
-        modelVersion: '1',
-        device: 'cpu',
-        state: 'ready',
-        queueDepth: 0,
-        activeSequences: 0,
-        maxBatchSize: 8,
-        maxQueue: 8,
-        freeTokenBudget: 4_096,
-        tokenBudget: 4_096,
-        progress: 0,
-        sentAt: Date.now(),
-        intervalMs: BEAT_MS,
-      }),
-    );
-  beat();
-  const timers = new Set<NodeJS.Timeout>([setInterval(beat, BEAT_MS)]);
-  const sub: Subscription = nc.subscribe(replicaGenerateSubject(id), {
-    callback: (err, msg) => {
-      if (err || !msg.reply) return;
-      const meta = readRequestMeta(msg.headers);
-      const responder = new StreamResponder(nc, msg.reply, {
-        requestId: meta.requestId,
-        attempt: meta.attempt ?? 1,
-      });
-      responder.ack({ by: id });
-      let sent = 0;
-      const timer = setInterval(() => {
-        if (sent < CHUNKS) {
-          responder.chunk({ tokenIds: [sent], text: 'x', maxTokens: CHUNKS });
-          sent++;
-          return;
-        }
-        responder.end({ finishReason: 'length', usage: { promptTokens: 1, completionTokens: CHUNKS } });
-        clearInterval(timer);
-        timers.delete(timer);
-      }, CHUNK_MS);
-      timers.add(timer);
-    },
+  const timers = new Set<NodeJS.Timeout>();
+  const stop = fakeReplica(nc, id, ({ responder }) => {
+    responder.ack({ by: id });
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (sent < CHUNKS) {
+        responder.chunk({ tokenIds: [sent], text: 'x', maxTokens: CHUNKS });
+        sent++;
+        return;
+      }
+      responder.end({ finishReason: 'length', usage: { promptTokens: 1, completionTokens: CHUNKS } });
+      clearInterval(timer);
+      timers.delete(timer);
+    }, CHUNK_MS);
+    timers.add(timer);
   });
   return () => {
     for (const t of timers) clearInterval(t);
-    sub.unsubscribe();
+    stop();
   };
 }
 

@@ -6,73 +6,32 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../../src/cluster/connection.ts';
-import { readRequestMeta } from '../../src/cluster/headers.ts';
-import { decodeGenerateRequest } from '../../src/cluster/messages/generate.ts';
-import { encodeReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
-import { StreamResponder } from '../../src/cluster/stream-responder.ts';
-import { replicaGenerateSubject, replicaHeartbeatSubject } from '../../src/cluster/subjects.ts';
 import { CancelledError } from '../../src/errors/errors.ts';
 import { startRouter, type Router } from '../../src/router/router.ts';
 import { waitFor } from '../helpers/cluster.ts';
 import { request } from '../helpers/front-door.ts';
+import { fakeReplica } from '../helpers/fake-replica.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
 
-const BEAT_MS = 100;
-
 /** A fake replica: its first attempt of every request ends as `how`, later attempts complete. */
-function fakeReplica(nc: NatsConnection, id: string, how: () => 'end' | 'error'): () => void {
-  const beat = (): void =>
-    nc.publish(
-      replicaHeartbeatSubject(id),
-      encodeReplicaHeartbeat({
-        id,
-        model: 'fake',
-        modelVersion: '1',
-        device: 'cpu',
-        state: 'ready',
-        queueDepth: 0,
-        activeSequences: 0,
-        maxBatchSize: 8,
-        maxQueue: 8,
-        freeTokenBudget: 4_096,
-        tokenBudget: 4_096,
-        progress: 0,
-        sentAt: Date.now(),
-        intervalMs: BEAT_MS,
-      }),
-    );
-  beat();
-  const timer = setInterval(beat, BEAT_MS);
-  const sub: Subscription = nc.subscribe(replicaGenerateSubject(id), {
-    callback: (err, msg) => {
-      if (err || !msg.reply) return;
-      const meta = readRequestMeta(msg.headers);
-      const req = decodeGenerateRequest(msg.data);
-      const responder = new StreamResponder(nc, msg.reply, {
-        requestId: meta.requestId,
-        attempt: meta.attempt ?? 1,
-      });
-      responder.ack({ by: id });
-      if ((meta.attempt ?? 1) === 1) {
-        responder.chunk({ tokenIds: [5], text: 'a', maxTokens: 3 });
-        if (how() === 'end') {
-          responder.end({ finishReason: 'cancelled', usage: { promptTokens: 1, completionTokens: 1 } });
-        } else {
-          responder.error(new CancelledError('dropped'));
-        }
-        return;
+function cancellingReplica(nc: NatsConnection, id: string, how: () => 'end' | 'error'): () => void {
+  return fakeReplica(nc, id, ({ meta, request, responder }) => {
+    responder.ack({ by: id });
+    if ((meta.attempt ?? 1) === 1) {
+      responder.chunk({ tokenIds: [5], text: 'a', maxTokens: 3 });
+      if (how() === 'end') {
+        responder.end({ finishReason: 'cancelled', usage: { promptTokens: 1, completionTokens: 1 } });
+      } else {
+        responder.error(new CancelledError('dropped'));
       }
-      assert.deepEqual(req.resumeTokenIds, [5]);
-      responder.chunk({ tokenIds: [6, 7], text: 'bc' });
-      responder.end({ finishReason: 'length', usage: { promptTokens: 1, completionTokens: 2 } });
-    },
+      return;
+    }
+    assert.deepEqual(request.resumeTokenIds, [5]);
+    responder.chunk({ tokenIds: [6, 7], text: 'bc' });
+    responder.end({ finishReason: 'length', usage: { promptTokens: 1, completionTokens: 2 } });
   });
-  return () => {
-    clearInterval(timer);
-    sub.unsubscribe();
-  };
 }
 
 describe('a replica that cancels an attempt unasked', () => {
@@ -86,8 +45,8 @@ describe('a replica that cancels an attempt unasked', () => {
     server = await NatsServer.start();
     nc = await connectNats({ servers: server.url });
     stops.push(
-      fakeReplica(nc, 'fa', () => mode),
-      fakeReplica(nc, 'fb', () => mode),
+      cancellingReplica(nc, 'fa', () => mode),
+      cancellingReplica(nc, 'fb', () => mode),
     );
     router = await startRouter({ id: 'rt', nats: { servers: server.url } });
   });

@@ -145,3 +145,20 @@ export function watchHeartbeats(
 }
 
 export { ActorProcess, killAll, waitFor };
+
+/** Reads from an SSE response until at least `n` events (blank-line separated) have arrived. */
+export async function readSseEvents(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  n: number,
+): Promise<void> {
+  let events = 0;
+  while (events < n) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the stream ended after ${events} of ${n} events`);
+    events += (
+      Buffer.from(value ?? [])
+        .toString('utf8')
+        .match(/\n\n/g) ?? []
+    ).length;
+  }
+}

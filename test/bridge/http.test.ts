@@ -13,6 +13,7 @@ import {
   MODEL,
   post,
   rawHttp,
+  readSseEvents,
   sseEvents,
   startCluster,
   waitFor,
@@ -134,15 +135,7 @@ describe('the bridge over raw HTTP', () => {
         signal: abort.signal,
       });
       const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-      let events = 0;
-      while (events < 3) {
-        const { value } = await reader.read();
-        events += (
-          Buffer.from(value ?? [])
-            .toString('utf8')
-            .match(/\n\n/g) ?? []
-        ).length;
-      }
+      await readSseEvents(reader, 3);
       await waitFor('the replica to report the sequence', () =>
         hb.beats.some((b) => b.activeSequences === 1),
       );

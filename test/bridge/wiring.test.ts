@@ -19,7 +19,7 @@ import type {
 import type { GenerateRequest } from '../../src/cluster/messages/generate.ts';
 import { RateLimitedError, UnauthorizedError } from '../../src/errors/errors.ts';
 import { injectFault } from '../helpers/cluster.ts';
-import { MODEL, post, sseEvents, startCluster, waitFor, type TestCluster } from './harness.ts';
+import { MODEL, post, readSseEvents, sseEvents, startCluster, waitFor, type TestCluster } from './harness.ts';
 
 const KEYS: Record<string, Caller> = { good: { keyId: 'good' }, limited: { keyId: 'limited' } };
 
@@ -231,15 +231,7 @@ describe('the bridge with its policies', () => {
         signal: abort.signal,
       });
       const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-      let events = 0;
-      while (events < 5) {
-        const { value } = await reader.read();
-        events += (
-          Buffer.from(value ?? [])
-            .toString('utf8')
-            .match(/\n\n/g) ?? []
-        ).length;
-      }
+      await readSseEvents(reader, 5);
       abort.abort();
       await waitFor('the release', () => limiter.released.length > before);
       const charged = limiter.released.at(-1) ?? 0;

@@ -34,13 +34,14 @@ const STREAMS: GenerateRequest[] = [
   // Sampled without a seed: the router assigns one, so a resumed stream continues exactly.
   // Moderate temperatures on purpose: the random tiny model's distributions are nearly flat,
   // and at temperature >= 0.9 about 1 in 120 streams of 220 tokens flips one draw when batched
-  // differently (CPU kernels round differently per batch shape; README "Exactness"). That is
-  // the engine's numerical limit, not the resume logic these tests check.
+  // differently (CPU kernels round differently per batch shape; README "Exactness"). At 0.6 one
+  // such flip was seen here too, once in dozens of runs on a loaded machine, so these use 0.5:
+  // the engine's numerical limit is not what these tests check, the resume logic is.
   {
     model: 'tiny-gpt2',
     prompt: 'A short story:',
     maxTokens: TOKENS,
-    temperature: 0.6,
+    temperature: 0.5,
     topP: 0.9,
     ignoreEos: true,
   },
@@ -48,7 +49,7 @@ const STREAMS: GenerateRequest[] = [
     model: 'tiny-gpt2',
     prompt: 'Bread needs',
     maxTokens: TOKENS,
-    temperature: 0.7,
+    temperature: 0.5,
     topK: 8,
     ignoreEos: true,
   },

@@ -1,0 +1,99 @@
+/**
+ * The history of a chaos run, as Jepsen records one: every request is an operation, invoked,
+ * then ok, error(code) or unknown, with every chunk the client received. Load clients write it;
+ * the checker reads it; other records (the collector's capture, later) are checked against it.
+ */
+
+/** How a request was sent. */
+export type Via = 'nats' | 'http' | 'http-stream' | 'http-chat';
+
+/** What the operation asked for, as far as exactness is concerned. */
+export interface OperationRequest {
+  model: string;
+  /** Text prompt or chat messages, as sent. */
+  prompt?: string;
+  messages?: Array<{ role: string; content: string }>;
+  promptTokenIds?: number[];
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+  stop?: string[];
+  ignoreEos?: boolean;
+}
+
+/** One chunk as the client received it. */
+export interface ChunkRecord {
+  /** Position in the client's stream (0-based); for HTTP streams the SSE event index. */
+  seq: number;
+  /** The replica attempt that produced it, where the transport says (NATS client: chunk.attempt). */
+  attempt?: number;
+  tokenIds: number[];
+  text: string;
+  /** Epoch ms when the client received it. */
+  at: number;
+}
+
+/** How the operation ended, as the client saw it. */
+export type Outcome =
+  | { kind: 'ok'; finishReason: string; completionTokens: number; at: number }
+  | { kind: 'error'; code: string; message: string; httpStatus?: number; at: number }
+  /** The client gave up or the run ended without an answer (Jepsen's :info). */
+  | { kind: 'unknown'; at: number };
+
+/** The uninterrupted run of the same request, computed before any fault. */
+export interface Reference {
+  tokenIds: number[];
+  text: string;
+  finishReason: string;
+}
+
+/** One request of the run. */
+export interface Operation {
+  id: string;
+  /** Which load client process sent it. */
+  client: string;
+  via: Via;
+  request: OperationRequest;
+  /** Epoch ms. */
+  invokedAt: number;
+  /** Epoch ms by which the request had to end. */
+  deadline: number;
+  chunks: ChunkRecord[];
+  outcome: Outcome;
+  /** Absent for requests whose output is not reproducible (hot sampling without exactness). */
+  reference?: Reference;
+}
+
+/** A fault the runner injected, with what it verified really happened. */
+export interface FaultRecord {
+  name: string;
+  target: string;
+  startedAt: number;
+  endedAt?: number;
+  /** e.g. "process state T", "pid gone", "link down"; absent when it could not be verified. */
+  verified?: string;
+}
+
+/** A whole run of one scenario. */
+export interface History {
+  scenario: string;
+  seed: number;
+  startedAt: number;
+  endedAt: number;
+  faults: FaultRecord[];
+  operations: Operation[];
+}
+
+/** How the checker classifies one operation. */
+export type Verdict =
+  | 'exact'
+  | 'completed_different'
+  | 'duplicated'
+  | 'gap'
+  | 'lost'
+  | 'hung'
+  | 'error_allowed'
+  | 'error_disallowed'
+  | 'unchecked';

@@ -1,0 +1,46 @@
+/** One scenario's checker result as a small markdown table, for `<scenario>.md` and `summary.md`. */
+import { PASSING_VERDICTS, type CheckResult } from './checker.ts';
+
+/** How many failing operations the summary lists by id. */
+export const SUMMARY_MAX_LISTED = 10;
+
+/** The scenario's table (requests sent, exact, different, errors by code, lost, duplicated, gap, hung,
+ * unchecked, unverified faults), then the first failing operations and unverified faults. */
+export function summarize(result: CheckResult): string {
+  const c = result.counts;
+  const errors = Object.entries(result.errorsByCode)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([code, n]) => `${code} ×${n}`)
+    .join(', ');
+  const unverified = result.faults.filter((f) => !f.verified);
+  const rows: Array<[string, string | number]> = [
+    ['requests sent', result.operations.length],
+    ['completed exact', c.exact],
+    ['completed different', c.completed_different],
+    ['errors allowed', c.error_allowed],
+    ['errors not allowed', c.error_disallowed],
+    ['errors by code', errors === '' ? '—' : errors],
+    ['lost', c.lost],
+    ['duplicated', c.duplicated],
+    ['gap', c.gap],
+    ['hung', c.hung],
+    ['unchecked (hot sampling)', c.unchecked],
+    ['faults unverified', `${unverified.length} of ${result.faults.length}`],
+  ];
+  const lines = [
+    `### ${result.scenario} (seed ${result.seed}): ${result.ok ? 'passed' : 'FAILED'}`,
+    '',
+    '| | |',
+    '|---|---|',
+    ...rows.map(([name, value]) => `| ${name} | ${value} |`),
+  ];
+  const failing = result.operations.filter((op) => !PASSING_VERDICTS.has(op.verdict));
+  if (failing.length > 0 || unverified.length > 0) lines.push('');
+  for (const op of failing.slice(0, SUMMARY_MAX_LISTED))
+    lines.push(`- \`${op.id}\` ${op.verdict}: ${op.reason}`);
+  if (failing.length > SUMMARY_MAX_LISTED) lines.push(`- … and ${failing.length - SUMMARY_MAX_LISTED} more`);
+  for (const { fault } of unverified) {
+    lines.push(`- fault \`${fault.name}\` on \`${fault.target}\` at ${fault.startedAt}: not verified`);
+  }
+  return lines.join('\n') + '\n';
+}

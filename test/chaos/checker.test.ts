@@ -1,0 +1,236 @@
+/**
+ * The history checker on small hand-built histories: every verdict, the planted faults the chaos
+ * suite must catch (a re-sent token, a dropped chunk, a changed token, a dropped end), the
+ * mistargeted control, and joining another record to the history.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { checkFaults, checkHistory, mustMatchReference } from '../../chaos/history/checker.ts';
+import { compareFinalOutcome, matchRecords, type FinalOutcomeRecord } from '../../chaos/history/match.ts';
+import { summarize } from '../../chaos/history/summary.ts';
+import type { ChunkRecord, FaultRecord, History, Operation } from '../../chaos/history/types.ts';
+
+const T0 = 1_000_000;
+const REF = [11, 12, 13, 14, 15, 16];
+const text = (ids: readonly number[]): string => ids.map((t) => `<${t}>`).join('');
+
+/** Chunks of the given token runs, seq 0.., 10 ms apart, on `attempts[i]` (default 1). */
+function chunks(runs: number[][], attempts: number[] = []): ChunkRecord[] {
+  return runs.map((tokenIds, seq) => ({
+    seq,
+    attempt: attempts[seq] ?? 1,
+    tokenIds,
+    text: text(tokenIds),
+    at: T0 + 10 * (seq + 1),
+  }));
+}
+
+/** A greedy operation that streamed `runs` and ended ok with as many tokens as it delivered. */
+function op(id: string, runs: number[][], overrides: Partial<Operation> = {}): Operation {
+  const delivered = runs.flat().length;
+  return {
+    id,
+    client: 'load-0',
+    via: 'nats',
+    request: { model: 'tiny', prompt: 'p', maxTokens: REF.length, temperature: 0 },
+    invokedAt: T0,
+    deadline: T0 + 1000,
+    chunks: chunks(runs),
+    outcome: { kind: 'ok', finishReason: 'length', completionTokens: delivered, at: T0 + 100 },
+    reference: { tokenIds: REF, text: text(REF), finishReason: 'length' },
+    ...overrides,
+  };
+}
+
+function history(operations: Operation[], faults: FaultRecord[] = []): History {
+  return { scenario: 'test', seed: 7, startedAt: T0, endedAt: T0 + 5000, faults, operations };
+}
+
+const verified: FaultRecord = {
+  name: 'sigstop',
+  target: 'replica-1',
+  startedAt: T0,
+  verified: 'process state T',
+};
+
+function verdictOf(o: Operation, allowedErrors: string[] = []): { verdict: string; reason: string } {
+  const [check] = checkHistory(history([o]), { allowedErrors }).operations;
+  assert.ok(check);
+  return check;
+}
+
+describe('history checker', () => {
+  it('greedy and seeded ≤ 0.7 must match; absent temperature is 1, not greedy', () => {
+    assert.equal(mustMatchReference({ model: 'm', temperature: 0 }), true);
+    assert.equal(mustMatchReference({ model: 'm', temperature: 0.7, seed: 1 }), true);
+    assert.equal(mustMatchReference({ model: 'm', temperature: 0.8, seed: 1 }), false);
+    assert.equal(mustMatchReference({ model: 'm', temperature: 0.5 }), false);
+    assert.equal(mustMatchReference({ model: 'm', seed: 1 }), false);
+    assert.equal(mustMatchReference({ model: 'm' }), false);
+  });
+
+  it('a stream equal to its reference is exact, across a resume', () => {
+    const o = op('a', [[11, 12], [13], [14, 15, 16]]);
+    o.chunks = chunks([[11, 12], [13], [14, 15, 16]], [1, 2, 2]);
+    assert.equal(verdictOf(o).verdict, 'exact');
+  });
+
+  it('a changed token is completed_different with its index', () => {
+    const v = verdictOf(op('a', [[11, 12, 99, 14, 15, 16]]));
+    assert.equal(v.verdict, 'completed_different');
+    assert.match(v.reason, /index 2/);
+  });
+
+  it('an early end, a changed text or a changed finish reason is completed_different', () => {
+    assert.equal(verdictOf(op('a', [[11, 12, 13]])).verdict, 'completed_different');
+    const t = op('b', [REF]);
+    t.chunks[0]!.text = 'changed';
+    assert.match(verdictOf(t).reason, /text differs at character 0/);
+    const f = op('c', [REF]);
+    f.outcome = { kind: 'ok', finishReason: 'stop', completionTokens: REF.length, at: T0 + 100 };
+    assert.equal(verdictOf(f).verdict, 'completed_different');
+  });
+
+  it('a resumed stream that re-sent one token is duplicated', () => {
+    const o = op('a', [
+      [11, 12, 13],
+      [13, 14, 15, 16],
+    ]);
+    o.chunks = chunks(
+      [
+        [11, 12, 13],
+        [13, 14, 15, 16],
+      ],
+      [1, 2],
+    );
+    const v = verdictOf(o);
+    assert.equal(v.verdict, 'duplicated');
+    assert.match(v.reason, /tokens 2\.\.2 re-sent at index 3/);
+  });
+
+  it('without a reference, a new attempt re-sending the last tokens is duplicated', () => {
+    const hot = op('a', [[1, 2], [2], [3]], { request: { model: 'tiny', temperature: 1 } });
+    delete hot.reference;
+    hot.chunks = chunks([[1, 2], [2], [3]], [1, 2, 2]);
+    assert.equal(verdictOf(hot).verdict, 'duplicated');
+    // The same repeat within one attempt is sampling, not a resume.
+    hot.chunks = chunks([[1, 2], [2], [3]], [1, 1, 1]);
+    assert.equal(verdictOf(hot).verdict, 'unchecked');
+  });
+
+  it('a chunk delivered twice (repeated seq) is duplicated', () => {
+    const o = op('a', [
+      [11, 12],
+      [13, 14, 15, 16],
+    ]);
+    o.chunks.push({ ...o.chunks[1]!, at: T0 + 50 });
+    assert.equal(verdictOf(o).verdict, 'duplicated');
+  });
+
+  it('a lost chunk is a gap, by seq and by tokens', () => {
+    const o = op('a', [[11, 12], [13], [14, 15, 16]]);
+    o.chunks.splice(1, 1);
+    o.outcome = { kind: 'ok', finishReason: 'length', completionTokens: REF.length, at: T0 + 100 };
+    const v = verdictOf(o);
+    assert.equal(v.verdict, 'gap');
+    assert.match(v.reason, /chunk seq 1\.\.1 missing/);
+    assert.match(v.reason, /1 reference token\(s\) missing at index 2/);
+    assert.match(v.reason, /5 token\(s\) delivered, outcome counts 6/);
+  });
+
+  it('hot sampled requests are checked for gaps and duplicates only', () => {
+    const hot = op('a', [[1, 2, 3]], { request: { model: 'tiny', temperature: 0.9, seed: 3 } });
+    assert.equal(verdictOf(hot).verdict, 'unchecked');
+    hot.outcome = { kind: 'ok', finishReason: 'length', completionTokens: 4, at: T0 + 100 };
+    assert.equal(verdictOf(hot).verdict, 'gap');
+    hot.outcome = { kind: 'ok', finishReason: 'length', completionTokens: 2, at: T0 + 100 };
+    assert.equal(verdictOf(hot).verdict, 'duplicated');
+  });
+
+  it('no end is lost; no end while still streaming past the deadline is hung; a late end is hung', () => {
+    const dropped = op('a', [[11, 12]], { outcome: { kind: 'unknown', at: T0 + 1000 } });
+    assert.equal(verdictOf(dropped).verdict, 'lost');
+    const open = op('b', [[11, 12]], { outcome: { kind: 'unknown', at: T0 + 3000 } });
+    open.chunks[0]!.at = T0 + 2000;
+    const v = verdictOf(open);
+    assert.equal(v.verdict, 'hung');
+    assert.match(v.reason, /1000 ms past its deadline/);
+    const late = op('c', [REF]);
+    late.outcome = { kind: 'ok', finishReason: 'length', completionTokens: REF.length, at: T0 + 1500 };
+    assert.equal(verdictOf(late).verdict, 'hung');
+    const slack = checkHistory(history([late]), { deadlineSlackMs: 500 });
+    assert.equal(slack.operations[0]?.verdict, 'exact');
+  });
+
+  it('an error is allowed only when the scenario allows its code; its tokens are still checked', () => {
+    const busy = op('a', [], { outcome: { kind: 'error', code: 'busy', message: 'queue full', at: T0 + 5 } });
+    assert.equal(verdictOf(busy, ['busy']).verdict, 'error_allowed');
+    assert.equal(verdictOf(busy).verdict, 'error_disallowed');
+    const stale = op('b', [[11, 99]], {
+      outcome: { kind: 'error', code: 'busy', message: 'x', at: T0 + 50 },
+    });
+    assert.equal(verdictOf(stale, ['busy']).verdict, 'completed_different');
+  });
+
+  it('the mistargeted control: exact operations under an unverified fault fail the run', () => {
+    const mistargeted: FaultRecord = { name: 'sigstop', target: 'pid-that-is-not-a-replica', startedAt: T0 };
+    const result = checkHistory(history([op('a', [REF]), op('b', [REF])], [verified, mistargeted]));
+    assert.equal(result.counts.exact, 2);
+    assert.equal(result.ok, false);
+    assert.deepEqual(
+      checkFaults(history([], [verified, mistargeted])).map((f) => f.verified),
+      [true, false],
+    );
+    assert.match(summarize(result), /faults unverified \| 1 of 2/);
+    assert.match(summarize(result), /FAILED/);
+    assert.equal(checkHistory(history([op('a', [REF])], [verified])).ok, true);
+  });
+
+  it('counts verdicts and errors by code, and summarizes them', () => {
+    const ops = [
+      op('exact', [REF]),
+      op('diff', [[11, 12, 13, 14, 15, 99]]),
+      op('busy', [], { outcome: { kind: 'error', code: 'busy', message: 'full', at: T0 + 1 } }),
+      op('boom', [], { outcome: { kind: 'error', code: 'internal', message: 'x', at: T0 + 1 } }),
+      op('lost', [[11]], { outcome: { kind: 'unknown', at: T0 + 1000 } }),
+    ];
+    const result = checkHistory(history(ops), { allowedErrors: ['busy'] });
+    assert.deepEqual(
+      result.operations.map((o) => o.verdict),
+      ['exact', 'completed_different', 'error_allowed', 'error_disallowed', 'lost'],
+    );
+    assert.deepEqual(result.errorsByCode, { busy: 1, internal: 1 });
+    assert.equal(result.counts.exact, 1);
+    assert.equal(result.ok, false);
+    const md = summarize(result);
+    assert.match(md, /\| requests sent \| 5 \|/);
+    assert.match(md, /\| errors by code \| busy ×1, internal ×1 \|/);
+    assert.match(md, /`diff` completed_different: first differing token at index 5/);
+    assert.doesNotMatch(md, /`exact`/);
+  });
+
+  it('matchRecords reports missing, extra, repeated and mismatched records', () => {
+    const ops = [
+      op('a', [REF]),
+      op('b', [], { outcome: { kind: 'error', code: 'busy', message: 'full', at: T0 + 1 } }),
+      op('c', [REF]),
+      op('d', [REF]),
+    ];
+    const records: FinalOutcomeRecord[] = [
+      { requestId: 'a', outcome: 'ok', completionTokens: REF.length },
+      { requestId: 'b', outcome: 'error', code: 'internal' },
+      { requestId: 'c', outcome: 'ok', completionTokens: 5 },
+      { requestId: 'c', outcome: 'ok' },
+      { requestId: 'z', outcome: 'ok' },
+    ];
+    const m = matchRecords(history(ops), records, (r) => r.requestId, compareFinalOutcome);
+    assert.equal(m.matched, 1);
+    assert.deepEqual(m.missing, ['d']);
+    assert.deepEqual(m.extra, ['z']);
+    assert.deepEqual(m.repeated, ['c']);
+    assert.deepEqual(m.mismatched, [
+      { id: 'b', reason: 'error internal, history busy' },
+      { id: 'c', reason: '5 tokens, history 6' },
+    ]);
+  });
+});

@@ -1,0 +1,35 @@
+/** The IPC messages between the runner and a load client process (chaos/load-entry.ts). */
+import type { Operation, OperationRequest, Reference } from './history/types.ts';
+
+/** One request the load client may send, with its reference when its output is reproducible. */
+export interface LoadItem {
+  request: OperationRequest;
+  reference?: Reference;
+}
+
+/** What a load client is told to do. */
+export interface LoadPlan {
+  client: string;
+  /** NATS URLs, the first one preferred (spreads clients over nodes). */
+  servers: string[];
+  nkeySeedFile: string;
+  items: LoadItem[];
+  /** Requests to send at most. */
+  count: number;
+  /** Stop sending after this long (in-flight requests still finish). */
+  durationMs: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+  /** Each request's deadline, from its invocation. */
+  timeoutMs: number;
+}
+
+/** Runner → load client. */
+export type ToLoad = { type: 'start'; plan: LoadPlan } | { type: 'stop' };
+
+/** Load client → runner. */
+export type FromLoad =
+  /** A stream delivered its first chunk (the runner injects faults mid-stream). */
+  | { type: 'streaming'; id: string }
+  | { type: 'done'; operations: Operation[] }
+  | { type: 'failed'; message: string };

@@ -1,0 +1,177 @@
+/**
+ * `npm run chaos [-- <scenario>…] [--seed N] [--duration S] [--load N] [--profile short]`:
+ * for each scenario, a fresh secured topology, a load client process, the scenario's fault while
+ * the load runs, and the History written to chaos/reports/<timestamp>/<scenario>.json, with a
+ * summary.md of the run. The history checker (chaos/history/checker.ts) judges the invariants.
+ */
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { FaultRecord, History, Operation } from './history/types.ts';
+import { LoadClient } from './load.ts';
+import { loadRequests, withReferences } from './references.ts';
+import { checkHistory, type CheckResult } from './history/checker.ts';
+import { summarize } from './history/summary.ts';
+import { reportDir, summary, writeHistory, type ScenarioResult } from './report.ts';
+import { killReplica } from './scenarios/kill-replica.ts';
+import { killRouter } from './scenarios/kill-router.ts';
+import type { Scenario } from './scenarios/scenario.ts';
+import { stopReplica } from './scenarios/stop-replica.ts';
+import { FULL_SHAPE, Topology, type TopologyShape } from './topology.ts';
+
+const REPORTS = join(dirname(fileURLToPath(import.meta.url)), 'reports');
+const SCENARIOS: readonly Scenario[] = [killReplica, stopReplica, killRouter];
+
+/** What a profile runs: load per scenario and the topology's shape. */
+interface Profile {
+  durationMs: number;
+  count: number;
+  concurrency: number;
+  maxTokens: number;
+  timeoutMs: number;
+  shape: TopologyShape;
+}
+
+const PROFILES: Record<'short' | 'full', Profile> = {
+  // Smaller topology allowed (issue 11): 2 replicas load faster, a kill still leaves one.
+  short: {
+    durationMs: 15_000,
+    count: 60,
+    concurrency: 4,
+    maxTokens: 48,
+    timeoutMs: 30_000,
+    shape: { ...FULL_SHAPE, replicas: 2 },
+  },
+  full: {
+    durationMs: 60_000,
+    count: 1_000,
+    concurrency: 8,
+    maxTokens: 96,
+    timeoutMs: 60_000,
+    shape: FULL_SHAPE,
+  },
+};
+
+/** A small seeded PRNG (mulberry32), so a seed reproduces the targets picked. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+function options(): { scenarios: Scenario[]; seed: number; profile: Profile } {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      seed: { type: 'string' },
+      duration: { type: 'string' },
+      load: { type: 'string' },
+      profile: { type: 'string', default: 'full' },
+    },
+  });
+  const name = values.profile;
+  if (name !== 'short' && name !== 'full') throw new Error(`--profile: expected short or full, got ${name}`);
+  const profile = { ...PROFILES[name] };
+  const positive = (flag: string, v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag}: expected a positive number, got ${v}`);
+    return n;
+  };
+  if (values.duration !== undefined)
+    profile.durationMs = positive('--duration (seconds)', values.duration) * 1000;
+  if (values.load !== undefined) profile.count = Math.floor(positive('--load (requests)', values.load));
+  const seed =
+    values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : positive('--seed', values.seed);
+  const known = new Map(SCENARIOS.map((s) => [s.name, s]));
+  const scenarios = positionals.map((p) => {
+    const s = known.get(p);
+    if (s === undefined) throw new Error(`unknown scenario ${p}; known: ${[...known.keys()].join(', ')}`);
+    return s;
+  });
+  return { scenarios: scenarios.length > 0 ? scenarios : [...SCENARIOS], seed, profile };
+}
+
+async function runScenario(
+  scenario: Scenario,
+  seed: number,
+  profile: Profile,
+  items: Awaited<ReturnType<typeof withReferences>>,
+): Promise<ScenarioResult> {
+  const history: History = {
+    scenario: scenario.name,
+    seed,
+    startedAt: Date.now(),
+    endedAt: 0,
+    faults: [],
+    operations: [],
+  };
+  const faults: FaultRecord[] = history.faults;
+  let topology: Topology | undefined;
+  let load: LoadClient | undefined;
+  try {
+    topology = await Topology.start(profile.shape);
+    // The client's preferred node is the last: routers and replicas sit on the first ones.
+    const urls = topology.natsUrls;
+    load = LoadClient.start({
+      client: 'load1',
+      servers: [...urls.slice(-1), ...urls.slice(0, -1)],
+      nkeySeedFile: topology.client.seedFile,
+      items,
+      count: profile.count,
+      durationMs: profile.durationMs,
+      concurrency: profile.concurrency,
+      timeoutMs: profile.timeoutMs,
+    });
+    const random = prng(seed);
+    const running = load;
+    await scenario.run(topology, { random, load: running, fault: (f) => faults.push(f) });
+    const operations: Operation[] = await running.done;
+    history.operations = operations;
+    return { history };
+  } catch (err) {
+    load?.stop();
+    history.operations = (await load?.done.catch(() => [])) ?? [];
+    return { history, failure: err instanceof Error ? err.message : String(err) };
+  } finally {
+    load?.kill();
+    await topology?.stop();
+    history.endedAt = Date.now();
+  }
+}
+
+async function main(): Promise<number> {
+  const { scenarios, seed, profile } = options();
+  const started = new Date();
+  const items = await withReferences(loadRequests(profile.maxTokens));
+  const dir = reportDir(REPORTS, started);
+  const results: ScenarioResult[] = [];
+  const checks: CheckResult[] = [];
+  for (const scenario of scenarios) {
+    console.log(`[chaos] ${scenario.name} (seed ${seed})`);
+    const result = await runScenario(scenario, seed, profile, items);
+    writeHistory(dir, result.history);
+    results.push(result);
+    checks.push(checkHistory(result.history, { allowedErrors: scenario.allowedErrors }));
+  }
+  const text = [summary(seed, results), ...checks.map((c) => summarize(c))].join('\n');
+  writeFileSync(join(dir, 'summary.md'), text);
+  console.log(text);
+  console.log(`[chaos] report: ${dir} (${((Date.now() - started.getTime()) / 1000).toFixed(0)} s)`);
+  // A run fails when a scenario broke, a fault is unverified, or the checker finds a violation.
+  const bad = results.some((r) => r.failure !== undefined) || checks.some((c) => !c.ok);
+  return bad ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

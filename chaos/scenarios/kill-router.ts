@@ -1,0 +1,12 @@
+/** kill-router: SIGKILL one router mid-stream; clients resend to the other and complete exactly. */
+import { killMidStream } from './kill-process.ts';
+import type { Scenario } from './scenario.ts';
+
+export const killRouter: Scenario = {
+  name: 'kill-router',
+  allowedErrors: [],
+  async run(topology, ctx) {
+    const victim = topology.routers[Math.floor(ctx.random() * topology.routers.length)]!;
+    await killMidStream(victim, ctx);
+  },
+};

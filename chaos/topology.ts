@@ -1,0 +1,117 @@
+/**
+ * The cluster a chaos scenario runs against, secured as `switchyard up` secures its own: a
+ * 3-node NATS cluster with JetStream, routers and replicas as separate processes started through
+ * the CLI, each with its own nkey and each on a different node so that traffic crosses routes.
+ * Bridges are not started yet (no HTTP load exists yet).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectNats } from '../src/cluster/connection.ts';
+import { authorizationBlock } from '../src/cluster/permissions.ts';
+import { CredentialStore, type Credential } from '../src/cli/nats-credentials.ts';
+import { ActorProcess, killAll } from '../test/helpers/cluster.ts';
+import { NatsCluster } from './nats-cluster.ts';
+
+/** How many of each actor a topology runs. */
+export interface TopologyShape {
+  /** @default 3 */
+  natsNodes: number;
+  /** @default 2 */
+  routers: number;
+  /** @default 3 */
+  replicas: number;
+}
+
+/** The full shape of issue 11. */
+export const FULL_SHAPE: TopologyShape = { natsNodes: 3, routers: 2, replicas: 3 };
+
+/** How long the route check waits for a message to cross from the first node to the last. */
+const ROUTE_CHECK_TIMEOUT_MS = 10_000;
+
+/** A running topology; stop() ends every process and removes every temp dir. */
+export class Topology {
+  private constructor(
+    readonly nats: NatsCluster,
+    readonly credentials: CredentialStore,
+    readonly client: Credential,
+    readonly operator: Credential,
+    readonly routers: ActorProcess[],
+    readonly replicas: ActorProcess[],
+  ) {}
+
+  /** Every NATS node's client URL. */
+  get natsUrls(): string[] {
+    return this.nats.nodes.map((n) => n.url);
+  }
+
+  static async start(shape: TopologyShape = FULL_SHAPE): Promise<Topology> {
+    const credentials = new CredentialStore(mkdtempSync(join(tmpdir(), 'sy-chaos-creds-')), {
+      kvBuckets: [],
+    });
+    const client = credentials.issue('client', 'client');
+    const operator = credentials.issue('operator', 'operator');
+    const routerIds = Array.from({ length: shape.routers }, (_, i) => `rt${i + 1}`);
+    const replicaIds = Array.from({ length: shape.replicas }, (_, i) => `rp${i + 1}`);
+    const routerCreds = routerIds.map((id) => credentials.issue('router', id));
+    const replicaCreds = replicaIds.map((id) => credentials.issue('replica', id));
+    let nats: NatsCluster | undefined;
+    const started: ActorProcess[] = [];
+    try {
+      nats = await NatsCluster.start(shape.natsNodes, authorizationBlock(credentials.users));
+      const urls = nats.nodes.map((n) => n.url);
+      await checkRoutes(urls, operator);
+      const url = (i: number): string => urls[i % urls.length] ?? urls[0]!;
+      const env = (c: Credential): Record<string, string> => ({ SWITCHYARD_NATS_NKEY_SEED_FILE: c.seedFile });
+      const routers = await Promise.all(
+        routerCreds.map((c, i) =>
+          ActorProcess.start('router', c.id, url(i), [], env(c)).then((a) => (started.push(a), a)),
+        ),
+      );
+      // Replicas load the model one after another: on 2 cores, parallel warm-ups time out.
+      const replicas: ActorProcess[] = [];
+      for (const [i, c] of replicaCreds.entries()) {
+        const a = await ActorProcess.start('replica', c.id, url(i), [], env(c));
+        started.push(a);
+        replicas.push(a);
+      }
+      return new Topology(nats, credentials, client, operator, routers, replicas);
+    } catch (err) {
+      await killAll(started);
+      await nats?.stop();
+      rmSync(credentials.dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    await killAll([...this.routers, ...this.replicas]);
+    await this.nats.stop();
+    rmSync(this.credentials.dir, { recursive: true, force: true });
+  }
+}
+
+/** The cluster formed: a message published on the first node reaches a subscriber on the last. */
+async function checkRoutes(urls: string[], operator: Credential): Promise<void> {
+  const first = await connectNats({ servers: urls[0]!, nkeySeedFile: operator.seedFile });
+  const last = await connectNats({ servers: urls[urls.length - 1]!, nkeySeedFile: operator.seedFile });
+  try {
+    const sub = last.subscribe('chaos.route-check', { max: 1 });
+    await last.flush();
+    const deadline = Date.now() + ROUTE_CHECK_TIMEOUT_MS;
+    const got = (async () => {
+      for await (const m of sub) return m.string();
+      return undefined;
+    })();
+    // Routes may still be connecting: publish until the message crosses.
+    let received: string | undefined;
+    void got.then((s) => (received = s));
+    while (received === undefined) {
+      if (Date.now() > deadline) throw new Error('the NATS cluster did not form: no message crossed routes');
+      first.publish('chaos.route-check', 'crossed');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await Promise.all([first.close(), last.close()]);
+  }
+}

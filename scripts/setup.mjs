@@ -11,7 +11,7 @@
 // --browser (also implied by CI=true) installs Debian's chromium for the web page's browser test.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -62,6 +62,14 @@ function depsFingerprint() {
 function ensureDependencies() {
   const fingerprint = depsFingerprint();
   if (existsSync(STAMP) && readFileSync(STAMP, 'utf8') === fingerprint) return;
+  const modules = join(ROOT, 'node_modules');
+  if (existsSync(modules) && lstatSync(modules).isSymbolicLink()) {
+    // npm ci would empty the folder the link points at (another checkout's, e.g. a git worktree's).
+    fail(
+      `node_modules is a symlink to ${realpathSync(modules)} and the dependencies changed: ` +
+        'replace the link with a real folder (rm node_modules) and run again',
+    );
+  }
   const hasLock = existsSync(join(ROOT, 'package-lock.json'));
   run('npm', [hasLock ? 'ci' : 'install', '--no-audit', '--no-fund'], 'installing npm dependencies');
   writeFileSync(STAMP, fingerprint);

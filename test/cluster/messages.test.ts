@@ -193,6 +193,42 @@ describe('stream messages', () => {
     assert.deepEqual(decodeCancel(encodeCancel(cancel)), cancel);
   });
 
+  it('round-trip and check the fields added for exact ends and peer identity', () => {
+    const chunk = { seq: 0, attempt: 1, tokenIds: [1], text: 'a', maxTokens: 0 };
+    assert.deepEqual(decodeChunk(encodeChunk(chunk)), chunk);
+    const end: End = {
+      seq: 1,
+      attempt: 1,
+      finishReason: 'stop',
+      usage: { promptTokens: 1, completionTokens: 1 },
+      attempts: 1,
+      text: ' held',
+    };
+    assert.deepEqual(decodeEnd(encodeEnd(end)), end);
+    const cancel = { requestId: 'r1', origin: 'router-a', reply: '_INBOX_client.x.1', attempt: 2 };
+    assert.deepEqual(decodeCancel(encodeCancel(cancel)), cancel);
+    const base = { seq: 0, attempt: 1, token_ids: [1], text: 'a' };
+    rejects(() => decodeChunk(body({ ...base, max_tokens: -1 })), /^max_tokens must be an integer >= 0/);
+    rejects(() => decodeChunk(body({ ...base, max_tokens: '5' })), /^max_tokens must be an integer/);
+    const wireEnd = {
+      seq: 0,
+      attempt: 1,
+      finish_reason: 'stop',
+      usage: { prompt_tokens: 1, completion_tokens: 0 },
+      attempts: 1,
+    };
+    rejects(() => decodeEnd(body({ ...wireEnd, text: 7 })), /^text must be a string/);
+    rejects(
+      () => decodeEnd(body({ ...wireEnd, text: 'x'.repeat(70_000) })),
+      /^text must be a string of at most 65536 characters/,
+    );
+    rejects(
+      () => decodeCancel(body({ request_id: 'r', origin: 'a.b' })),
+      /^origin must be a string matching/,
+    );
+    rejects(() => decodeCancel(body({ request_id: 'r', reply: 'sy.v1.>' })), /^reply must be/);
+  });
+
   it('reject malformed bodies naming the field', () => {
     rejects(() => decodeAck(body({ by: 'a b' })), /^by must be a string matching/);
     rejects(

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { writeRequestMeta } from '../../src/cluster/headers.ts';
+import { writeRequestMeta, type RequestMeta } from '../../src/cluster/headers.ts';
 import { encodeGenerateRequest, type GenerateRequest } from '../../src/cluster/messages/generate.ts';
 import type { Ack, Chunk, End } from '../../src/cluster/messages/stream.ts';
 import { openStream } from '../../src/cluster/stream-requester.ts';
@@ -39,24 +39,28 @@ export function send(
   timeoutMs = 60_000,
   subject = GENERATE_SUBJECT,
 ): Sent {
-  const record: Recorded = { requestId: `t-${randomUUID()}`, chunks: [], tokenIds: [], text: '' };
-  const handle = openStream(
-    nc,
-    subject,
-    encodeGenerateRequest(req),
-    writeRequestMeta({ requestId: record.requestId, deadline: Date.now() + timeoutMs }),
-    {
-      onMessage: (event) => {
-        if (event.kind === 'ack') record.ack = event.ack;
-        else if (event.kind === 'chunk') {
-          record.chunks.push(event.chunk);
-          record.tokenIds.push(...event.chunk.tokenIds);
-          record.text += event.chunk.text;
-        } else if (event.kind === 'end') record.end = event.end;
-        else record.error = event.error;
-      },
+  return sendRecorded(nc, subject, req, { requestId: `t-${randomUUID()}`, deadline: Date.now() + timeoutMs });
+}
+
+/** Sends `req` to `subject` with `meta` (its request id required) and records what came back. */
+export function sendRecorded(
+  nc: NatsConnection,
+  subject: string,
+  req: GenerateRequest,
+  meta: RequestMeta & { requestId: string },
+): Sent {
+  const record: Recorded = { requestId: meta.requestId, chunks: [], tokenIds: [], text: '' };
+  const handle = openStream(nc, subject, encodeGenerateRequest(req), writeRequestMeta(meta), {
+    onMessage: (event) => {
+      if (event.kind === 'ack') record.ack = event.ack;
+      else if (event.kind === 'chunk') {
+        record.chunks.push(event.chunk);
+        record.tokenIds.push(...event.chunk.tokenIds);
+        record.text += event.chunk.text;
+      } else if (event.kind === 'end') record.end = event.end;
+      else record.error = event.error;
     },
-  );
+  });
   return { record, done: handle.done.then(() => record) };
 }
 

@@ -5,11 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { writeRequestMeta } from '../../src/cluster/headers.ts';
-import { encodeGenerateRequest, type GenerateRequest } from '../../src/cluster/messages/generate.ts';
+import type { GenerateRequest } from '../../src/cluster/messages/generate.ts';
 import { encodeRouterHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
 import { encodeCancel, type Cancel } from '../../src/cluster/messages/stream.ts';
-import { openStream } from '../../src/cluster/stream-requester.ts';
 import {
   replicaCancelSubject,
   replicaGenerateSubject,
@@ -17,7 +15,7 @@ import {
 } from '../../src/cluster/subjects.ts';
 import type { ClientStream, StreamResult } from '../../src/client/stream.ts';
 import type { Engine } from '../../src/engine/engine.ts';
-import type { Recorded, Sent } from './front-door.ts';
+import { sendRecorded, type Sent } from './front-door.ts';
 
 /** How one test router addresses a replica: the headers a real router would send. */
 export interface DirectMeta {
@@ -37,35 +35,12 @@ export function sendToReplica(
   req: GenerateRequest,
   meta: DirectMeta = {},
 ): Sent {
-  const record: Recorded = {
+  return sendRecorded(nc, replicaGenerateSubject(replicaId), req, {
     requestId: meta.requestId ?? `t-${randomUUID()}`,
-    chunks: [],
-    tokenIds: [],
-    text: '',
-  };
-  const handle = openStream(
-    nc,
-    replicaGenerateSubject(replicaId),
-    encodeGenerateRequest(req),
-    writeRequestMeta({
-      requestId: record.requestId,
-      attempt: meta.attempt ?? 1,
-      deadline: Date.now() + (meta.timeoutMs ?? 60_000),
-      ...(meta.origin !== undefined ? { origin: meta.origin } : {}),
-    }),
-    {
-      onMessage: (event) => {
-        if (event.kind === 'ack') record.ack = event.ack;
-        else if (event.kind === 'chunk') {
-          record.chunks.push(event.chunk);
-          record.tokenIds.push(...event.chunk.tokenIds);
-          record.text += event.chunk.text;
-        } else if (event.kind === 'end') record.end = event.end;
-        else record.error = event.error;
-      },
-    },
-  );
-  return { record, done: handle.done.then(() => record) };
+    attempt: meta.attempt ?? 1,
+    deadline: Date.now() + (meta.timeoutMs ?? 60_000),
+    ...(meta.origin !== undefined ? { origin: meta.origin } : {}),
+  });
 }
 
 /**

@@ -8,6 +8,8 @@ export interface ScenarioResult {
   history: History;
   /** Why the scenario could not run, when it could not. */
   failure?: string;
+  /** Why it was skipped (missing privileges): listed, and not a failure. */
+  skipped?: string;
 }
 
 /** Creates `chaos/reports/<timestamp>/` and returns its path. */
@@ -30,8 +32,12 @@ function countBy<T>(items: readonly T[], key: (item: T) => string): string {
 /** summary.md: per scenario, requests, outcomes by kind and code, faults and their verification. */
 export function summary(seed: number, results: readonly ScenarioResult[]): string {
   const lines = [`# Chaos run (seed ${seed})`, ''];
-  for (const { history: h, failure } of results) {
+  for (const { history: h, failure, skipped } of results) {
     lines.push(`## ${h.scenario}`, '');
+    if (skipped !== undefined) {
+      lines.push(`**Skipped:** ${skipped}`, '');
+      continue;
+    }
     if (failure !== undefined) lines.push(`**Did not run to the end:** ${failure}`, '');
     const ops = h.operations;
     const outcome = (o: (typeof ops)[number]): string =>

@@ -7,6 +7,7 @@ import type {
   ChunkRecord,
   FaultRecord,
   History,
+  InvariantCheck,
   Operation,
   OperationRequest,
   Reference,
@@ -57,7 +58,9 @@ export interface CheckResult {
   /** Error outcomes by code, allowed or not. */
   errorsByCode: Record<string, number>;
   faults: FaultCheck[];
-  /** Every operation passed and every fault was verified. */
+  /** The runner's own invariant checks (history.checks). */
+  checks: InvariantCheck[];
+  /** Every operation passed, every fault was verified and every invariant check held. */
   ok: boolean;
 }
 
@@ -109,8 +112,21 @@ export function checkHistory(history: History, rules: CheckRules = {}): CheckRes
     if (outcome?.kind === 'error') errorsByCode[outcome.code] = (errorsByCode[outcome.code] ?? 0) + 1;
   }
   const faults = checkFaults(history);
-  const ok = operations.every((op) => PASSING_VERDICTS.has(op.verdict)) && faults.every((f) => f.verified);
-  return { scenario: history.scenario, seed: history.seed, operations, counts, errorsByCode, faults, ok };
+  const checks = history.checks ?? [];
+  const ok =
+    operations.every((op) => PASSING_VERDICTS.has(op.verdict)) &&
+    faults.every((f) => f.verified) &&
+    checks.every((c) => c.ok);
+  return {
+    scenario: history.scenario,
+    seed: history.seed,
+    operations,
+    counts,
+    errorsByCode,
+    faults,
+    checks,
+    ok,
+  };
 }
 
 /**

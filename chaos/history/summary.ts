@@ -26,6 +26,7 @@ export function summarize(result: CheckResult): string {
     ['hung', c.hung],
     ['unchecked (hot sampling)', c.unchecked],
     ['faults unverified', `${unverified.length} of ${result.faults.length}`],
+    ['invariant checks failed', `${result.checks.filter((c) => !c.ok).length} of ${result.checks.length}`],
   ];
   const lines = [
     `### ${result.scenario} (seed ${result.seed}): ${result.ok ? 'passed' : 'FAILED'}`,
@@ -35,10 +36,12 @@ export function summarize(result: CheckResult): string {
     ...rows.map(([name, value]) => `| ${name} | ${value} |`),
   ];
   const failing = result.operations.filter((op) => !PASSING_VERDICTS.has(op.verdict));
-  if (failing.length > 0 || unverified.length > 0) lines.push('');
+  if (failing.length > 0 || unverified.length > 0 || result.checks.length > 0) lines.push('');
   for (const op of failing.slice(0, SUMMARY_MAX_LISTED))
     lines.push(`- \`${op.id}\` ${op.verdict}: ${op.reason}`);
   if (failing.length > SUMMARY_MAX_LISTED) lines.push(`- … and ${failing.length - SUMMARY_MAX_LISTED} more`);
+  for (const check of result.checks)
+    lines.push(`- check ${check.ok ? 'held' : '**FAILED**'}: ${check.name}: ${check.detail}`);
   for (const { fault } of unverified) {
     lines.push(`- fault \`${fault.name}\` on \`${fault.target}\` at ${fault.startedAt}: not verified`);
   }

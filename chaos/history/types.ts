@@ -76,6 +76,14 @@ export interface FaultRecord {
   verified?: string;
 }
 
+/** An invariant the runner checked outside the operations (a refusal, flat RSS, a verdict of a router). */
+export interface InvariantCheck {
+  name: string;
+  ok: boolean;
+  /** What was measured, e.g. "peak RSS 212, 214, 213 MiB". */
+  detail: string;
+}
+
 /** A whole run of one scenario. */
 export interface History {
   scenario: string;
@@ -84,6 +92,8 @@ export interface History {
   endedAt: number;
   faults: FaultRecord[];
   operations: Operation[];
+  /** Invariants checked outside the operations; any that failed fails the scenario. */
+  checks?: InvariantCheck[];
 }
 
 /** How the checker classifies one operation. */

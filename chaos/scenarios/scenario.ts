@@ -1,21 +1,40 @@
-/** What a chaos scenario is: a name, and a fault injected into a topology while load runs. */
-import type { FaultRecord } from '../history/types.ts';
+/**
+ * What a chaos scenario is: a name, the invariant it checks, the errors it allows, and a fault
+ * injected into a topology while load runs. Scenarios are listed in `scenarios/index.ts`.
+ */
+import type { FaultRecord, InvariantCheck } from '../history/types.ts';
 import type { LoadClient } from '../load.ts';
-import type { Topology } from '../topology.ts';
+import type { Profile } from '../profile.ts';
+import type { Topology, TopologyShape } from '../topology.ts';
 
 /** What a scenario gets besides the topology. */
 export interface ScenarioContext {
-  /** A seeded random number in [0, 1), for picking targets. */
+  /** A seeded random number in [0, 1), for picking targets and timings. */
   random(): number;
+  /** The profile the run uses (durations, load, timeouts). */
+  profile: Profile;
   /** The running load (wait for `nextStream()` to land a fault mid-stream). */
   load: LoadClient;
-  /** Records a fault; the scenario fills `verified` once it checked the fault happened. */
-  fault(record: FaultRecord): void;
+  /** Records a fault and returns the record; fill `verified` once it is checked, `endedAt` at its end. */
+  fault(record: FaultRecord): FaultRecord;
+  /**
+   * Records an invariant the history alone cannot show (a refusal by nats-server, flat RSS, a
+   * replica never declared dead). A failed check fails the scenario.
+   */
+  check(check: InvariantCheck): void;
 }
 
 export interface Scenario {
   readonly name: string;
+  /** The invariant it checks, in one or two sentences (for the report and chaos/README.md). */
+  readonly invariant: string;
   /** Error codes the invariant allows (none: every request completes exactly). */
   readonly allowedErrors: readonly string[];
+  /** Whether `--profile short` (inside `npm test`) runs it. @default false */
+  readonly short?: boolean;
+  /** Shape changes the scenario needs over the profile's. */
+  readonly shape?: Partial<TopologyShape>;
+  /** Why it cannot run on this machine (missing privileges), or undefined when it can. */
+  skip?(): string | undefined;
   run(topology: Topology, ctx: ScenarioContext): Promise<void>;
 }

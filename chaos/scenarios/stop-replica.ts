@@ -10,7 +10,10 @@ export const STOP_MS = 10_000;
 
 export const stopReplica: Scenario = {
   name: 'stop-replica',
+  invariant:
+    "The frozen replica's requests fail over and complete exactly; the stale tokens it sends once thawed never reach a client; no error is allowed.",
   allowedErrors: [],
+  short: true,
   async run(topology, ctx) {
     const victim = topology.replicas[Math.floor(ctx.random() * topology.replicas.length)]!;
     await ctx.load.nextStream();

@@ -1,0 +1,41 @@
+/** What a chaos run's profile sets: load per scenario and the topology's shape. */
+import { FULL_SHAPE, type TopologyShape } from './topology.ts';
+
+export type ProfileName = 'short' | 'full';
+
+/** Load per scenario and the topology a profile runs. */
+export interface Profile {
+  name: ProfileName;
+  /** Seconds of load per scenario (in-flight requests still finish). */
+  durationMs: number;
+  /** Most requests per scenario, over every load client. */
+  count: number;
+  /** Requests in flight at once, per load client. */
+  concurrency: number;
+  maxTokens: number;
+  /** Each request's deadline. */
+  timeoutMs: number;
+  shape: TopologyShape;
+}
+
+export const PROFILES: Record<ProfileName, Profile> = {
+  // Smaller topology allowed (issue 11): 2 replicas load faster, a kill still leaves one.
+  short: {
+    name: 'short',
+    durationMs: 15_000,
+    count: 60,
+    concurrency: 4,
+    maxTokens: 48,
+    timeoutMs: 30_000,
+    shape: { ...FULL_SHAPE, replicas: 2 },
+  },
+  full: {
+    name: 'full',
+    durationMs: 40_000,
+    count: 600,
+    concurrency: 8,
+    maxTokens: 96,
+    timeoutMs: 60_000,
+    shape: FULL_SHAPE,
+  },
+};

@@ -29,8 +29,18 @@ export const FULL_SHAPE: TopologyShape = { natsNodes: 3, routers: 2, replicas: 3
 /** How long the route check waits for a message to cross from the first node to the last. */
 const ROUTE_CHECK_TIMEOUT_MS = 10_000;
 
+/** How an actor of the topology was started, so that it can be started again. */
+interface Launch {
+  role: 'router' | 'replica' | 'bridge';
+  id: string;
+  natsUrl: string;
+  env: Record<string, string>;
+}
+
 /** A running topology; stop() ends every process and removes every temp dir. */
 export class Topology {
+  private readonly launches = new Map<ActorProcess, Launch>();
+
   private constructor(
     readonly nats: NatsCluster,
     readonly credentials: CredentialStore,
@@ -39,6 +49,24 @@ export class Topology {
     readonly routers: ActorProcess[],
     readonly replicas: ActorProcess[],
   ) {}
+
+  /**
+   * Starts `actor` again as it was first started (same id, node and credential) once it has
+   * exited, and puts the new process in its place in `routers` / `replicas`.
+   */
+  async restart(actor: ActorProcess): Promise<ActorProcess> {
+    const launch = this.launches.get(actor);
+    if (launch === undefined) throw new Error(`${actor.role} ${actor.id} is not part of this topology`);
+    await actor.exited;
+    const next = await ActorProcess.start(launch.role, launch.id, launch.natsUrl, [], launch.env);
+    this.launches.delete(actor);
+    this.launches.set(next, launch);
+    for (const list of [this.routers, this.replicas]) {
+      const i = list.indexOf(actor);
+      if (i >= 0) list[i] = next;
+    }
+    return next;
+  }
 
   /** Every NATS node's client URL. */
   get natsUrls(): string[] {
@@ -63,19 +91,24 @@ export class Topology {
       await checkRoutes(urls, operator);
       const url = (i: number): string => urls[i % urls.length] ?? urls[0]!;
       const env = (c: Credential): Record<string, string> => ({ SWITCHYARD_NATS_NKEY_SEED_FILE: c.seedFile });
+      const launches = new Map<ActorProcess, Launch>();
+      const launch = async (l: Launch): Promise<ActorProcess> => {
+        const a = await ActorProcess.start(l.role, l.id, l.natsUrl, [], l.env);
+        started.push(a);
+        launches.set(a, l);
+        return a;
+      };
       const routers = await Promise.all(
-        routerCreds.map((c, i) =>
-          ActorProcess.start('router', c.id, url(i), [], env(c)).then((a) => (started.push(a), a)),
-        ),
+        routerCreds.map((c, i) => launch({ role: 'router', id: c.id, natsUrl: url(i), env: env(c) })),
       );
       // Replicas load the model one after another: on 2 cores, parallel warm-ups time out.
       const replicas: ActorProcess[] = [];
       for (const [i, c] of replicaCreds.entries()) {
-        const a = await ActorProcess.start('replica', c.id, url(i), [], env(c));
-        started.push(a);
-        replicas.push(a);
+        replicas.push(await launch({ role: 'replica', id: c.id, natsUrl: url(i), env: env(c) }));
       }
-      return new Topology(nats, credentials, client, operator, routers, replicas);
+      const topology = new Topology(nats, credentials, client, operator, routers, replicas);
+      for (const [a, l] of launches) topology.launches.set(a, l);
+      return topology;
     } catch (err) {
       await killAll(started);
       await nats?.stop();

@@ -27,7 +27,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     concurrency: 4,
     maxTokens: 48,
     timeoutMs: 30_000,
-    shape: { ...FULL_SHAPE, replicas: 2 },
+    shape: { ...FULL_SHAPE, replicas: 2, bridges: 1 },
   },
   full: {
     name: 'full',

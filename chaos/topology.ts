@@ -2,12 +2,14 @@
  * The cluster a chaos scenario runs against, secured as `switchyard up` secures its own: a
  * 3-node NATS cluster with JetStream, routers and replicas as separate processes started through
  * the CLI, each with its own nkey and each on a different node so that traffic crosses routes.
- * Bridges are not started yet (no HTTP load exists yet).
+ * Bridges serve HTTP on loopback without API keys, each on another node.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectNats } from '../src/cluster/connection.ts';
+import { DEFAULT_CACHE_BUCKET } from '../src/bridge/cache.ts';
+import { DEFAULT_RATE_LIMIT_BUCKET } from '../src/bridge/rate-limit-options.ts';
 import { authorizationBlock } from '../src/cluster/permissions.ts';
 import { CredentialStore, type Credential } from '../src/cli/nats-credentials.ts';
 import { ActorProcess, killAll } from '../test/helpers/cluster.ts';
@@ -21,10 +23,12 @@ export interface TopologyShape {
   routers: number;
   /** @default 3 */
   replicas: number;
+  /** @default 2 */
+  bridges: number;
 }
 
 /** The full shape of issue 11. */
-export const FULL_SHAPE: TopologyShape = { natsNodes: 3, routers: 2, replicas: 3 };
+export const FULL_SHAPE: TopologyShape = { natsNodes: 3, routers: 2, replicas: 3, bridges: 2 };
 
 /** How long the route check waits for a message to cross from the first node to the last. */
 const ROUTE_CHECK_TIMEOUT_MS = 10_000;
@@ -35,6 +39,8 @@ interface Launch {
   id: string;
   natsUrl: string;
   env: Record<string, string>;
+  /** Extra CLI arguments (a restarted bridge keeps the port it first picked). */
+  args: string[];
 }
 
 /** A running topology; stop() ends every process and removes every temp dir. */
@@ -48,6 +54,8 @@ export class Topology {
     readonly operator: Credential,
     readonly routers: ActorProcess[],
     readonly replicas: ActorProcess[],
+    /** HTTP bridges; `url` is where each serves. */
+    readonly bridges: ActorProcess[],
   ) {}
 
   /**
@@ -58,10 +66,10 @@ export class Topology {
     const launch = this.launches.get(actor);
     if (launch === undefined) throw new Error(`${actor.role} ${actor.id} is not part of this topology`);
     await actor.exited;
-    const next = await ActorProcess.start(launch.role, launch.id, launch.natsUrl, [], launch.env);
+    const next = await ActorProcess.start(launch.role, launch.id, launch.natsUrl, launch.args, launch.env);
     this.launches.delete(actor);
     this.launches.set(next, launch);
-    for (const list of [this.routers, this.replicas]) {
+    for (const list of [this.routers, this.replicas, this.bridges]) {
       const i = list.indexOf(actor);
       if (i >= 0) list[i] = next;
     }
@@ -75,7 +83,7 @@ export class Topology {
 
   static async start(shape: TopologyShape = FULL_SHAPE): Promise<Topology> {
     const credentials = new CredentialStore(mkdtempSync(join(tmpdir(), 'sy-chaos-creds-')), {
-      kvBuckets: [],
+      kvBuckets: [DEFAULT_CACHE_BUCKET, DEFAULT_RATE_LIMIT_BUCKET],
     });
     const client = credentials.issue('client', 'client');
     const operator = credentials.issue('operator', 'operator');
@@ -83,6 +91,8 @@ export class Topology {
     const replicaIds = Array.from({ length: shape.replicas }, (_, i) => `rp${i + 1}`);
     const routerCreds = routerIds.map((id) => credentials.issue('router', id));
     const replicaCreds = replicaIds.map((id) => credentials.issue('replica', id));
+    const bridgeIds = Array.from({ length: shape.bridges }, (_, i) => `br${i + 1}`);
+    const bridgeCreds = bridgeIds.map((id) => credentials.issue('bridge', id));
     let nats: NatsCluster | undefined;
     const started: ActorProcess[] = [];
     try {
@@ -93,20 +103,32 @@ export class Topology {
       const env = (c: Credential): Record<string, string> => ({ SWITCHYARD_NATS_NKEY_SEED_FILE: c.seedFile });
       const launches = new Map<ActorProcess, Launch>();
       const launch = async (l: Launch): Promise<ActorProcess> => {
-        const a = await ActorProcess.start(l.role, l.id, l.natsUrl, [], l.env);
+        const a = await ActorProcess.start(l.role, l.id, l.natsUrl, l.args, l.env);
         started.push(a);
         launches.set(a, l);
         return a;
       };
       const routers = await Promise.all(
-        routerCreds.map((c, i) => launch({ role: 'router', id: c.id, natsUrl: url(i), env: env(c) })),
+        routerCreds.map((c, i) =>
+          launch({ role: 'router', id: c.id, natsUrl: url(i), env: env(c), args: [] }),
+        ),
       );
       // Replicas load the model one after another: on 2 cores, parallel warm-ups time out.
       const replicas: ActorProcess[] = [];
       for (const [i, c] of replicaCreds.entries()) {
-        replicas.push(await launch({ role: 'replica', id: c.id, natsUrl: url(i), env: env(c) }));
+        replicas.push(await launch({ role: 'replica', id: c.id, natsUrl: url(i), env: env(c), args: [] }));
       }
-      const topology = new Topology(nats, credentials, client, operator, routers, replicas);
+      // Bridges last, so that their first request finds a cluster; each on another node.
+      const bridges: ActorProcess[] = [];
+      for (const [i, c] of bridgeCreds.entries()) {
+        const bridge = await launch({ role: 'bridge', id: c.id, natsUrl: url(i + 1), env: env(c), args: [] });
+        // A restarted bridge must serve where its clients retry: pin the port it picked.
+        const port = new URL(bridge.url ?? '').port;
+        if (port === '') throw new Error(`bridge ${c.id} reported no URL`);
+        launches.get(bridge)?.args.push('--port', port);
+        bridges.push(bridge);
+      }
+      const topology = new Topology(nats, credentials, client, operator, routers, replicas, bridges);
       for (const [a, l] of launches) topology.launches.set(a, l);
       return topology;
     } catch (err) {
@@ -118,7 +140,7 @@ export class Topology {
   }
 
   async stop(): Promise<void> {
-    await killAll([...this.routers, ...this.replicas]);
+    await killAll([...this.bridges, ...this.routers, ...this.replicas]);
     await this.nats.stop();
     rmSync(this.credentials.dir, { recursive: true, force: true });
   }

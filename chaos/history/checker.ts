@@ -60,7 +60,7 @@ export interface CheckResult {
   faults: FaultCheck[];
   /** The runner's own invariant checks (history.checks). */
   checks: InvariantCheck[];
-  /** Every operation passed, every fault was verified and every invariant check held. */
+  /** Some operation was recorded, all passed, every fault was verified and every check held. */
   ok: boolean;
 }
 
@@ -113,7 +113,9 @@ export function checkHistory(history: History, rules: CheckRules = {}): CheckRes
   }
   const faults = checkFaults(history);
   const checks = history.checks ?? [];
+  // A scenario that recorded no request proved nothing.
   const ok =
+    operations.length > 0 &&
     operations.every((op) => PASSING_VERDICTS.has(op.verdict)) &&
     faults.every((f) => f.verified) &&
     checks.every((c) => c.ok);

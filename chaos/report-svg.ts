@@ -140,9 +140,12 @@ export function renderSvg(history: History): string {
     'tokens/s',
     maxRate,
     (y) => {
-      const points = bins.map((r, i) => {
-        const t = start + (i + 0.5) * THROUGHPUT_BIN_MS;
-        return `${x(Math.min(t, end)).toFixed(1)},${y(r).toFixed(1)}`;
+      // One step per bin: the rate held over the whole second it was measured in.
+      const points = bins.flatMap((r, i) => {
+        const x0 = x(start + i * THROUGHPUT_BIN_MS).toFixed(1);
+        const x1 = x(Math.min(start + (i + 1) * THROUGHPUT_BIN_MS, end)).toFixed(1);
+        const yr = y(r).toFixed(1);
+        return [`${x0},${yr}`, `${x1},${yr}`];
       });
       return [`<polyline points="${points.join(' ')}" fill="none" stroke="#059669" stroke-width="2"/>`];
     },

@@ -44,9 +44,10 @@ export function throughputBins(history: History, start: number, end: number): nu
   const bins = new Array<number>(Math.max(1, Math.ceil((end - start) / THROUGHPUT_BIN_MS))).fill(0);
   for (const c of history.operations.flatMap((o) => o.chunks)) {
     const i = Math.floor((c.at - start) / THROUGHPUT_BIN_MS);
-    if (i >= 0 && i < bins.length) bins[i]! += c.tokenIds.length;
+    if (i >= 0 && c.at <= end) bins[Math.min(i, bins.length - 1)]! += c.tokenIds.length;
   }
-  return bins.map((n) => n / (THROUGHPUT_BIN_MS / 1000));
+  // The last bin may be cut short by the end of the run: its rate is over the time it covers.
+  return bins.map((n, i) => n / (Math.min(THROUGHPUT_BIN_MS, end - start - i * THROUGHPUT_BIN_MS) / 1000));
 }
 
 /** The SVG document of one scenario's history. */

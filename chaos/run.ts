@@ -4,7 +4,8 @@
  * the load runs, and the History written to chaos/reports/<timestamp>/<scenario>.json, with a
  * summary.md of the run. The history checker (chaos/history/checker.ts) judges the invariants.
  * `--plant duplicate|drop-end|change-token` is the runner's self-test: it corrupts one recorded
- * operation before checking (chaos/plant.ts), and the run must then fail naming that verdict.
+ * operation before checking (chaos/plant.ts), and the run must then fail naming that verdict;
+ * `--reports DIR` puts the report folder under DIR instead of chaos/reports.
  */
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -36,7 +37,14 @@ function prng(seed: number): () => number {
   };
 }
 
-function options(): { scenarios: Scenario[]; seed: number; profile: Profile; plant?: PlantKind } {
+function options(): {
+  scenarios: Scenario[];
+  seed: number;
+  profile: Profile;
+  plant?: PlantKind;
+  /** Where the run's report folder is made (tests use a temp dir). */
+  reports: string;
+} {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
@@ -45,6 +53,7 @@ function options(): { scenarios: Scenario[]; seed: number; profile: Profile; pla
       load: { type: 'string' },
       profile: { type: 'string', default: 'full' },
       plant: { type: 'string' },
+      reports: { type: 'string' },
     },
   });
   const name = values.profile;
@@ -75,6 +84,7 @@ function options(): { scenarios: Scenario[]; seed: number; profile: Profile; pla
     scenarios: scenarios.length > 0 ? scenarios : all,
     seed,
     profile,
+    reports: values.reports ?? REPORTS,
     ...(planted === undefined ? {} : { plant: planted }),
   };
 }
@@ -151,10 +161,10 @@ function emptyHistory(scenario: Scenario, seed: number): History {
 }
 
 async function main(): Promise<number> {
-  const { scenarios, seed, profile, plant: planting } = options();
+  const { scenarios, seed, profile, plant: planting, reports } = options();
   const started = new Date();
   const items = await withReferences(loadRequests(profile.maxTokens));
-  const dir = reportDir(REPORTS, started);
+  const dir = reportDir(reports, started);
   const results: ScenarioResult[] = [];
   const checks: CheckResult[] = [];
   const checkOf = new Map<string, CheckResult>();

@@ -10,7 +10,14 @@ import type { CheckResult } from './history/checker.ts';
 import { summarize } from './history/summary.ts';
 import type { History } from './history/types.ts';
 import { renderSvg } from './report-svg.ts';
-import { faultTimings, faultWindows, spread, windowStats, type Spread } from './timings.ts';
+import {
+  faultTimings,
+  faultWindows,
+  MIN_RATE_WINDOW_MS,
+  spread,
+  windowStats,
+  type Spread,
+} from './timings.ts';
 
 /** One scenario's result as the summary shows it. */
 export interface ScenarioResult {
@@ -74,11 +81,12 @@ export function windowSection(history: History): string[] {
     '|---|---|---|---|---|---|---|',
     ...stats.map(
       (s) =>
-        `| ${s.window.name} | ${seconds(s.window.from, s.window.to)} | ${s.completed} | ${ms(s.latencyP50Ms)} | ${ms(s.latencyP99Ms)} | ${s.tokensPerS.toFixed(1)} | ${s.requestsPerS.toFixed(2)} |`,
+        `| ${s.window.name} | ${seconds(s.window.from, s.window.to)} | ${s.completed} | ${ms(s.latencyP50Ms)} | ${ms(s.latencyP99Ms)} | ${s.tokensPerS?.toFixed(1) ?? '—'} | ${s.requestsPerS?.toFixed(2) ?? '—'} |`,
     ),
     '',
     "During: from the first fault's start to the later of its end and the last affected request's",
-    'resumption. A request counts in the window it ended in, a token in the window it arrived in.',
+    'resumption. A request counts in the window it ended in, a token in the window it arrived in;',
+    `no rates for a window under ${MIN_RATE_WINDOW_MS} ms. No "after" when the load ended first.`,
   ];
 }
 

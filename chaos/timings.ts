@@ -116,11 +116,13 @@ export function faultWindows(history: History, timings = faultTimings(history)):
   const recoveries = timings.flatMap((t) => t.requests.map((r) => t.fault.startedAt + (r.recoveryMs ?? 0)));
   const faultEnd = Math.max(...history.faults.map((f) => f.endedAt ?? f.startedAt), ...recoveries);
   const during = Math.min(Math.max(faultEnd, faultStart), end);
-  return [
+  const windows: TimeWindow[] = [
     { name: 'before', from: start, to: faultStart },
     { name: 'during', from: faultStart, to: during },
-    { name: 'after', from: during, to: end },
   ];
+  // The load may end before the fault does (a 10 s SIGSTOP): then there is no "after".
+  if (during < end) windows.push({ name: 'after', from: during, to: end });
+  return windows;
 }
 
 /** Latency and throughput in one window. */
@@ -130,13 +132,15 @@ export interface WindowStats {
   completed: number;
   latencyP50Ms: number | undefined;
   latencyP99Ms: number | undefined;
-  /** Tokens received by clients in the window per second. */
-  tokensPerS: number;
-  /** Requests completed ok in the window per second. */
-  requestsPerS: number;
+  /** Tokens received by clients in the window per second; undefined for a window too short to say. */
+  tokensPerS: number | undefined;
+  /** Requests completed ok in the window per second; undefined for a window too short to say. */
+  requestsPerS: number | undefined;
 }
 
 const MS_PER_S = 1000;
+/** Windows shorter than this get no rates: a handful of tokens in 20 ms is not a throughput. */
+export const MIN_RATE_WINDOW_MS = 250;
 
 /** End-to-end latency of a request that completed ok (invoke → outcome), else undefined. */
 export function latencyMs(op: Operation): number | undefined {
@@ -155,14 +159,16 @@ export function windowStats(history: History, windows = faultWindows(history)): 
       .flatMap((o) => o.chunks)
       .filter((c) => inside(c.at))
       .reduce((n, c) => n + c.tokenIds.length, 0);
-    const seconds = Math.max(w.to - w.from, 1) / MS_PER_S;
+    const seconds = (w.to - w.from) / MS_PER_S;
+    const rate = (n: number): number | undefined =>
+      w.to - w.from < MIN_RATE_WINDOW_MS ? undefined : n / seconds;
     return {
       window: w,
       completed: done.length,
       latencyP50Ms: quantile(latencies, 0.5),
       latencyP99Ms: quantile(latencies, 0.99),
-      tokensPerS: tokens / seconds,
-      requestsPerS: done.length / seconds,
+      tokensPerS: rate(tokens),
+      requestsPerS: rate(done.length),
     };
   });
 }

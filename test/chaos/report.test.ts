@@ -168,6 +168,20 @@ describe('chaos report', () => {
     assert.equal(after?.latencyP99Ms, 1210);
   });
 
+  it('has no "after" when the fault outlasts the load, and no rates for a window too short', () => {
+    const h = history();
+    h.faults = [{ ...h.faults[0]!, endedAt: T0 + 10_000 }];
+    const windows = faultWindows(h);
+    assert.deepEqual(
+      windows.map((w) => w.name),
+      ['before', 'during'],
+    );
+    h.faults = [{ ...h.faults[0]!, startedAt: T0 + 100 }];
+    const [before] = windowStats(h, faultWindows(h));
+    assert.equal(before?.tokensPerS, undefined);
+    assert.equal(before?.completed, 0);
+  });
+
   it('draws an SVG with axes, the fault shaded and errors in red', () => {
     const svg = renderSvg(history());
     assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);

@@ -3,6 +3,9 @@
  * for each scenario, a fresh secured topology, a load client process, the scenario's fault while
  * the load runs, and the History written to chaos/reports/<timestamp>/<scenario>.json, with a
  * summary.md of the run. The history checker (chaos/history/checker.ts) judges the invariants.
+ * `--plant duplicate|drop-end|change-token` is the runner's self-test: it corrupts one recorded
+ * operation before checking (chaos/plant.ts), and the run must then fail naming that verdict;
+ * `--reports DIR` puts the report folder under DIR instead of chaos/reports.
  */
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -12,9 +15,10 @@ import type { History, Operation } from './history/types.ts';
 import { LoadClient } from './load.ts';
 import { loadRequests, withReferences } from './references.ts';
 import { checkHistory, type CheckResult } from './history/checker.ts';
-import { summarize } from './history/summary.ts';
 import { PROFILES, type Profile } from './profile.ts';
-import { reportDir, summary, writeHistory, type ScenarioResult } from './report.ts';
+import { collectEvents } from './events.ts';
+import { isPlantKind, plant, PLANTS, type PlantKind } from './plant.ts';
+import { reportDir, summary, writeHistory, writeScenarioReport, type ScenarioResult } from './report.ts';
 import { SCENARIOS } from './scenarios/index.ts';
 import type { Scenario } from './scenarios/scenario.ts';
 import { Topology } from './topology.ts';
@@ -33,7 +37,14 @@ function prng(seed: number): () => number {
   };
 }
 
-function options(): { scenarios: Scenario[]; seed: number; profile: Profile } {
+function options(): {
+  scenarios: Scenario[];
+  seed: number;
+  profile: Profile;
+  plant?: PlantKind;
+  /** Where the run's report folder is made (tests use a temp dir). */
+  reports: string;
+} {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
@@ -41,6 +52,8 @@ function options(): { scenarios: Scenario[]; seed: number; profile: Profile } {
       duration: { type: 'string' },
       load: { type: 'string' },
       profile: { type: 'string', default: 'full' },
+      plant: { type: 'string' },
+      reports: { type: 'string' },
     },
   });
   const name = values.profile;
@@ -64,7 +77,16 @@ function options(): { scenarios: Scenario[]; seed: number; profile: Profile } {
   });
   // Without names: every scenario, or under the short profile the ones marked short.
   const all = name === 'short' ? SCENARIOS.filter((s) => s.short === true) : [...SCENARIOS];
-  return { scenarios: scenarios.length > 0 ? scenarios : all, seed, profile };
+  const planted = values.plant;
+  if (planted !== undefined && !isPlantKind(planted))
+    throw new Error(`--plant: expected one of ${Object.keys(PLANTS).join(', ')}, got ${planted}`);
+  return {
+    scenarios: scenarios.length > 0 ? scenarios : all,
+    seed,
+    profile,
+    reports: values.reports ?? REPORTS,
+    ...(planted === undefined ? {} : { plant: planted }),
+  };
 }
 
 async function runScenario(
@@ -116,6 +138,10 @@ async function runScenario(
     return { history, failure: err instanceof Error ? err.message : String(err) };
   } finally {
     load?.kill();
+    if (topology !== undefined) {
+      const t = topology;
+      history.events = collectEvents([...t.routers, ...t.replicas, ...t.bridges, ...t.retired]);
+    }
     await topology?.stop();
     history.endedAt = Date.now();
   }
@@ -135,26 +161,36 @@ function emptyHistory(scenario: Scenario, seed: number): History {
 }
 
 async function main(): Promise<number> {
-  const { scenarios, seed, profile } = options();
+  const { scenarios, seed, profile, plant: planting, reports } = options();
   const started = new Date();
   const items = await withReferences(loadRequests(profile.maxTokens));
-  const dir = reportDir(REPORTS, started);
+  const dir = reportDir(reports, started);
   const results: ScenarioResult[] = [];
   const checks: CheckResult[] = [];
+  const checkOf = new Map<string, CheckResult>();
   for (const scenario of scenarios) {
     const skip = scenario.skip?.();
     if (skip !== undefined) {
       console.log(`[chaos] ${scenario.name}: skipped (${skip})`);
-      results.push({ history: emptyHistory(scenario, seed), skipped: skip });
+      const skipped = { history: emptyHistory(scenario, seed), skipped: skip, invariant: scenario.invariant };
+      results.push(skipped);
+      writeScenarioReport(dir, skipped, undefined);
       continue;
     }
     console.log(`[chaos] ${scenario.name} (seed ${seed})`);
-    const result = await runScenario(scenario, seed, profile, items);
+    const result: ScenarioResult = {
+      ...(await runScenario(scenario, seed, profile, items)),
+      invariant: scenario.invariant,
+    };
+    if (planting !== undefined) plant(result.history, planting);
     writeHistory(dir, result.history);
     results.push(result);
-    checks.push(checkHistory(result.history, { allowedErrors: scenario.allowedErrors }));
+    const check = checkHistory(result.history, { allowedErrors: scenario.allowedErrors });
+    checks.push(check);
+    checkOf.set(scenario.name, check);
+    writeScenarioReport(dir, result, check);
   }
-  const text = [summary(seed, results), ...checks.map((c) => summarize(c))].join('\n');
+  const text = summary(seed, results, checkOf);
   writeFileSync(join(dir, 'summary.md'), text);
   console.log(text);
   console.log(`[chaos] report: ${dir} (${((Date.now() - started.getTime()) / 1000).toFixed(0)} s)`);

@@ -46,6 +46,8 @@ interface Launch {
 /** A running topology; stop() ends every process and removes every temp dir. */
 export class Topology {
   private readonly launches = new Map<ActorProcess, Launch>();
+  /** Actors that exited and were started again: their logs are still part of the run's evidence. */
+  readonly retired: ActorProcess[] = [];
 
   private constructor(
     readonly nats: NatsCluster,
@@ -69,6 +71,7 @@ export class Topology {
     const next = await ActorProcess.start(launch.role, launch.id, launch.natsUrl, launch.args, launch.env);
     this.launches.delete(actor);
     this.launches.set(next, launch);
+    this.retired.push(actor);
     for (const list of [this.routers, this.replicas, this.bridges]) {
       const i = list.indexOf(actor);
       if (i >= 0) list[i] = next;

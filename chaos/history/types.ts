@@ -84,6 +84,23 @@ export interface InvariantCheck {
   detail: string;
 }
 
+/**
+ * Something an actor reported during the run, from its structured log (warn level and above):
+ * the timing evidence of the report (when a router noticed a fault and failed a request over).
+ */
+export interface ActorEvent {
+  /** Epoch ms, the log line's own time. */
+  at: number;
+  /** The actor that logged it, e.g. "router rt1". */
+  actor: string;
+  /** What happened: "failover" for a router resuming a request elsewhere, else the log message. */
+  what: string;
+  requestId?: string;
+  /** The replica the event is about (the failed attempt's, for a failover). */
+  replica?: string;
+  reason?: string;
+}
+
 /** A whole run of one scenario. */
 export interface History {
   scenario: string;
@@ -94,6 +111,10 @@ export interface History {
   operations: Operation[];
   /** Invariants checked outside the operations; any that failed fails the scenario. */
   checks?: InvariantCheck[];
+  /** What the actors logged at warn and above, oldest first (absent in older histories). */
+  events?: ActorEvent[];
+  /** Set by the runner's self-test (`--plant`): this operation was corrupted on purpose before checking. */
+  planted?: { kind: string; operation: string; expectedVerdict: Verdict };
 }
 
 /** How the checker classifies one operation. */

@@ -1,0 +1,43 @@
+/**
+ * The runner's self-test end to end: a real short kill-replica run with one planted fault
+ * (`--plant`: a duplicated chunk, a dropped end, a changed token) must fail, and its summary.md
+ * must name the planted operation with the verdict it must get. One small run per kind.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { describe, it } from 'node:test';
+import { PLANTS, type PlantKind } from '../../chaos/plant.ts';
+import { runChaos } from '../helpers/chaos-run.ts';
+
+/** Topology start, references and a few seconds of load, on a busy 2-core machine. */
+const RUN_TIMEOUT_MS = 240_000;
+
+describe('chaos runner: planted faults', () => {
+  for (const kind of Object.keys(PLANTS) as PlantKind[]) {
+    it(`catches a planted ${kind} (${PLANTS[kind]})`, { timeout: RUN_TIMEOUT_MS }, async () => {
+      const run = await runChaos([
+        '--profile',
+        'short',
+        '--duration',
+        '5',
+        '--load',
+        '12',
+        '--plant',
+        kind,
+        'kill-replica',
+      ]);
+      try {
+        assert.equal(run.status, 1, `a planted ${kind} must fail the run:\n${run.output}`);
+        const summary = readFileSync(`${run.dir}/summary.md`, 'utf8');
+        const planted = /planted `([\w-]+)` in `([\w-]+)`/.exec(summary);
+        assert.ok(planted, `summary.md does not say what was planted:\n${summary}`);
+        assert.equal(planted[1], kind);
+        assert.match(summary, new RegExp(`- \`${planted[2]}\` ${PLANTS[kind]}: `));
+        assert.match(summary, /\| kill-replica \| FAILED \|/);
+      } finally {
+        rmSync(dirname(run.dir), { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -21,6 +21,8 @@ const NODE_STOP_TIMEOUT_MS = 5_000;
 const HOST = '127.0.0.1';
 /** The cluster's name in every node's `cluster {}` block. */
 const CLUSTER_NAME = 'sy-chaos';
+/** Cluster starts tried when a free port was taken by another process before a node bound it. */
+const PORT_ATTEMPTS = 3;
 /** Monitoring port inside a node's namespace. */
 const NETNS_MONITOR_PORT = 8222;
 /** How long a monitoring request may take (a partitioned node never answers). */
@@ -135,11 +137,30 @@ export class NatsCluster {
    * loopback, or with `netns` each in its own network namespace.
    */
   static async start(size: number, authorization: string, opts: { netns?: boolean } = {}): Promise<NatsCluster> {
+    // Free-port races (another process binds a port first) are retried with fresh ports.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await NatsCluster.startOnce(size, authorization, opts);
+      } catch (err) {
+        const race = err instanceof Error && err.message.includes('address already in use');
+        if (!race || opts.netns === true || attempt >= PORT_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(size: number, authorization: string, opts: { netns?: boolean }): Promise<NatsCluster> {
     const bin = findNatsServer();
     if (bin === undefined) throw new Error('nats-server is not installed (run `node scripts/setup.mjs`)');
     const netns = opts.netns === true ? NetnsFabric.create(size) : undefined;
     const dir = mkdtempSync(join(tmpdir(), 'sy-chaos-nats-'));
     const nodes: NatsNode[] = [];
+    const picked = new Set<number>();
+    const port = async (): Promise<number> => {
+      for (;;) {
+        const p = await freePort();
+        if (!picked.has(p)) return picked.add(p), p;
+      }
+    };
     for (let i = 1; i <= size; i++) {
       const nodeDir = join(dir, `n${i}`);
       mkdirSync(nodeDir);
@@ -148,10 +169,10 @@ export class NatsCluster {
         ns === undefined || netns === undefined
           ? {
               host: HOST,
-              port: await freePort(),
+              port: await port(),
               clusterHost: HOST,
-              clusterPort: await freePort(),
-              monitorPort: await freePort(),
+              clusterPort: await port(),
+              monitorPort: await port(),
               prefix: [],
             }
           : {

@@ -2,7 +2,10 @@
 import { killReplica } from './kill-replica.ts';
 import { killRouter } from './kill-router.ts';
 import { natsRestart } from './nats-restart.ts';
+import { partitionNode } from './partition-node.ts';
+import { partitionRoutes } from './partition-routes.ts';
+import { slowLink } from './slow-link.ts';
 import type { Scenario } from './scenario.ts';
 import { stopReplica } from './stop-replica.ts';
 
-export const SCENARIOS: readonly Scenario[] = [killReplica, stopReplica, killRouter, natsRestart];
+export const SCENARIOS: readonly Scenario[] = [killReplica, stopReplica, killRouter, natsRestart, partitionNode, partitionRoutes, slowLink];

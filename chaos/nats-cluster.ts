@@ -93,7 +93,7 @@ export class NatsNode {
   async launch(): Promise<void> {
     const args = ['-c', join(this.dir, 'nats.conf'), '-l', join(this.dir, 'nats.log')];
     const [cmd, ...pre] = [...this.address.prefix, this.bin];
-    const child = spawn(cmd!, [...pre, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
     this.child = child;
@@ -136,7 +136,11 @@ export class NatsCluster {
    * Starts `size` routed nodes with JetStream and `authorization` (a server config block), on
    * loopback, or with `netns` each in its own network namespace.
    */
-  static async start(size: number, authorization: string, opts: { netns?: boolean } = {}): Promise<NatsCluster> {
+  static async start(
+    size: number,
+    authorization: string,
+    opts: { netns?: boolean } = {},
+  ): Promise<NatsCluster> {
     // Free-port races (another process binds a port first) are retried with fresh ports.
     for (let attempt = 1; ; attempt++) {
       try {
@@ -148,7 +152,11 @@ export class NatsCluster {
     }
   }
 
-  private static async startOnce(size: number, authorization: string, opts: { netns?: boolean }): Promise<NatsCluster> {
+  private static async startOnce(
+    size: number,
+    authorization: string,
+    opts: { netns?: boolean },
+  ): Promise<NatsCluster> {
     const bin = findNatsServer();
     if (bin === undefined) throw new Error('nats-server is not installed (run `node scripts/setup.mjs`)');
     const netns = opts.netns === true ? NetnsFabric.create(size) : undefined;
@@ -158,7 +166,7 @@ export class NatsCluster {
     const port = async (): Promise<number> => {
       for (;;) {
         const p = await freePort();
-        if (!picked.has(p)) return picked.add(p), p;
+        if (!picked.has(p)) return (picked.add(p), p);
       }
     };
     for (let i = 1; i <= size; i++) {

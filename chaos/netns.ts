@@ -101,7 +101,8 @@ export class NetnsFabric {
   static create(size: number): NetnsFabric {
     const why = netnsUnavailable();
     if (why !== undefined) throw new Error(`cannot put NATS nodes in network namespaces: ${why}`);
-    if (size < 1 || size > MAX_NODES) throw new RangeError(`netns fabric: 1..${MAX_NODES} nodes, got ${size}`);
+    if (size < 1 || size > MAX_NODES)
+      throw new RangeError(`netns fabric: 1..${MAX_NODES} nodes, got ${size}`);
     // Left over by runs that died without their exit hook (SIGKILL): remove them.
     for (const stale of listNamespaces().filter((n) => !nsAlive(n))) sh(['ip', 'netns', 'del', stale]);
     const pid = process.pid;
@@ -179,8 +180,22 @@ export class NetnsFabric {
 
   /** Caps what node i sends to its clients with a tbf qdisc (`rate` e.g. `64kbit`, `burst` `4kb`, `latency` `200ms`). */
   capClientLink(i: number, cap: { rate: string; burst: string; latency: string }): void {
-    sh([...this.execPrefix(i), 'tc', 'qdisc', 'add', 'dev', NODE_CLIENT_IF, 'root', 'tbf',
-      'rate', cap.rate, 'burst', cap.burst, 'latency', cap.latency]);
+    sh([
+      ...this.execPrefix(i),
+      'tc',
+      'qdisc',
+      'add',
+      'dev',
+      NODE_CLIENT_IF,
+      'root',
+      'tbf',
+      'rate',
+      cap.rate,
+      'burst',
+      cap.burst,
+      'latency',
+      cap.latency,
+    ]);
   }
 
   /** Removes the cap of {@link capClientLink}. */

@@ -8,4 +8,12 @@ import { slowLink } from './slow-link.ts';
 import type { Scenario } from './scenario.ts';
 import { stopReplica } from './stop-replica.ts';
 
-export const SCENARIOS: readonly Scenario[] = [killReplica, stopReplica, killRouter, natsRestart, partitionNode, partitionRoutes, slowLink];
+export const SCENARIOS: readonly Scenario[] = [
+  killReplica,
+  stopReplica,
+  killRouter,
+  natsRestart,
+  partitionNode,
+  partitionRoutes,
+  slowLink,
+];

@@ -70,8 +70,7 @@ export async function connectionNames(nodes: readonly NatsNode[]): Promise<Set<s
 
 /** Records whether every router and replica is connected to some node again. */
 export async function checkActorsReconnected(topology: Topology, ctx: ScenarioContext): Promise<void> {
-  const wanted = [...topology.routers, ...topology.replicas]
-    .map((a) => `${a.role}-${a.id}`);
+  const wanted = [...topology.routers, ...topology.replicas].map((a) => `${a.role}-${a.id}`);
   let missing: string[] = wanted;
   const started = Date.now();
   await until(async () => {
@@ -113,8 +112,16 @@ export async function checkRoutesFormed(topology: Topology, ctx: ScenarioContext
  * (nats-server answers a 503 status at once; the client library turns it into a
  * `RequestError` with `isNoResponders()`), rather than waiting out its timeout.
  */
-export async function checkNoRespondersFast(url: string, topology: Topology, ctx: ScenarioContext): Promise<void> {
-  const nc = await connectNats({ servers: url, nkeySeedFile: topology.operator.seedFile, name: 'chaos-probe' });
+export async function checkNoRespondersFast(
+  url: string,
+  topology: Topology,
+  ctx: ScenarioContext,
+): Promise<void> {
+  const nc = await connectNats({
+    servers: url,
+    nkeySeedFile: topology.operator.seedFile,
+    name: 'chaos-probe',
+  });
   const started = Date.now();
   let detail: string;
   let ok = false;
@@ -140,19 +147,27 @@ export async function detectionProbe(
   url: string,
   topology: Topology,
 ): Promise<{ mark(): void; detected(): Promise<number | undefined>; close(): Promise<void> }> {
-  const nc = await connectNats({ servers: url, nkeySeedFile: topology.operator.seedFile, name: 'chaos-detect' });
+  const nc = await connectNats({
+    servers: url,
+    nkeySeedFile: topology.operator.seedFile,
+    name: 'chaos-detect',
+  });
   let markedAt = 0;
   let detectedAt: number | undefined;
   void (async () => {
     for await (const s of nc.status()) {
-      if (markedAt > 0 && detectedAt === undefined && (s.type === 'staleConnection' || s.type === 'disconnect'))
+      if (
+        markedAt > 0 &&
+        detectedAt === undefined &&
+        (s.type === 'staleConnection' || s.type === 'disconnect')
+      )
         detectedAt = Date.now();
     }
   })();
   return {
     mark: () => void (markedAt = Date.now()),
     detected: async () => {
-      await until(async () => detectedAt !== undefined, DETECT_TIMEOUT_MS);
+      await until(() => Promise.resolve(detectedAt !== undefined), DETECT_TIMEOUT_MS);
       return detectedAt === undefined ? undefined : detectedAt - markedAt;
     },
     close: () => nc.close(),

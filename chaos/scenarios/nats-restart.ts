@@ -28,7 +28,11 @@ export const natsRestart: Scenario = {
     await ctx.load.nextStream();
     const pid = node.pid;
     if (pid === undefined) throw new Error(`NATS node ${node.name} has no pid`);
-    const record = ctx.fault({ name: 'SIGKILL NATS node', target: describeNode(topology, i), startedAt: Date.now() });
+    const record = ctx.fault({
+      name: 'SIGKILL NATS node',
+      target: describeNode(topology, i),
+      startedAt: Date.now(),
+    });
     node.child?.kill('SIGKILL');
     const gone = await eventually(() => pidGone(pid));
     // While it is down: a survivor still answers no-responders at once.

@@ -32,7 +32,11 @@ export const partitionNode: Scenario = {
     const probe = await detectionProbe(topology.nats.nodes[i]!.url, topology);
     try {
       await ctx.load.nextStream();
-      const record = ctx.fault({ name: 'silent partition', target: describeNode(topology, i), startedAt: Date.now() });
+      const record = ctx.fault({
+        name: 'silent partition',
+        target: describeNode(topology, i),
+        startedAt: Date.now(),
+      });
       probe.mark();
       netns.setLink(i, 'client', false);
       netns.setLink(i, 'cluster', false);

@@ -21,7 +21,11 @@ export const partitionRoutes: Scenario = {
     if (netns === undefined) throw new Error('partition-routes needs the NATS nodes in network namespaces');
     const i = pickActorNode(topology, ctx);
     await ctx.load.nextStream();
-    const record = ctx.fault({ name: 'route partition', target: describeNode(topology, i), startedAt: Date.now() });
+    const record = ctx.fault({
+      name: 'route partition',
+      target: describeNode(topology, i),
+      startedAt: Date.now(),
+    });
     netns.setLink(i, 'cluster', false);
     const states = `cluster link ${netns.linkState(i, 'cluster')}, client link ${netns.linkState(i, 'client')}`;
     if (netns.linkState(i, 'cluster') === 'DOWN' && netns.linkState(i, 'client') === 'UP')

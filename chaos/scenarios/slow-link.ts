@@ -37,7 +37,10 @@ export const slowLink: Scenario = {
     await new Promise((r) => setTimeout(r, SLOW_LINK_MS));
     netns.uncapClientLink(i);
     Object.assign(record, { endedAt: Date.now() });
-    const slow = node.log().split('\n').filter((l) => l.includes('Slow Consumer'));
+    const slow = node
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('Slow Consumer'));
     ctx.check({
       name: 'slow consumer cut by nats-server',
       ok: true,

@@ -21,6 +21,13 @@ const NODE_STOP_TIMEOUT_MS = 5_000;
 const HOST = '127.0.0.1';
 /** The cluster's name in every node's `cluster {}` block. */
 const CLUSTER_NAME = 'sy-chaos';
+/**
+ * Server-side pings (clients and routes alike in nats-server 2.9): the default, 2 min × 2, keeps
+ * a silently dead route for minutes, and meanwhile the queue group still hands the far side's
+ * routers their share of requests, which vanish. The actors' own budget (connection.ts) is used.
+ */
+const SERVER_PING_INTERVAL = '2s';
+const SERVER_PING_MAX = 2;
 /** Cluster starts tried when a free port was taken by another process before a node bound it. */
 const PORT_ATTEMPTS = 3;
 /** Monitoring port inside a node's namespace. */
@@ -203,6 +210,8 @@ export class NatsCluster {
         `server_name: ${JSON.stringify(node.name)}`,
         `listen: ${JSON.stringify(`${host}:${port}`)}`,
         `http: ${JSON.stringify(`${host}:${monitorPort}`)}`,
+        `ping_interval: ${JSON.stringify(SERVER_PING_INTERVAL)}`,
+        `ping_max: ${SERVER_PING_MAX}`,
         `cluster {\n  name: ${JSON.stringify(CLUSTER_NAME)}\n  listen: ${JSON.stringify(`${clusterHost}:${clusterPort}`)}\n  routes: [${routes.join(', ')}]\n}`,
         `jetstream { store_dir: ${JSON.stringify(join(node.dir, 'jetstream'))} }`,
         authorization,

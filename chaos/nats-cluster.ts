@@ -22,9 +22,11 @@ const HOST = '127.0.0.1';
 /** The cluster's name in every node's `cluster {}` block. */
 const CLUSTER_NAME = 'sy-chaos';
 /**
- * Server-side pings (clients and routes alike in nats-server 2.9): the default, 2 min × 2, keeps
- * a silently dead route for minutes, and meanwhile the queue group still hands the far side's
- * routers their share of requests, which vanish. The actors' own budget (connection.ts) is used.
+ * Server-side pings, as the actors' own budget (connection.ts): nats-server's default, 2 min × 2,
+ * keeps the subscriptions of a client that vanished silently (a partitioned actor that moved to
+ * another node) for minutes. Routes: with these settings 2.9.10 still kept some silently dead
+ * routes past 10 s (partition-routes records the counts), so requests sent into such a route
+ * are lost until the client resends them (client/stream.ts, lost sends).
  */
 const SERVER_PING_INTERVAL = '2s';
 const SERVER_PING_MAX = 2;

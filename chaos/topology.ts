@@ -25,6 +25,8 @@ export interface TopologyShape {
   replicas: number;
   /** @default 2 */
   bridges: number;
+  /** Each NATS node in its own network namespace (`netns.ts`), for link faults. @default false */
+  natsInNetns?: boolean;
 }
 
 /** The full shape of issue 11. */
@@ -79,6 +81,13 @@ export class Topology {
     return next;
   }
 
+  /** The index in `nats.nodes` of the node `actor` was started on (its first server). */
+  nodeOf(actor: ActorProcess): number {
+    const launch = this.launches.get(actor);
+    if (launch === undefined) throw new Error(`${actor.role} ${actor.id} is not part of this topology`);
+    return this.nats.nodes.findIndex((n) => n.url === launch.natsUrl);
+  }
+
   /** Every NATS node's client URL. */
   get natsUrls(): string[] {
     return this.nats.nodes.map((n) => n.url);
@@ -99,7 +108,9 @@ export class Topology {
     let nats: NatsCluster | undefined;
     const started: ActorProcess[] = [];
     try {
-      nats = await NatsCluster.start(shape.natsNodes, authorizationBlock(credentials.users));
+      nats = await NatsCluster.start(shape.natsNodes, authorizationBlock(credentials.users), {
+        netns: shape.natsInNetns === true,
+      });
       const urls = nats.nodes.map((n) => n.url);
       await checkRoutes(urls, operator);
       const url = (i: number): string => urls[i % urls.length] ?? urls[0]!;
@@ -150,7 +161,7 @@ export class Topology {
 }
 
 /** The cluster formed: a message published on the first node reaches a subscriber on the last. */
-async function checkRoutes(urls: string[], operator: Credential): Promise<void> {
+export async function checkRoutes(urls: string[], operator: Credential): Promise<void> {
   const first = await connectNats({ servers: urls[0]!, nkeySeedFile: operator.seedFile });
   const last = await connectNats({ servers: urls[urls.length - 1]!, nkeySeedFile: operator.seedFile });
   try {

@@ -2,10 +2,23 @@
 import { killReplica } from './kill-replica.ts';
 import { killRouter } from './kill-router.ts';
 import { mixOf } from './mix.ts';
+import { natsRestart } from './nats-restart.ts';
+import { partitionNode } from './partition-node.ts';
+import { partitionRoutes } from './partition-routes.ts';
 import type { Scenario } from './scenario.ts';
+import { slowLink } from './slow-link.ts';
 import { stopReplica } from './stop-replica.ts';
 
 /** The scenarios the seeded mix draws from: shared topology, no error allowed, healable. */
-const MIXABLE: readonly Scenario[] = [killReplica, stopReplica, killRouter];
+const MIXABLE: readonly Scenario[] = [killReplica, stopReplica, killRouter, natsRestart];
 
-export const SCENARIOS: readonly Scenario[] = [killReplica, stopReplica, killRouter, mixOf(MIXABLE)];
+export const SCENARIOS: readonly Scenario[] = [
+  killReplica,
+  stopReplica,
+  killRouter,
+  natsRestart,
+  partitionNode,
+  partitionRoutes,
+  slowLink,
+  mixOf(MIXABLE),
+];

@@ -62,10 +62,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Resolves true when something on 127.0.0.1:port answers with a NATS INFO line. */
-export function probeNats(port: number): Promise<boolean> {
+/**
+ * Resolves true when something on host:port answers with a NATS INFO line (the host is other
+ * than loopback only for servers in network namespaces, as the chaos suite runs them).
+ */
+export function probeNats(port: number, host: string = HOST): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = createConnection({ host: HOST, port });
+    const socket = createConnection({ host, port });
     const done = (ok: boolean): void => {
       socket.destroy();
       resolve(ok);

@@ -33,7 +33,11 @@ export interface ClientOptions {
   nc?: NatsConnection;
   /** Deadline of a request that gives no `timeoutMs`. @default DEFAULT_CLIENT_TIMEOUT_MS (120000) */
   defaultTimeoutMs?: number;
-  /** Sends per request, the first included (1 turns failover off). @default DEFAULT_CLIENT_MAX_ATTEMPTS (3) */
+  /**
+   * Sends per request, the first included (1 turns failover off). A send that no router acked
+   * within `ackTimeoutMs` was lost before any router took it and is not counted: such sends are
+   * repeated until the deadline. @default DEFAULT_CLIENT_MAX_ATTEMPTS (3)
+   */
   maxAttempts?: number;
   /**
    * Silence of the owning router's heartbeats (and of its stream) after which the request is

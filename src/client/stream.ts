@@ -197,6 +197,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
   }
 
   private async run(): Promise<void> {
+    let lostSends = 0;
     for (let sendNo = 1; ; sendNo += 1) {
       const attempt = this.send();
       const outcome = await attempt.handle.done;
@@ -214,7 +215,13 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
         this.sendCancel(attempt, attempt.routerId, `client gave up on it: ${error.code}`);
       }
       const failover = FAILOVER_CODES.has(error.code);
-      if (!failover || sendNo >= this.ctx.options.maxAttempts) return this.fail(error);
+      // A send no router acked within the ack timeout was lost on the way (a NATS route that
+      // died silently still takes its share of the queue group, a throttled link delays acks):
+      // it reached no router and spent no replica attempt, so only the deadline bounds resends.
+      if (!outcome.ok && outcome.failure === 'no_ack' && attempt.routerId === undefined) lostSends++;
+      const spent = sendNo - lostSends;
+      if (!failover || this.ctx.options.maxAttempts === 1 || spent >= this.ctx.options.maxAttempts)
+        return this.fail(error);
       await this.pause(sendNo);
       if (this.settled) return;
     }

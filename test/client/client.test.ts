@@ -305,6 +305,20 @@ describe('SwitchyardClient', () => {
     assert.equal(r.received.length, 2);
   });
 
+  it('resends a send lost before any router acked it until the deadline, outside maxAttempts', async () => {
+    // A silently dead NATS route keeps its share of the queue group: sends vanish unacked.
+    let seen = 0;
+    const r = await router('r-far', ({ responder }) => {
+      seen += 1;
+      if (seen <= 2) return;
+      responder.ack({ by: 'r-far' });
+      responder.end({ finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 0 } });
+    });
+    const c = await client({ maxAttempts: 2 });
+    await c.generate({ model: 'tiny', prompt: 'p', temperature: 0 }, { timeoutMs: 10 * ACK_TIMEOUT_MS });
+    assert.equal(r.received.length, 3);
+  });
+
   it('tells the router when the caller aborts, and ends with CancelledError', async () => {
     const r = await router('r-abort', ({ responder }) => {
       responder.ack({ by: 'r-abort' });

@@ -25,6 +25,11 @@ export interface TopologyShape {
   replicas: number;
   /** @default 2 */
   bridges: number;
+  /**
+   * No `authorization` block, as `up --insecure` runs: anyone may publish and subscribe anywhere
+   * (the hostile-insecure scenario). Credentials are still issued; the server ignores them.
+   */
+  insecure?: boolean;
 }
 
 /** The full shape of issue 11. */
@@ -96,7 +101,10 @@ export class Topology {
     let nats: NatsCluster | undefined;
     const started: ActorProcess[] = [];
     try {
-      nats = await NatsCluster.start(shape.natsNodes, authorizationBlock(credentials.users));
+      nats = await NatsCluster.start(
+        shape.natsNodes,
+        shape.insecure === true ? '' : authorizationBlock(credentials.users),
+      );
       const urls = nats.nodes.map((n) => n.url);
       await checkRoutes(urls, operator);
       const url = (i: number): string => urls[i % urls.length] ?? urls[0]!;

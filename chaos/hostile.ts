@@ -19,6 +19,11 @@ import { rolePermissions } from '../src/cluster/permissions.ts';
 export const NATS_MAX_PAYLOAD_BYTES = 1_048_576;
 /** How long the server's asynchronous -ERR of a refused publish, or a reply, may take. */
 export const HOSTILE_REPLY_TIMEOUT_MS = 5_000;
+/**
+ * How long a valid hostile request may take to end: it queues behind the load (the full profile
+ * keeps every replica busy), so far longer than an error reply.
+ */
+export const HOSTILE_STREAM_END_TIMEOUT_MS = 20_000;
 /** How long a raw TCP connection waits for the server's verdict on an oversized publish. */
 const RAW_VERDICT_TIMEOUT_MS = 5_000;
 
@@ -150,7 +155,10 @@ export class HostileSender {
       );
       const sub = this.nc.subscribe(inbox);
       reply = (async () => {
-        const timer = setTimeout(() => sub.unsubscribe(), HOSTILE_REPLY_TIMEOUT_MS);
+        const timer = setTimeout(
+          () => sub.unsubscribe(),
+          message.expect === 'end-or-error' ? HOSTILE_STREAM_END_TIMEOUT_MS : HOSTILE_REPLY_TIMEOUT_MS,
+        );
         try {
           for await (const m of sub) {
             const kind = getKind(m.headers);

@@ -123,6 +123,8 @@ export async function attackAs(
   model: string,
   /** Whether the front door's "another requester's id" variant reuses a load id in flight. */
   squatLoad = true,
+  /** Gets one `<class> <permitted|forbidden|mixed>` entry per attack class (the permission table). */
+  row: string[] = [],
 ): Promise<number> {
   const sender = await HostileSender.connect({
     servers: topology.natsUrls,
@@ -137,6 +139,11 @@ export async function attackAs(
     for (const attack of attackCatalogue(targetsOf(topology, ctx, model, who.id, squatLoad))) {
       const outcomes = await sender.send(attack);
       sent += outcomes.length;
+      const permitted = outcomes.filter((o) => o.permitted).length;
+      const kind = permitted === outcomes.length ? 'permitted' : permitted === 0 ? 'forbidden' : 'mixed';
+      row.push(
+        `${attack.name} ${kind}${kind === 'mixed' ? ` (${permitted}/${outcomes.length} permitted)` : ''}`,
+      );
       ctx.check({
         name: `${who.label} × ${attack.name}`,
         ok: outcomes.every((o) => o.ok),
@@ -230,8 +237,9 @@ export const hostile: Scenario = {
       inboxPrefix: actorInboxPrefix('router', 'hostile-fake'),
       ctx: PERMISSION_CONTEXT,
     });
+    const rows = who.map((): string[] => []);
     const [counts, fake] = await Promise.all([
-      Promise.all(who.map((w) => attackAs(topology, ctx, w, model))),
+      Promise.all(who.map((w, i) => attackAs(topology, ctx, w, model, true, rows[i]))),
       fakeReplica(operator.nc).finally(() => operator.close()),
     ]);
     ctx.check({
@@ -240,6 +248,12 @@ export const hostile: Scenario = {
       detail:
         `permitted (operator publishes anywhere): a heartbeat cloned from ${fake.cloned} for a replica no ` +
         `process runs attracted ${fake.attracted} attempts, swallowed; routers must fail them over (history)`,
+    });
+    // The table the checks above were judged by (src/cluster/permissions.ts), one row per role.
+    ctx.check({
+      name: 'permission table (per role: attack class → permitted or forbidden)',
+      ok: true,
+      detail: who.map((w, i) => `${w.label}: ${rows[i]!.join(', ')}`).join(' | '),
     });
     checkAlive(topology, ctx, 'after the hostile traffic');
     const sent = counts.reduce((a, b) => a + b, 0);

@@ -27,6 +27,11 @@ export interface TopologyShape {
   bridges: number;
   /** Each NATS node in its own network namespace (`netns.ts`), for link faults. @default false */
   natsInNetns?: boolean;
+  /**
+   * No `authorization` block, as `up --insecure` runs: anyone may publish and subscribe anywhere
+   * (the hostile-insecure scenario). Credentials are still issued; the server ignores them.
+   */
+  insecure?: boolean;
 }
 
 /** The full shape of issue 11. */
@@ -108,9 +113,11 @@ export class Topology {
     let nats: NatsCluster | undefined;
     const started: ActorProcess[] = [];
     try {
-      nats = await NatsCluster.start(shape.natsNodes, authorizationBlock(credentials.users), {
-        netns: shape.natsInNetns === true,
-      });
+      nats = await NatsCluster.start(
+        shape.natsNodes,
+        shape.insecure === true ? '' : authorizationBlock(credentials.users),
+        { netns: shape.natsInNetns === true },
+      );
       const urls = nats.nodes.map((n) => n.url);
       await checkRoutes(urls, operator);
       const url = (i: number): string => urls[i % urls.length] ?? urls[0]!;

@@ -1,4 +1,6 @@
 /** Every scenario, in the order `npm run chaos` runs them. Add new ones here. */
+import { hostile } from './hostile.ts';
+import { hostileInsecure } from './hostile-insecure.ts';
 import { killReplica } from './kill-replica.ts';
 import { killRouter } from './kill-router.ts';
 import { mixOf } from './mix.ts';
@@ -20,5 +22,7 @@ export const SCENARIOS: readonly Scenario[] = [
   partitionNode,
   partitionRoutes,
   slowLink,
+  hostile,
+  hostileInsecure,
   mixOf(MIXABLE),
 ];

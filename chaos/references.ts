@@ -5,7 +5,7 @@
  * completes under faults must match its reference token for token.
  */
 import { Engine } from '../src/engine/engine.ts';
-import { TINY_MODEL, requireModel } from '../test/helpers/models.ts';
+import { requireChaosModel } from './paths.ts';
 import type { OperationRequest } from './history/types.ts';
 import type { LoadItem } from './load-protocol.ts';
 
@@ -25,7 +25,7 @@ export function loadRequests(maxTokens: number): OperationRequest[] {
 /** Each request with its reference (when exact), from one in-process engine. */
 export async function withReferences(requests: OperationRequest[]): Promise<LoadItem[]> {
   const engine = await Engine.start({
-    modelDir: requireModel(TINY_MODEL),
+    modelDir: requireChaosModel(),
     intraOpThreads: 1,
     interOpThreads: 1,
   });

@@ -30,7 +30,10 @@ describe('load client over HTTP', () => {
     let body = '';
     req.on('data', (d: Buffer) => (body += d.toString()));
     req.on('end', () => {
-      seen.push({ id: req.headers['x-request-id'] as string | undefined, body: JSON.parse(body) });
+      seen.push({
+        id: req.headers['x-request-id'] as string | undefined,
+        body: JSON.parse(body) as Record<string, unknown>,
+      });
       script(res, seen.length);
     });
   });

@@ -102,8 +102,9 @@ export class LoadClient {
     );
   }
 
-  /** Forks one process per plan (each plan's `client` names it in the history). */
-  static start(plans: readonly LoadPlan[]): LoadClient {
+  /** Forks one process per plan (each plan's `client` names it in the history); one plan is one client. */
+  static start(plan: LoadPlan | readonly LoadPlan[]): LoadClient {
+    const plans: readonly LoadPlan[] = 'items' in plan ? [plan] : plan;
     if (plans.length === 0) throw new Error('a load needs at least one load client plan');
     return new LoadClient(plans.map((plan) => LoadProcess.start(plan)));
   }

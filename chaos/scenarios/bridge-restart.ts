@@ -36,5 +36,20 @@ export const bridgeRestart: Scenario = {
       ok: next.url === url,
       detail: `before ${url}, after ${next.url ?? 'no URL'} (${record.endedAt - record.startedAt} ms down)`,
     });
+    // The fault must have cut requests in flight, or it proved nothing about retries.
+    const cut = (await ctx.load.done).filter(
+      (op) =>
+        clients.includes(op.client) &&
+        op.invokedAt < record.startedAt &&
+        op.outcome.at > record.startedAt &&
+        op.chunks.some((c) => (c.attempt ?? 1) > 1),
+    );
+    ctx.check({
+      name: 'requests in flight on the killed bridge were retried with their request id',
+      ok: cut.length > 0,
+      detail: `${cut.length} retried (${cut.filter((op) => op.outcome.kind === 'ok').length} completed): ${cut
+        .map((op) => op.id)
+        .join(', ')}`,
+    });
   },
 };

@@ -135,12 +135,12 @@ process.on('message', (msg: ToLoad) => {
   if (msg.type !== 'start') return;
   runPlan(msg.plan, stopped).then(
     (operations) => {
-      send({ type: 'done', operations });
-      process.disconnect();
+      // Disconnect only once the (large) report is written, or the runner may never read it.
+      process.send?.({ type: 'done', operations } satisfies FromLoad, () => process.disconnect());
     },
     (err: unknown) => {
-      send({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
-      process.disconnect();
+      const failed: FromLoad = { type: 'failed', message: err instanceof Error ? err.message : String(err) };
+      process.send?.(failed, () => process.disconnect());
     },
   );
 });

@@ -50,7 +50,8 @@ export class LoadProcess {
         else if (msg.type === 'done') resolve(msg.operations);
         else reject(new Error(`load client failed: ${msg.message}`));
       });
-      child.on('exit', (code) => reject(new Error(`load client exited with ${code} before reporting`)));
+      // 'close', not 'exit': it comes after the IPC channel closed, so after every message was read.
+      child.on('close', (code) => reject(new Error(`load client exited with ${code} before reporting`)));
     });
   }
 

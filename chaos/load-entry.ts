@@ -1,22 +1,34 @@
 /**
  * A load client process: sends the plan's requests through SwitchyardClient with the client
- * credential, bounded in count and time, records every chunk of every request as the history
- * format says, and sends the operations back over IPC. Started by chaos/load.ts.
+ * credential, or (an HTTP client) through one bridge's OpenAI API (chaos/load-http.ts), bounded
+ * in count and time, records every chunk of every request as the history format says, and sends
+ * the operations back over IPC. Started by chaos/load.ts.
  */
 import { SwitchyardClient } from '../src/client/client.ts';
 import { SwitchyardError } from '../src/errors/errors.ts';
 import type { ChunkRecord, Operation, Outcome } from './history/types.ts';
+import { sendHttp } from './load-http.ts';
 import type { FromLoad, LoadItem, LoadPlan, ToLoad } from './load-protocol.ts';
 
 /** How long after a request's deadline the client gives up on it and records it unknown. */
 const UNKNOWN_GRACE_MS = 5_000;
+
+/** `fn`, called at most once. */
+function once(fn: () => void): () => void {
+  let called = false;
+  return () => {
+    if (called) return;
+    called = true;
+    fn();
+  };
+}
 
 function send(msg: FromLoad): void {
   process.send?.(msg);
 }
 
 async function runOne(
-  client: SwitchyardClient,
+  client: SwitchyardClient | undefined,
   plan: LoadPlan,
   item: LoadItem,
   n: number,
@@ -29,7 +41,7 @@ async function runOne(
   const op: Operation = {
     id,
     client: plan.client,
-    via: 'nats',
+    via: item.via ?? 'nats',
     request: item.request,
     invokedAt,
     deadline,
@@ -37,11 +49,23 @@ async function runOne(
     outcome: { kind: 'unknown', at: invokedAt },
     ...(item.reference === undefined ? {} : { reference: item.reference }),
   };
+  if (op.via !== 'nats') {
+    if (plan.bridgeUrl === undefined) throw new Error(`${plan.client}: ${op.via} items need a bridgeUrl`);
+    const abort = new AbortController();
+    void stopped.then(() => abort.abort());
+    op.outcome = await sendHttp(op, {
+      baseUrl: plan.bridgeUrl,
+      stopped: abort.signal,
+      onStreaming: once(() => send({ type: 'streaming', id, client: plan.client, via: op.via })),
+    });
+    return op;
+  }
+  if (client === undefined) throw new Error(`${plan.client}: nats items need a NATS connection`);
   const run = (async (): Promise<Outcome> => {
     try {
       const stream = client.stream(item.request, { timeoutMs: plan.timeoutMs, requestId: id });
       for await (const delta of stream) {
-        if (chunks.length === 0) send({ type: 'streaming', id });
+        if (chunks.length === 0) send({ type: 'streaming', id, client: plan.client, via: 'nats' });
         chunks.push({ seq: chunks.length, tokenIds: delta.tokenIds, text: delta.text, at: Date.now() });
       }
       const result = await stream.result;
@@ -77,10 +101,13 @@ async function runOne(
 }
 
 async function runPlan(plan: LoadPlan, stopped: Promise<void>): Promise<Operation[]> {
-  const client = await SwitchyardClient.connect({
-    nats: { servers: plan.servers, nkeySeedFile: plan.nkeySeedFile },
-    defaultTimeoutMs: plan.timeoutMs,
-  });
+  const client =
+    plan.bridgeUrl === undefined
+      ? await SwitchyardClient.connect({
+          nats: { servers: plan.servers, nkeySeedFile: plan.nkeySeedFile },
+          defaultTimeoutMs: plan.timeoutMs,
+        })
+      : undefined;
   const operations: Operation[] = [];
   const until = Date.now() + plan.durationMs;
   let next = 0;
@@ -96,7 +123,7 @@ async function runPlan(plan: LoadPlan, stopped: Promise<void>): Promise<Operatio
   try {
     await Promise.all(Array.from({ length: plan.concurrency }, worker));
   } finally {
-    await client.close();
+    await client?.close();
   }
   return operations.sort((a, b) => a.invokedAt - b.invokedAt);
 }
@@ -108,12 +135,12 @@ process.on('message', (msg: ToLoad) => {
   if (msg.type !== 'start') return;
   runPlan(msg.plan, stopped).then(
     (operations) => {
-      // Disconnect only once the message is written: a large one is still queued when send returns.
+      // Disconnect only once the (large) report is written, or the runner may never read it.
       process.send?.({ type: 'done', operations } satisfies FromLoad, () => process.disconnect());
     },
     (err: unknown) => {
-      const message = err instanceof Error ? err.message : String(err);
-      process.send?.({ type: 'failed', message } satisfies FromLoad, () => process.disconnect());
+      const failed: FromLoad = { type: 'failed', message: err instanceof Error ? err.message : String(err) };
+      process.send?.(failed, () => process.disconnect());
     },
   );
 });

@@ -1,16 +1,20 @@
 /** The IPC messages between the runner and a load client process (chaos/load-entry.ts). */
-import type { Operation, OperationRequest, Reference } from './history/types.ts';
+import type { Operation, OperationRequest, Reference, Via } from './history/types.ts';
 
 /** One request the load client may send, with its reference when its output is reproducible. */
 export interface LoadItem {
   request: OperationRequest;
   reference?: Reference;
+  /** The door it goes through. @default 'nats' */
+  via?: Via;
 }
 
 /** What a load client is told to do. */
 export interface LoadPlan {
   client: string;
-  /** NATS URLs, the first one preferred (spreads clients over nodes). */
+  /** Set for an HTTP client: the bridge it sends every request to (items then go over HTTP). */
+  bridgeUrl?: string;
+  /** NATS URLs, the first one preferred (spreads clients over nodes); unused by HTTP clients. */
   servers: string[];
   nkeySeedFile: string;
   items: LoadItem[];
@@ -30,6 +34,6 @@ export type ToLoad = { type: 'start'; plan: LoadPlan } | { type: 'stop' };
 /** Load client → runner. */
 export type FromLoad =
   /** A stream delivered its first chunk (the runner injects faults mid-stream). */
-  | { type: 'streaming'; id: string }
+  | { type: 'streaming'; id: string; client: string; via: Via }
   | { type: 'done'; operations: Operation[] }
   | { type: 'failed'; message: string };

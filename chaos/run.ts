@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { History, Operation } from './history/types.ts';
 import { LoadClient } from './load.ts';
+import { loadPlans } from './load-plans.ts';
 import { loadRequests, withReferences } from './references.ts';
 import { checkHistory, type CheckResult } from './history/checker.ts';
 import { PROFILES, type Profile } from './profile.ts';
@@ -108,18 +109,8 @@ async function runScenario(
   let load: LoadClient | undefined;
   try {
     topology = await Topology.start({ ...profile.shape, ...scenario.shape });
-    // The client's preferred node is the last: routers and replicas sit on the first ones.
-    const urls = topology.natsUrls;
-    load = LoadClient.start({
-      client: 'load1',
-      servers: [...urls.slice(-1), ...urls.slice(0, -1)],
-      nkeySeedFile: topology.client.seedFile,
-      items,
-      count: profile.count,
-      durationMs: profile.durationMs,
-      concurrency: profile.concurrency,
-      timeoutMs: profile.timeoutMs,
-    });
+    // NATS clients on different nodes and an HTTP client per bridge (load-plans.ts).
+    load = LoadClient.start(loadPlans(topology, profile, items));
     const random = prng(seed);
     const running = load;
     await scenario.run(topology, {

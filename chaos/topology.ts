@@ -12,7 +12,7 @@ import { DEFAULT_CACHE_BUCKET } from '../src/bridge/cache.ts';
 import { DEFAULT_RATE_LIMIT_BUCKET } from '../src/bridge/rate-limit-options.ts';
 import { authorizationBlock } from '../src/cluster/permissions.ts';
 import { CredentialStore, type Credential } from '../src/cli/nats-credentials.ts';
-import { ActorProcess, killAll } from '../test/helpers/cluster.ts';
+import { ActorProcess, killAll } from './actors.ts';
 import { NatsCluster } from './nats-cluster.ts';
 
 /** How many of each actor a topology runs. */

@@ -145,6 +145,7 @@ export function checkOperation(
   allowedErrors: ReadonlySet<string>,
   slackMs = 0,
 ): OperationCheck {
+  if (op.via !== 'nats') return checkTextOperation(op, allowedErrors, slackMs);
   const findings: Finding[] = [...checkSeq(op.chunks)];
   const delivered = op.chunks.flatMap((c) => c.tokenIds);
   const exactness = op.reference !== undefined && mustMatchReference(op.request);
@@ -245,7 +246,8 @@ function resentAfterAttemptChange(chunks: readonly ChunkRecord[]): Finding[] {
 /** How the operation ended: lost, hung, an error, or (for ok) a token count that does not add up. */
 function checkEnd(
   op: Operation,
-  delivered: readonly number[],
+  /** The tokens delivered; undefined where the transport carries text only (no count check). */
+  delivered: readonly number[] | undefined,
   allowedErrors: ReadonlySet<string>,
   slackMs: number,
 ): Finding[] {
@@ -276,7 +278,7 @@ function checkEnd(
       verdict: allowed ? 'error_allowed' : 'error_disallowed',
       reason: `error ${outcome.code}${allowed ? ' (allowed)' : ''}: ${outcome.message}`,
     });
-  } else if (delivered.length !== outcome.completionTokens) {
+  } else if (delivered !== undefined && delivered.length !== outcome.completionTokens) {
     findings.push({
       verdict: delivered.length > outcome.completionTokens ? 'duplicated' : 'gap',
       reason: `${delivered.length} token(s) delivered, outcome counts ${outcome.completionTokens}`,
@@ -342,4 +344,97 @@ function equalRange(
 /** Whether `part` equals `whole` from `at`, for part's whole length. */
 function isPrefixAt(part: readonly number[], whole: readonly number[], at: number): boolean {
   return at + part.length <= whole.length && equalRange(part, 0, whole, at, part.length);
+}
+
+/**
+ * An operation sent through a bridge's HTTP API, compared by text: the OpenAI answers carry text,
+ * not token ids. The API has no resume, so a client's retry (same `x-request-id`) restarts the
+ * generation, and its chunks carry the attempt they came in. Each attempt's seq runs 0, 1, …
+ * on its own; for an exact request every attempt's text must be a prefix of the reference text
+ * (a restart reproduces what the client already showed, so it can skip it: nothing shown twice,
+ * nothing different), and the completed one equal to it, with the reference's finish reason and
+ * token count (from `usage`). A hot request is checked for gaps and duplicates within the
+ * attempt that completed; an earlier attempt of it is only noted (its restart samples anew).
+ */
+export function checkTextOperation(
+  op: Operation,
+  allowedErrors: ReadonlySet<string>,
+  slackMs = 0,
+): OperationCheck {
+  const attempts = chunksByAttempt(op.chunks);
+  const findings: Finding[] = attempts.flatMap(([attempt, chunks]) =>
+    checkSeq(chunks).map((f) => ({ ...f, reason: `attempt ${attempt}: ${f.reason}` })),
+  );
+  const exactness = op.reference !== undefined && mustMatchReference(op.request);
+  const texts = attempts.map(([attempt, chunks]): [number, string] => [
+    attempt,
+    chunks.map((c) => c.text).join(''),
+  ]);
+  if (exactness && op.reference) {
+    const reference = codePoints(op.reference.text);
+    for (const [attempt, text] of texts) {
+      const finding = compareToReference(codePoints(text), reference);
+      if (finding) findings.push({ ...finding, reason: `attempt ${attempt} (text): ${finding.reason}` });
+    }
+  }
+  findings.push(...checkEnd(op, undefined, allowedErrors, slackMs));
+  const outcome = op.outcome as Operation['outcome'] | undefined;
+  const failing = findings.some((f) => !PASSING_VERDICTS.has(f.verdict));
+  if (outcome?.kind === 'ok' && !failing) {
+    const last = texts[texts.length - 1]?.[1] ?? '';
+    const restarts = texts.length > 1 ? ` after ${texts.length - 1} restarted attempt(s)` : '';
+    if (exactness && op.reference) {
+      findings.push(compareCompletedText(last, outcome, op.reference, restarts));
+    } else {
+      findings.push({ verdict: 'unchecked', reason: `${uncheckedReason(op)}${restarts}` });
+    }
+  }
+  findings.sort((a, b) => VERDICT_ORDER.indexOf(a.verdict) - VERDICT_ORDER.indexOf(b.verdict));
+  const first = findings[0] ?? { verdict: 'lost', reason: 'no outcome' };
+  return { id: op.id, verdict: first.verdict, reason: findings.map((f) => f.reason).join('; '), findings };
+}
+
+/** Chunks grouped by attempt (absent: 1), in the order the attempts came. */
+function chunksByAttempt(chunks: readonly ChunkRecord[]): Array<[number, ChunkRecord[]]> {
+  const groups = new Map<number, ChunkRecord[]>();
+  for (const c of chunks) {
+    const a = c.attempt ?? 1;
+    const group = groups.get(a) ?? [];
+    group.push(c);
+    groups.set(a, group);
+  }
+  return [...groups.entries()];
+}
+
+/** A string as code points, so that the token comparison finds text duplicates and gaps too. */
+function codePoints(text: string): number[] {
+  return [...text].map((c) => c.codePointAt(0) ?? 0);
+}
+
+function compareCompletedText(
+  text: string,
+  outcome: { finishReason: string; completionTokens: number },
+  reference: Reference,
+  restarts: string,
+): Finding {
+  if (text !== reference.text) {
+    const c = firstDifference([...text], [...reference.text]);
+    return { verdict: 'completed_different', reason: `text differs from the reference at character ${c}` };
+  }
+  if (outcome.finishReason !== reference.finishReason) {
+    return {
+      verdict: 'completed_different',
+      reason: `finish reason ${outcome.finishReason}, reference ${reference.finishReason}`,
+    };
+  }
+  if (outcome.completionTokens !== reference.tokenIds.length) {
+    return {
+      verdict: outcome.completionTokens > reference.tokenIds.length ? 'duplicated' : 'gap',
+      reason: `usage counts ${outcome.completionTokens} completion token(s), reference ${reference.tokenIds.length}`,
+    };
+  }
+  return {
+    verdict: 'exact',
+    reason: `text matches its reference (${reference.tokenIds.length} tokens)${restarts}`,
+  };
 }

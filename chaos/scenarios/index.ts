@@ -1,4 +1,5 @@
 /** Every scenario, in the order `npm run chaos` runs them. Add new ones here. */
+import { bridgeRestart } from './bridge-restart.ts';
 import { hostile } from './hostile.ts';
 import { hostileInsecure } from './hostile-insecure.ts';
 import { killReplica } from './kill-replica.ts';
@@ -12,12 +13,13 @@ import { slowLink } from './slow-link.ts';
 import { stopReplica } from './stop-replica.ts';
 
 /** The scenarios the seeded mix draws from: shared topology, no error allowed, healable. */
-const MIXABLE: readonly Scenario[] = [killReplica, stopReplica, killRouter, natsRestart];
+const MIXABLE: readonly Scenario[] = [killReplica, stopReplica, killRouter, natsRestart, bridgeRestart];
 
 export const SCENARIOS: readonly Scenario[] = [
   killReplica,
   stopReplica,
   killRouter,
+  bridgeRestart,
   natsRestart,
   partitionNode,
   partitionRoutes,

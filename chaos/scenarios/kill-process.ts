@@ -1,5 +1,5 @@
 /** SIGKILL one actor mid-stream, verifying its pid is gone. */
-import type { ActorProcess } from '../../test/helpers/cluster.ts';
+import type { ActorProcess } from '../actors.ts';
 import { eventually, pidGone } from '../verify.ts';
 import type { ScenarioContext } from './scenario.ts';
 

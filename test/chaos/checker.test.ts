@@ -234,3 +234,77 @@ describe('history checker', () => {
     ]);
   });
 });
+
+describe('history checker, HTTP operations (compared by text)', () => {
+  const REF_TEXT = text(REF);
+  /** An HTTP stream whose SSE events carried `texts`, one attempt per entry of `attempts`. */
+  function httpOp(texts: string[][], overrides: Partial<Operation> = {}): Operation {
+    const recorded: ChunkRecord[] = texts.flatMap((events, a) =>
+      events.map((t, seq) => ({ seq, attempt: a + 1, tokenIds: [], text: t, at: T0 + 10 * (seq + 1) })),
+    );
+    return op('h', [], {
+      via: 'http-stream',
+      chunks: recorded,
+      outcome: { kind: 'ok', finishReason: 'length', completionTokens: REF.length, at: T0 + 100 },
+      ...overrides,
+    });
+  }
+  const halves = [REF_TEXT.slice(0, 10), REF_TEXT.slice(10), ''];
+
+  it('a stream whose text equals the reference is exact, without token ids', () => {
+    assert.equal(verdictOf(httpOp([halves])).verdict, 'exact');
+  });
+
+  it('a retry that restarts from scratch is exact when the cut attempt was a prefix', () => {
+    const v = verdictOf(httpOp([[REF_TEXT.slice(0, 7)], halves]));
+    assert.equal(v.verdict, 'exact');
+    assert.match(v.reason, /1 restarted attempt/);
+  });
+
+  it('a cut attempt whose text left the reference is different', () => {
+    assert.equal(verdictOf(httpOp([['<11><99>'], halves])).verdict, 'completed_different');
+  });
+
+  it('a repeated SSE event within an attempt is duplicated (by seq and by text)', () => {
+    const recorded = httpOp([halves]).chunks;
+    const again = { ...recorded[0]!, at: T0 + 15 };
+    assert.equal(
+      verdictOf(httpOp([], { chunks: [recorded[0]!, again, ...recorded.slice(1)] })).verdict,
+      'duplicated',
+    );
+    const v = verdictOf(httpOp([[halves[0]!, halves[0]!, halves[1]!]]));
+    assert.equal(v.verdict, 'duplicated');
+  });
+
+  it('a dropped event is a gap; a usage count off the reference is caught', () => {
+    assert.equal(verdictOf(httpOp([[halves[0]!, REF_TEXT.slice(14)]])).verdict, 'gap');
+    const counted = {
+      kind: 'ok' as const,
+      finishReason: 'length',
+      completionTokens: REF.length + 1,
+      at: T0 + 100,
+    };
+    assert.equal(verdictOf(httpOp([halves], { outcome: counted })).verdict, 'duplicated');
+  });
+
+  it('a changed text, or a hot request restarted with other text, is judged as it should be', () => {
+    assert.equal(verdictOf(httpOp([[REF_TEXT.replace('<13>', '<31>')]])).verdict, 'completed_different');
+    const hot = { model: 'tiny', prompt: 'p', temperature: 1 };
+    const v = verdictOf(httpOp([['anything'], ['something else']], { request: hot }));
+    assert.equal(v.verdict, 'unchecked');
+  });
+
+  it('an HTTP error keeps its code; a disallowed one fails', () => {
+    const failed = {
+      kind: 'error' as const,
+      code: 'forbidden',
+      message: 'in use',
+      httpStatus: 403,
+      at: T0 + 100,
+    };
+    assert.equal(
+      verdictOf(httpOp([[REF_TEXT.slice(0, 4)]], { outcome: failed })).verdict,
+      'error_disallowed',
+    );
+  });
+});

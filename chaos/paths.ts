@@ -1,0 +1,30 @@
+/**
+ * Where the suite finds the repository's CLI and the bundled model, without going through
+ * test/helpers: the chaos suite must run (and ship) apart from the tests.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Repository root (chaos/ sits directly under it). */
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The CLI every actor is started through, as a user starts it. */
+export const SWITCHYARD_BIN = join(REPO_ROOT, 'bin', 'switchyard.mjs');
+
+/** The bundled tiny-gpt2 model folder the replicas and the reference engine load. */
+export const CHAOS_MODEL_DIR = join(REPO_ROOT, 'models', 'tiny-gpt2');
+
+/** Thrown when the bundled model has not been built: every replica would fail to start. */
+export class ModelNotBuiltError extends Error {
+  constructor(dir: string) {
+    super(`${dir} is not built (no manifest.json): run \`node scripts/setup.mjs\` first`);
+    this.name = 'ModelNotBuiltError';
+  }
+}
+
+/** `dir` when it holds a built model, else a ModelNotBuiltError that says how to build it. */
+export function requireChaosModel(dir: string = CHAOS_MODEL_DIR): string {
+  if (!existsSync(join(dir, 'manifest.json'))) throw new ModelNotBuiltError(dir);
+  return dir;
+}

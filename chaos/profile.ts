@@ -8,6 +8,11 @@ export interface Profile {
   name: ProfileName;
   /** Seconds of load per scenario (in-flight requests still finish). */
   durationMs: number;
+  /**
+   * How long the load runs before the scenario's fault (the report's "before" window), at most
+   * a fifth of the duration.
+   */
+  beforeMs: number;
   /** Most requests per scenario, over every load client. */
   count: number;
   /** Requests in flight at once, per load client. */
@@ -23,7 +28,8 @@ export const PROFILES: Record<ProfileName, Profile> = {
   short: {
     name: 'short',
     durationMs: 15_000,
-    count: 60,
+    beforeMs: 3_000,
+    count: 600,
     concurrency: 4,
     maxTokens: 48,
     timeoutMs: 30_000,
@@ -32,8 +38,9 @@ export const PROFILES: Record<ProfileName, Profile> = {
   full: {
     name: 'full',
     durationMs: 40_000,
-    count: 600,
-    concurrency: 8,
+    beforeMs: 8_000,
+    count: 4_000,
+    concurrency: 4,
     maxTokens: 96,
     timeoutMs: 60_000,
     shape: FULL_SHAPE,

@@ -113,6 +113,11 @@ async function runScenario(
     load = LoadClient.start(loadPlans(topology, profile, items));
     const random = prng(seed);
     const running = load;
+    // A window of load before the fault, for the report's before/during/after comparison.
+    await Promise.race([
+      new Promise((r) => setTimeout(r, Math.min(profile.beforeMs, profile.durationMs / 5))),
+      running.done.catch(() => {}),
+    ]);
     await scenario.run(topology, {
       random,
       profile,

@@ -22,7 +22,7 @@ describe('chaos runner: planted faults', () => {
         '--duration',
         '5',
         '--load',
-        '12',
+        '100',
         '--plant',
         kind,
         'kill-replica',

@@ -37,8 +37,6 @@ const MAX_RATE_PER_S = 1_500;
  */
 const RSS_GROWTH_FACTOR = 1.1;
 const RSS_SLACK_KIB = 16 * 1024;
-/** Shorter generations than the regular load, so the capacity is requests, not one long batch. */
-const FLOOD_MAX_TOKENS = 16;
 
 /** The codes a flood request may end with: completed, or refused as overloaded. */
 const HTTP_OK = new Set(['200', '429']);
@@ -134,7 +132,8 @@ function rssCheck(rounds: Array<Map<string, RssPeak>>, watched: Watched[]): Inva
 
 async function overloadRun(topology: Topology, ctx: ScenarioContext): Promise<void> {
   const profile = ctx.profile.name;
-  const items = await withReferences(loadRequests(FLOOD_MAX_TOKENS));
+  // The regular load's requests: capacity is measured, and exceeded, on the same work.
+  const items = await withReferences(loadRequests(ctx.profile.maxTokens));
   const urls = topology.natsUrls;
   const bridges = topology.bridges.map((b) => b.url ?? '');
   if (bridges.some((u) => u === '')) throw new Error('a bridge reported no URL');
@@ -157,7 +156,7 @@ async function overloadRun(topology: Topology, ctx: ScenarioContext): Promise<vo
     ctx.check({
       name: 'overload: capacity measured through the bridges',
       ok: measured.completed > 0 && measured.different === 0,
-      detail: `closed loop of ${concurrency} (replicas × max batch ${DEFAULT_MAX_BATCH_SIZE}), ${FLOOD_MAX_TOKENS} tokens each: ${describe(measured)}`,
+      detail: `closed loop of ${concurrency} (replicas × max batch ${DEFAULT_MAX_BATCH_SIZE}), ${ctx.profile.maxTokens} tokens each: ${describe(measured)}`,
     });
     if (measured.completed === 0) return;
     // Open loop: arrivals do not wait for answers, so fast refusals cannot slow the offered load.

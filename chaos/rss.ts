@@ -9,6 +9,8 @@ import { readFileSync } from 'node:fs';
 export const RSS_SAMPLE_MS = 200;
 
 const KIB = 1024;
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ, 100 on Linux). */
+const TICKS_PER_S = 100;
 
 /** One process to watch. */
 export interface Watched {
@@ -22,6 +24,20 @@ export interface RssPeak {
   peakRssKiB: number;
   /** VmHWM at the end of the window. */
   hwmKiB: number;
+  /** CPU the process used in the window, as a share of one core (1 = 100 %). */
+  cpuCores: number;
+}
+
+/** CPU seconds (user + system) `pid` has used, or undefined when it is gone. */
+export function readCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (in parentheses): state is the 3rd, utime the 14th, stime the 15th.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / TICKS_PER_S;
+  } catch {
+    return undefined;
+  }
 }
 
 /** VmRSS and VmHWM of `pid` in KiB, or undefined when the process is gone. */
@@ -43,8 +59,14 @@ export function readMemory(pid: number): { rssKiB: number; hwmKiB: number } | un
 export class RssWindow {
   private readonly peaks = new Map<string, RssPeak>();
   private readonly timer: NodeJS.Timeout;
+  private readonly cpuAtStart = new Map<string, number>();
+  private readonly startedAt = Date.now();
 
   constructor(private readonly watched: readonly Watched[]) {
+    for (const w of watched) {
+      const cpu = readCpuSeconds(w.pid);
+      if (cpu !== undefined) this.cpuAtStart.set(w.name, cpu);
+    }
     this.sample();
     this.timer = setInterval(() => this.sample(), RSS_SAMPLE_MS);
   }
@@ -52,6 +74,14 @@ export class RssWindow {
   stop(): Map<string, RssPeak> {
     clearInterval(this.timer);
     this.sample();
+    const seconds = (Date.now() - this.startedAt) / 1000;
+    for (const w of this.watched) {
+      const p = this.peaks.get(w.name);
+      const start = this.cpuAtStart.get(w.name);
+      const end = readCpuSeconds(w.pid);
+      if (p !== undefined && start !== undefined && end !== undefined && seconds > 0)
+        p.cpuCores = (end - start) / seconds;
+    }
     return this.peaks;
   }
 
@@ -59,8 +89,8 @@ export class RssWindow {
     for (const w of this.watched) {
       const m = readMemory(w.pid);
       if (m === undefined) continue;
-      const p = this.peaks.get(w.name) ?? { peakRssKiB: 0, hwmKiB: 0 };
-      this.peaks.set(w.name, { peakRssKiB: Math.max(p.peakRssKiB, m.rssKiB), hwmKiB: m.hwmKiB });
+      const p = this.peaks.get(w.name) ?? { peakRssKiB: 0, hwmKiB: 0, cpuCores: 0 };
+      this.peaks.set(w.name, { ...p, peakRssKiB: Math.max(p.peakRssKiB, m.rssKiB), hwmKiB: m.hwmKiB });
     }
   }
 }

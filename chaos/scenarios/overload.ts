@@ -121,12 +121,13 @@ function rssCheck(rounds: Array<Map<string, RssPeak>>, watched: Watched[]): Inva
     else if (z.peakRssKiB > limit(a.peakRssKiB) || z.hwmKiB > limit(a.hwmKiB)) grown.push(w.name);
     const peaks = series.map((p) => (p === undefined ? '-' : mib(p.peakRssKiB))).join('/');
     const hwm = series.map((p) => (p === undefined ? '-' : mib(p.hwmKiB))).join('/');
-    return `${w.name} ${peaks} (HWM ${hwm})`;
+    const cpu = series.map((p) => (p === undefined ? '-' : `${(p.cpuCores * 100).toFixed(0)}%`)).join('/');
+    return `${w.name} ${peaks} (HWM ${hwm}; CPU ${cpu})`;
   });
   return {
     name: `overload: every actor's peak RSS flat across ${ROUNDS} rounds (round ${ROUNDS} ≤ round 1 × ${RSS_GROWTH_FACTOR} + ${RSS_SLACK_KIB / 1024} MiB)`,
     ok: grown.length === 0,
-    detail: `peak VmRSS per round, MiB: ${figures.join('; ')}${grown.length > 0 ? `; grew: ${grown.join(', ')}` : ''}`,
+    detail: `peak VmRSS per round, MiB (and VmHWM, CPU share of one core): ${figures.join('; ')}${grown.length > 0 ? `; grew: ${grown.join(', ')}` : ''}`,
   };
 }
 

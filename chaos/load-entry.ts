@@ -108,12 +108,12 @@ process.on('message', (msg: ToLoad) => {
   if (msg.type !== 'start') return;
   runPlan(msg.plan, stopped).then(
     (operations) => {
-      send({ type: 'done', operations });
-      process.disconnect();
+      // Disconnect once the message is written: a disconnect right after send() can drop it.
+      process.send?.({ type: 'done', operations } satisfies FromLoad, () => process.disconnect());
     },
     (err: unknown) => {
-      send({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
-      process.disconnect();
+      const message = err instanceof Error ? err.message : String(err);
+      process.send?.({ type: 'failed', message } satisfies FromLoad, () => process.disconnect());
     },
   );
 });

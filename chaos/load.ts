@@ -29,6 +29,8 @@ export class LoadClient {
       });
       child.on('exit', (code) => reject(new Error(`load client exited with ${code} before reporting`)));
     });
+    // Awaited by the runner after the scenario: an early exit must fail the scenario, not crash the run.
+    this.done.catch(() => undefined);
   }
 
   /** Forks a load client and starts its plan. */

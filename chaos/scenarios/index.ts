@@ -6,6 +6,7 @@ import { killReplica } from './kill-replica.ts';
 import { killRouter } from './kill-router.ts';
 import { mixOf } from './mix.ts';
 import { natsRestart } from './nats-restart.ts';
+import { overload } from './overload.ts';
 import { partitionNode } from './partition-node.ts';
 import { partitionRoutes } from './partition-routes.ts';
 import type { Scenario } from './scenario.ts';
@@ -26,5 +27,6 @@ export const SCENARIOS: readonly Scenario[] = [
   slowLink,
   hostile,
   hostileInsecure,
+  overload,
   mixOf(MIXABLE),
 ];

@@ -14,18 +14,25 @@ function generationRoute(parse: (body: WireObject) => ParsedGeneration): Handler
     const body = await readJsonObject(call.req, { maxBytes: maxBodyBytes, timeoutMs: bodyTimeoutMs });
     const parsed = parse(body);
     const log = parsed.user === undefined ? call.log : call.log.child({ user: parsed.user });
-    return serveGeneration(
-      {
-        client: bridge.client,
-        view: bridge.view,
-        limiter: bridge.limiter,
-        cache: bridge.cache,
-        flights: bridge.flights,
-        metrics: bridge.metrics,
-        generationTimeoutMs,
-      },
-      { ...call, log, parsed },
-    );
+    // Refused here, before the rate limiter and any NATS traffic, when the cluster is full anyway.
+    const model = parsed.requests[0]?.model ?? parsed.model;
+    const release = bridge.shedder.admit(model, parsed.requests.length);
+    try {
+      return await serveGeneration(
+        {
+          client: bridge.client,
+          view: bridge.view,
+          limiter: bridge.limiter,
+          cache: bridge.cache,
+          flights: bridge.flights,
+          metrics: bridge.metrics,
+          generationTimeoutMs,
+        },
+        { ...call, log, parsed },
+      );
+    } finally {
+      release();
+    }
   };
 }
 

@@ -24,6 +24,7 @@ import { actorInboxPrefix } from '../cluster/subjects.ts';
 import { StartupError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { ClusterView } from './cluster-view.ts';
+import { LoadShedder } from './load-shedding.ts';
 import { acceptedHostNames, checkHost } from './host-check.ts';
 import { SingleFlight } from './single-flight.ts';
 import { scopedRequestId, tenantOf } from './tenancy.ts';
@@ -151,6 +152,7 @@ class BridgeActor implements Bridge, BridgeContext {
   readonly limiter: RateLimiter;
   readonly cache: ResponseCache;
   readonly flights = new SingleFlight<CachedGeneration>();
+  readonly shedder: LoadShedder;
   private current: BridgeState = 'starting';
   /** The `Host` names answered; undefined: any. */
   private readonly hostNames: ReadonlySet<string> | undefined;
@@ -171,6 +173,7 @@ class BridgeActor implements Bridge, BridgeContext {
       inFlight: () => this.live.size,
       liveReplicas: () => view.replicas().filter((r) => r.live).length,
     });
+    this.shedder = new LoadShedder(() => view.replicas());
     this.auth = policies.auth;
     this.limiter = policies.limiter;
     this.cache = policies.cache;

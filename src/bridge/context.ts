@@ -2,6 +2,7 @@
  * What the bridge's request handlers get: the bridge's shared parts, and one request's own
  * (its id, its logger, the signal that fires when its client goes away, its caller).
  */
+import type { LoadShedder } from './load-shedding.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SwitchyardClient } from '../client/client.ts';
 import type { ActorState } from '../cluster/actor-state.ts';
@@ -26,6 +27,8 @@ export interface BridgeContext {
   /** Identical cacheable generations in flight on this bridge, computed once. */
   readonly flights: SingleFlight<CachedGeneration>;
   readonly metrics: BridgeMetrics;
+  /** Generations in flight, bounded by the live replicas' slots (`load-shedding.ts`). */
+  readonly shedder: LoadShedder;
   readonly log: Logger;
   /** The bridge's state now. */
   readonly state: BridgeState;

@@ -77,6 +77,7 @@ export function readBody(req: IncomingMessage, limits: BodyLimits): Promise<Buff
     const chunks: Buffer[] = [];
     let size = 0;
     const finish = (err: Error | undefined): void => {
+      done = true;
       clearTimeout(timer);
       req.off('data', onData);
       req.off('end', onEnd);
@@ -88,15 +89,22 @@ export function readBody(req: IncomingMessage, limits: BodyLimits): Promise<Buff
       req.resume();
       reject(err);
     };
+    let done = false;
+    // Timers run before the event loop reads sockets: in a process lagging behind its timers
+    // (overload), a body that arrived long ago would still be late. The verdict waits one turn
+    // (setImmediate runs after the poll phase), so data already received is read first.
     const timer = setTimeout(
       () =>
-        finish(
-          new HttpInputError(
-            408,
-            `the request body did not arrive within ${limits.timeoutMs} ms; send it at once after the headers`,
-            CLOSE,
-          ),
-        ),
+        setImmediate(() => {
+          if (done) return;
+          finish(
+            new HttpInputError(
+              408,
+              `the request body did not arrive within ${limits.timeoutMs} ms; send it at once after the headers`,
+              CLOSE,
+            ),
+          );
+        }),
       limits.timeoutMs,
     );
     const onData = (chunk: Buffer): void => {

@@ -12,6 +12,7 @@ import type { History, Operation } from './history/types.ts';
 import { LoadClient } from './load.ts';
 import { loadRequests, withReferences } from './references.ts';
 import { checkHistory, type CheckResult } from './history/checker.ts';
+import { caughtMistarget } from './control.ts';
 import { summarize } from './history/summary.ts';
 import { PROFILES, type Profile } from './profile.ts';
 import { reportDir, summary, writeHistory, type ScenarioResult } from './report.ts';
@@ -141,6 +142,7 @@ async function main(): Promise<number> {
   const dir = reportDir(REPORTS, started);
   const results: ScenarioResult[] = [];
   const checks: CheckResult[] = [];
+  const controls: string[] = [];
   for (const scenario of scenarios) {
     const skip = scenario.skip?.();
     if (skip !== undefined) {
@@ -152,9 +154,19 @@ async function main(): Promise<number> {
     const result = await runScenario(scenario, seed, profile, items);
     writeHistory(dir, result.history);
     results.push(result);
-    checks.push(checkHistory(result.history, { allowedErrors: scenario.allowedErrors }));
+    const check = checkHistory(result.history, { allowedErrors: scenario.allowedErrors });
+    if (scenario.expectCaught === true) {
+      // A control passes exactly when the checker caught its planted, unverifiable fault.
+      const caught = caughtMistarget(check);
+      controls.push(
+        `- ${scenario.name}: ${caught ?? 'NOT caught: the checker accepted a mistargeted fault'}`,
+      );
+      check.ok = caught !== undefined && result.failure === undefined;
+    }
+    checks.push(check);
   }
-  const text = [summary(seed, results), ...checks.map((c) => summarize(c))].join('\n');
+  const controlText = controls.length > 0 ? ['## Controls', '', ...controls, ''].join('\n') : '';
+  const text = [summary(seed, results), controlText, ...checks.map((c) => summarize(c))].join('\n');
   writeFileSync(join(dir, 'summary.md'), text);
   console.log(text);
   console.log(`[chaos] report: ${dir} (${((Date.now() - started.getTime()) / 1000).toFixed(0)} s)`);

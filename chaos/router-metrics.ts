@@ -34,12 +34,20 @@ export async function readRouter(url: string): Promise<RouterReading> {
     if (err instanceof RouterMetricsError) throw err;
     throw new RouterMetricsError(`cannot scrape ${url}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const dead = /^switchyard_replicas_declared_dead_total (\S+)$/m.exec(text);
-  if (dead === null) throw new RouterMetricsError(`${url} has no switchyard_replicas_declared_dead_total`);
+  // Every series carries the actor's default labels ({router="rt1"}), in no fixed order.
+  const series = [...text.matchAll(/^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/gm)].map((m) => ({
+    name: m[1]!,
+    labels: Object.fromEntries([...(m[2] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((l) => [l[1]!, l[2]!])),
+    value: Number(m[3]),
+  }));
+  const dead = series.find((s) => s.name === 'switchyard_replicas_declared_dead_total');
+  if (dead === undefined)
+    throw new RouterMetricsError(`${url} has no switchyard_replicas_declared_dead_total`);
   const failovers: Record<string, number> = {};
-  for (const m of text.matchAll(/^switchyard_failovers_total\{reason="([^"]+)"\} (\S+)$/gm))
-    failovers[m[1]!] = Number(m[2]);
-  return { declaredDead: Number(dead[1]), failovers };
+  for (const s of series)
+    if (s.name === 'switchyard_failovers_total' && s.labels['reason'] !== undefined)
+      failovers[s.labels['reason']] = s.value;
+  return { declaredDead: dead.value, failovers };
 }
 
 /** Scrapes every router; keyed by router id. */

@@ -43,6 +43,7 @@ export const rollingSigterm: Scenario = {
           });
         const watch = new HeartbeatWatch(nc, actor.id);
         try {
+          const startedAt = Date.now();
           const next = await topology.restart(actor);
           const restartedAt = Date.now();
           const deadline = restartedAt + READY_HEARTBEAT_TIMEOUT_MS;
@@ -54,7 +55,7 @@ export const rollingSigterm: Scenario = {
             detail:
               ready === undefined
                 ? `no ready heartbeat within ${READY_HEARTBEAT_TIMEOUT_MS} ms of the restart (pid ${next.child.pid})`
-                : `ready heartbeat ${ready.at - restartedAt} ms after the restart (pid ${next.child.pid})`,
+                : `restart took ${restartedAt - startedAt} ms; first ready heartbeat ${ready.at - startedAt} ms after it began (pid ${next.child.pid})`,
           });
         } finally {
           watch.close();

@@ -11,6 +11,8 @@ import { replicaHeartbeatSubject } from '../src/cluster/subjects.ts';
 export interface Beat {
   /** Epoch ms the watcher received it. */
   at: number;
+  /** The replica's clock when it sent it (gaps here mean the replica's own loop was late). */
+  sentAt: number;
   progress: number;
   activeSequences: number;
   queueDepth: number;
@@ -35,6 +37,7 @@ export class HeartbeatWatch {
           const hb = decodeReplicaHeartbeat(msg.data);
           this.beats.push({
             at: Date.now(),
+            sentAt: hb.sentAt,
             progress: hb.progress,
             activeSequences: hb.activeSequences,
             queueDepth: hb.queueDepth,
@@ -59,12 +62,27 @@ export class HeartbeatWatch {
     return beats[beats.length - 1]!.progress - beats[0]!.progress;
   }
 
-  /** The longest gap (ms) between consecutive beats received in [from, to]. */
-  longestSilence(from: number, to: number): number {
+  /**
+   * The longest gap (ms) between consecutive beats received in [from, to], by arrival or, with
+   * `sent`, by the replica's send times (a late sender rather than a slow path).
+   */
+  longestSilence(from: number, to: number, sent = false): number {
     const beats = this.between(from, to);
+    const t = (b: Beat): number => (sent ? b.sentAt : b.at);
     let longest = 0;
-    for (let i = 1; i < beats.length; i++) longest = Math.max(longest, beats[i]!.at - beats[i - 1]!.at);
+    for (let i = 1; i < beats.length; i++) longest = Math.max(longest, t(beats[i]!) - t(beats[i - 1]!));
     return longest;
+  }
+
+  /** Gaps (ms) between consecutive beats received in [from, to] longer than `ms`, by send time. */
+  gapsOver(from: number, to: number, ms: number): number[] {
+    const beats = this.between(from, to);
+    const gaps: number[] = [];
+    for (let i = 1; i < beats.length; i++) {
+      const gap = beats[i]!.sentAt - beats[i - 1]!.sentAt;
+      if (gap > ms) gaps.push(gap);
+    }
+    return gaps;
   }
 
   close(): void {

@@ -5,6 +5,8 @@
  * no deadline is missed and every request completes exactly.
  */
 import { randomBytes } from 'node:crypto';
+import { DEFAULT_REPLICA_HEARTBEAT_INTERVAL_MS } from '../../src/replica/options.ts';
+import { DEFAULT_DEAD_AFTER_MISSED } from '../../src/router/options.ts';
 import { CpuLimit, cpuCgroupUnavailable } from '../cgroup.ts';
 import { HeartbeatWatch } from '../heartbeats.ts';
 import { deadBetween, failoversBetween, readRouters } from '../router-metrics.ts';
@@ -15,6 +17,11 @@ import type { Scenario } from './scenario.ts';
 export const CPU_FRACTION = 0.1;
 /** How long the quota holds. */
 export const STARVE_MS = 15_000;
+/**
+ * The silence after which a router declares a replica dead for missed beats (3 beats of the
+ * replica's default 200 ms interval): gaps longer than this in the detail explain a death.
+ */
+const DEAD_SILENCE_MS = DEFAULT_DEAD_AFTER_MISSED * DEFAULT_REPLICA_HEARTBEAT_INTERVAL_MS;
 /** Time after the release for routers to finish judging beats sent under the quota. */
 const JUDGE_GRACE_MS = 1_000;
 /** Most replica attempts per request: the first, and at most one failover. */
@@ -70,7 +77,7 @@ export const cpuStarve: Scenario = {
         ctx.check({
           name: 'its steps moved under the quota',
           ok: moved > 0,
-          detail: `progress moved ${moved} in ${record.endedAt - record.startedAt} ms; longest heartbeat gap ${watch.longestSilence(record.startedAt, record.endedAt)} ms`,
+          detail: `progress moved ${moved} in ${record.endedAt - record.startedAt} ms; longest heartbeat gap ${watch.longestSilence(record.startedAt, record.endedAt)} ms received, ${watch.longestSilence(record.startedAt, record.endedAt, true)} ms sent; sent gaps over ${DEAD_SILENCE_MS} ms: ${watch.gapsOver(record.startedAt, record.endedAt, DEAD_SILENCE_MS).join(', ') || 'none'}`,
         });
         // A router judging a late beat of the last period must have done so before the reading.
         await sleep(JUDGE_GRACE_MS);

@@ -21,6 +21,8 @@ export const failSteps: Scenario = {
   invariant:
     "A replica's engine fails its next steps; their requests are retried once on a healthy replica and complete exactly; no error is allowed (engine_failed reaches a client only after a second engine failure, and only one replica fails here).",
   allowedErrors: [],
+  // The cheapest engine fault: no hold, a few seconds of failovers (the short profile runs it).
+  short: true,
   async run(topology, ctx) {
     const victim = topology.replicas[Math.floor(ctx.random() * topology.replicas.length)]!;
     await withOperator(topology, async (nc) => {

@@ -3,7 +3,6 @@
  * loop. Inference is synchronous inside onnxruntime-node, so it runs here and never on the
  * actor's event loop (NATS I/O and heartbeats stay on time under full load).
  */
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { setImmediate as yieldToMessages, setTimeout as sleep } from 'node:timers/promises';
 import { StartupError } from '../errors/errors.ts';
@@ -18,25 +17,6 @@ const init = workerData as WorkerInit;
 
 function post(msg: FromWorker): void {
   port!.postMessage(msg);
-}
-
-/**
- * The nice value of this thread (and of the onnxruntime threads it starts). Inference is the
- * replica's bulk work; heartbeats, acks and chunks are on the main thread. When the replica is
- * short of CPU (a cgroup quota, a crowded host), this thread, always runnable during a step,
- * would take most of what there is, and the main thread's heartbeats would run late enough for
- * routers to declare a slow replica dead (chaos cpu-starve: a 619 ms gap at 10% CPU against a
- * 600 ms budget). At a lower priority the engine yields to its own event loop first.
- */
-const ENGINE_THREAD_NICE = 10;
-// Linux keeps a nice value per thread (setpriority on pid 0 is the calling thread); elsewhere it
-// is per process and would slow the event loop too, so leave it.
-if (process.platform === 'linux') {
-  try {
-    setPriority(ENGINE_THREAD_NICE);
-  } catch {
-    // Not permitted here (a seccomp profile): the engine runs at the process's priority.
-  }
 }
 
 let decoder: OnnxDecoder;

@@ -74,6 +74,7 @@ async function runOne(
         finishReason: result.finishReason,
         completionTokens: result.usage.completionTokens,
         at: Date.now(),
+        attempts: result.attempts,
       };
     } catch (err) {
       const code = err instanceof SwitchyardError ? err.code : 'client_exception';

@@ -16,6 +16,7 @@ import { LoadClient } from './load.ts';
 import { loadPlans } from './load-plans.ts';
 import { loadRequests, withReferences } from './references.ts';
 import { checkHistory, type CheckResult } from './history/checker.ts';
+import { caughtMistarget } from './control.ts';
 import { PROFILES, type Profile } from './profile.ts';
 import { collectEvents } from './events.ts';
 import { isPlantKind, plant, PLANTS, type PlantKind } from './plant.ts';
@@ -164,6 +165,7 @@ async function main(): Promise<number> {
   const results: ScenarioResult[] = [];
   const checks: CheckResult[] = [];
   const checkOf = new Map<string, CheckResult>();
+  const controls: string[] = [];
   for (const scenario of scenarios) {
     const skip = scenario.skip?.();
     if (skip !== undefined) {
@@ -182,11 +184,20 @@ async function main(): Promise<number> {
     writeHistory(dir, result.history);
     results.push(result);
     const check = checkHistory(result.history, { allowedErrors: scenario.allowedErrors });
+    if (scenario.expectCaught === true) {
+      // A control passes exactly when the checker caught its planted, unverifiable fault.
+      const caught = caughtMistarget(check);
+      controls.push(
+        `- ${scenario.name}: ${caught ?? 'NOT caught: no fault left unverified, or something else failed (see its table)'}`,
+      );
+      check.ok = caught !== undefined && result.failure === undefined;
+    }
     checks.push(check);
     checkOf.set(scenario.name, check);
     writeScenarioReport(dir, result, check);
   }
-  const text = summary(seed, results, checkOf);
+  const controlText = controls.length > 0 ? ['## Controls', '', ...controls, ''].join('\n') : '';
+  const text = [summary(seed, results, checkOf), controlText].join('\n');
   writeFileSync(join(dir, 'summary.md'), text);
   console.log(text);
   console.log(`[chaos] report: ${dir} (${((Date.now() - started.getTime()) / 1000).toFixed(0)} s)`);

@@ -12,6 +12,8 @@ import { DEFAULT_CACHE_BUCKET } from '../src/bridge/cache.ts';
 import { DEFAULT_RATE_LIMIT_BUCKET } from '../src/bridge/rate-limit-options.ts';
 import { authorizationBlock } from '../src/cluster/permissions.ts';
 import { CredentialStore, type Credential } from '../src/cli/nats-credentials.ts';
+import { freePort } from '../src/cli/nats-server.ts';
+import { DEFAULT_METRICS_HOST, metricsUrl } from '../src/telemetry/metrics-address.ts';
 import { ActorProcess, killAll } from './actors.ts';
 import { NatsCluster } from './nats-cluster.ts';
 
@@ -55,6 +57,11 @@ export class Topology {
   private readonly launches = new Map<ActorProcess, Launch>();
   /** Actors that exited and were started again: their logs are still part of the run's evidence. */
   readonly retired: ActorProcess[] = [];
+  /**
+   * Each router's /metrics URL by router id (a restarted router keeps its port), so that a
+   * scenario can read the router's own verdicts: replicas declared dead, failovers by reason.
+   */
+  readonly routerMetrics = new Map<string, string>();
 
   private constructor(
     readonly nats: NatsCluster,
@@ -129,9 +136,16 @@ export class Topology {
         launches.set(a, l);
         return a;
       };
+      const routerPorts = await Promise.all(routerCreds.map(() => freePort()));
       const routers = await Promise.all(
         routerCreds.map((c, i) =>
-          launch({ role: 'router', id: c.id, natsUrl: url(i), env: env(c), args: [] }),
+          launch({
+            role: 'router',
+            id: c.id,
+            natsUrl: url(i),
+            env: env(c),
+            args: ['--metrics-port', String(routerPorts[i]), '--metrics-host', DEFAULT_METRICS_HOST],
+          }),
         ),
       );
       // Replicas load the model one after another: on 2 cores, parallel warm-ups time out.
@@ -151,6 +165,8 @@ export class Topology {
       }
       const topology = new Topology(nats, credentials, client, operator, routers, replicas, bridges);
       for (const [a, l] of launches) topology.launches.set(a, l);
+      for (const [i, c] of routerCreds.entries())
+        topology.routerMetrics.set(c.id, metricsUrl(DEFAULT_METRICS_HOST, routerPorts[i]!));
       return topology;
     } catch (err) {
       await killAll(started);

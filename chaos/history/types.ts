@@ -37,7 +37,14 @@ export interface ChunkRecord {
 
 /** How the operation ended, as the client saw it. */
 export type Outcome =
-  | { kind: 'ok'; finishReason: string; completionTokens: number; at: number }
+  | {
+      kind: 'ok';
+      finishReason: string;
+      completionTokens: number;
+      at: number;
+      /** Replica attempts the request used (the client library's count), where the transport says. */
+      attempts?: number;
+    }
   | { kind: 'error'; code: string; message: string; httpStatus?: number; at: number }
   /** The client gave up or the run ended without an answer (Jepsen's :info). */
   | { kind: 'unknown'; at: number };

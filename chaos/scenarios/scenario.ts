@@ -32,6 +32,12 @@ export interface Scenario {
   readonly allowedErrors: readonly string[];
   /** Whether `--profile short` (inside `npm test`) runs it. @default false */
   readonly short?: boolean;
+  /**
+   * A control: the scenario plants a fault that must NOT verify (a mistargeted signal), and it
+   * passes exactly when the checker catches it (an unverified fault, nothing else wrong); if
+   * the checker finds nothing, the run fails. @default false
+   */
+  readonly expectCaught?: boolean;
   /** Shape changes the scenario needs over the profile's. */
   readonly shape?: Partial<TopologyShape>;
   /** Why it cannot run on this machine (missing privileges), or undefined when it can. */

@@ -27,7 +27,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
   // Smaller topology allowed (issue 11): 2 replicas load faster, a kill still leaves one.
   short: {
     name: 'short',
-    durationMs: 15_000,
+    durationMs: 12_000,
     beforeMs: 3_000,
     count: 600,
     concurrency: 4,

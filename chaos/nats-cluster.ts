@@ -11,6 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { withParentDeathSignal } from '../src/cli/parent-death.ts';
 import { findNatsServer, freePort, probeNats } from '../src/cli/nats-server.ts';
 import { NETNS_CLIENT_PORT, NETNS_CLUSTER_PORT, NetnsFabric } from './netns.ts';
 
@@ -102,7 +103,9 @@ export class NatsNode {
   async launch(): Promise<void> {
     const args = ['-c', join(this.dir, 'nats.conf'), '-l', join(this.dir, 'nats.log')];
     const [cmd, ...pre] = [...this.address.prefix, this.bin];
-    const child = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Killed by the kernel if the runner dies (SIGKILL, a crash), like `up`'s own nats-server.
+    const line = withParentDeathSignal(cmd, [...pre, ...args]);
+    const child = spawn(line.command, line.args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
     this.child = child;

@@ -110,6 +110,7 @@ async function runScenario(
   let load: LoadClient | undefined;
   try {
     topology = await Topology.start({ ...profile.shape, ...scenario.shape });
+    current = topology;
     // NATS clients on different nodes and an HTTP client per bridge (load-plans.ts).
     load = LoadClient.start(loadPlans(topology, profile, items));
     const random = prng(seed);
@@ -139,9 +140,21 @@ async function runScenario(
       const t = topology;
       history.events = collectEvents([...t.routers, ...t.replicas, ...t.bridges, ...t.retired]);
     }
+    current = undefined;
     await topology?.stop();
     history.endedAt = Date.now();
   }
+}
+
+/** The topology of the scenario running now, stopped on Ctrl-C or SIGTERM before the runner exits. */
+let current: Topology | undefined;
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`[chaos] ${signal}: stopping the cluster of the scenario running now`);
+    const stopping = current?.stop() ?? Promise.resolve();
+    void stopping.finally(() => process.exit(130));
+  });
 }
 
 function emptyHistory(scenario: Scenario, seed: number): History {

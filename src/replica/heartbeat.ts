@@ -11,6 +11,7 @@ import { replicaHeartbeatSubject } from '../cluster/subjects.ts';
 import type { ServingEngine } from '../engine/types.ts';
 import type { CompiledReplicaOptions } from './options.ts';
 import { heartbeatStateOf, type ActorState } from '../cluster/actor-state.ts';
+import { AnnouncedInterval } from './heartbeat-pace.ts';
 
 /** Publishes one replica's heartbeats. */
 export class HeartbeatPublisher {
@@ -20,6 +21,8 @@ export class HeartbeatPublisher {
   /** Beats sent, for tests and metrics. */
   sent = 0;
   private readonly subject: string;
+  /** The interval announced in each beat: the configured one, stretched while beats run late. */
+  private readonly announced: AnnouncedInterval;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -28,10 +31,14 @@ export class HeartbeatPublisher {
     private readonly state: () => ActorState,
   ) {
     this.subject = replicaHeartbeatSubject(options.id);
+    this.announced = new AnnouncedInterval(options.heartbeatIntervalMs);
   }
 
   start(): void {
-    this.timer ??= setInterval(() => this.beat(), this.options.heartbeatIntervalMs).unref();
+    this.timer ??= setInterval(() => {
+      this.announced.tick(Date.now());
+      this.beat();
+    }, this.options.heartbeatIntervalMs).unref();
   }
 
   stop(): void {
@@ -65,7 +72,7 @@ export class HeartbeatPublisher {
           stepStartedAt: stats.stepStartedAt,
           stepTokens: stats.stepTokens,
           sentAt: Date.now(),
-          intervalMs: this.options.heartbeatIntervalMs,
+          intervalMs: this.announced.current(),
         }),
       );
       this.sent++;

@@ -99,7 +99,7 @@ export async function startReplica(opts: ReplicaOptions, hooks: ReplicaHooks = {
 class ReplicaActor implements Replica {
   state: ReplicaState = 'starting';
   readonly closed: Promise<void>;
-  /** Work by (origin, request id, attempt): see {@link workKey}. */
+  /** Work by (origin, request id, attempt, reply subject): see {@link workKey}. */
   private readonly inFlight = new Map<string, ServedRequest>();
   private readonly serving: ServingContext;
   private keepaliveTimer: NodeJS.Timeout | undefined;
@@ -233,7 +233,8 @@ class ReplicaActor implements Replica {
       describeRequest(trace, req, meta.requestId ?? '', meta.attempt ?? 1);
       this.checkServable(req, meta.deadline);
       // The engine tokenizes inside the request's span, so its span is a child of this one.
-      context.with(trace.context, () => this.serve(req, meta, responder, trace));
+      const reply = msg.reply;
+      context.with(trace.context, () => this.serve(req, meta, reply, responder, trace));
     } catch (err) {
       const error = toSwitchyardError(err);
       this.metrics.refused.inc({ code: error.code });
@@ -259,11 +260,12 @@ class ReplicaActor implements Replica {
   private serve(
     req: GenerateRequest,
     meta: RequestMeta,
+    reply: string,
     responder: StreamResponder,
     trace: RequestTrace,
   ): void {
     const requestId = meta.requestId ?? `anon-${Math.random().toString(36).slice(2)}`;
-    const key = { origin: meta.origin, requestId, attempt: meta.attempt ?? 1 };
+    const key = { origin: meta.origin, requestId, attempt: meta.attempt ?? 1, reply };
     // Throws invalid_request / busy at once, before anything is acked.
     const controller = new AbortController();
     const stream = this.engine.stream(req, { signal: controller.signal });
@@ -289,7 +291,9 @@ class ReplicaActor implements Replica {
 
   /**
    * A router's cancel stops only that router's work: the cancel names its origin, and an attempt
-   * another router owns (same request id, after a client resend) is left alone.
+   * another router owns (same request id, after a client resend) is left alone. A cancel with the
+   * attempt's reply subject stops only that attempt: another requester's request with the same
+   * id through the same router is left alone too.
    */
   private onCancel(msg: ServiceMsg): void {
     try {
@@ -298,6 +302,7 @@ class ReplicaActor implements Replica {
         const { key } = request;
         if (key.requestId !== cancel.requestId || key.origin !== cancel.origin) continue;
         if (cancel.attempt !== undefined && key.attempt !== cancel.attempt) continue;
+        if (cancel.reply !== undefined && key.reply !== cancel.reply) continue;
         request.cancel();
       }
       if (msg.reply) msg.respond();

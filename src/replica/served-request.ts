@@ -24,18 +24,22 @@ import type { Logger } from '../telemetry/logger.ts';
 import { endRequestTrace, type RequestTrace } from './request-trace.ts';
 
 /**
- * The identity of one attempt's work: (owning router, request id, attempt). Two routers that
- * both hold the same request id (a client resent it) never touch each other's attempts.
+ * The identity of one attempt's work: (owning router, request id, attempt, reply subject). Two
+ * routers that both hold the same request id (a client resent it) never touch each other's
+ * attempts, and neither do two requests with the same id through one router (two requesters
+ * chose it: a router keys requests by requester and id): each attempt has its own reply subject.
  */
 export interface WorkKey {
   origin: string | undefined;
   requestId: string;
   attempt: number;
+  /** The reply subject of the attempt (the router's inbox for it): unique per attempt. */
+  reply: string;
 }
 
-/** The map key of a {@link WorkKey}. */
+/** The map key of a {@link WorkKey}. A space cannot occur in any of its parts. */
 export function workKey(key: WorkKey): string {
-  return `${key.origin ?? ''}/${key.requestId}/${key.attempt}`;
+  return `${key.origin ?? ''} ${key.requestId} ${key.attempt} ${key.reply}`;
 }
 
 /** What a served request needs from its replica. */

@@ -342,6 +342,9 @@ export class RoutedRequest {
     this.detach(attempt);
     endSpan(attempt.span, err);
     attempt.handle?.close();
+    // The attempt's reply subject names exactly this attempt's work: another requester's request
+    // with the same id (and attempt number) through this router is other work on the replica.
+    const reply = attempt.handle?.inbox || undefined;
     try {
       this.ctx.nc.publish(
         replicaCancelSubject(attempt.replicaId),
@@ -350,6 +353,7 @@ export class RoutedRequest {
           origin: this.ctx.id,
           attempt: attempt.number,
           reason: reason.slice(0, 200),
+          ...(reply !== undefined ? { reply } : {}),
         }),
       );
     } catch {

@@ -6,10 +6,11 @@
  * live, `model_not_found` when no replica ever served the model.
  *
  * A request belongs to the identity that sent it: its reply subject's prefix (the inbox prefix
- * and connection; permissions keep others from subscribing to it). A resend of a request id this
- * router still owns supersedes the old stream only from that identity, and a cancel is honoured
- * only with the request's reply subject in it, which only the requester knows: callers that
- * share a credential still cannot touch each other's requests.
+ * and connection; permissions keep others from subscribing to it). Requests are keyed by
+ * (requester, request id), so two requesters that use the same id hold two independent requests:
+ * a resend supersedes only its own requester's stream, and a cancel is honoured only with the
+ * request's reply subject in it, which only the requester knows. A stranger who learns a live
+ * request's id (a shared credential, an insecure cluster) can neither refuse, cut nor cancel it.
  */
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
@@ -32,13 +33,7 @@ import {
 } from '../cluster/subjects.ts';
 import { isSampled } from '../cluster/messages/params.ts';
 import { randomSeed } from '../cluster/messages/params.ts';
-import {
-  BusyError,
-  ForbiddenError,
-  ModelNotFoundError,
-  UnavailableError,
-  toSwitchyardError,
-} from '../errors/errors.ts';
+import { BusyError, ModelNotFoundError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { isFull, Membership, MIN_MEMBERSHIP_TICK_MS, type MembershipChange } from './membership.ts';
 import { compileRouterOptions, type CompiledRouterOptions, type RouterOptions } from './options.ts';
@@ -68,6 +63,14 @@ export function requesterOf(reply: string): string {
   return dot < 0 ? reply : reply.slice(0, dot);
 }
 
+/**
+ * The map key of a request: (requester, request id). A space separates them because neither a
+ * subject nor a request id may contain one.
+ */
+export function requestKey(requester: string, requestId: string): string {
+  return `${requester} ${requestId}`;
+}
+
 /** A running router. */
 export interface Router {
   readonly id: string;
@@ -94,8 +97,9 @@ class RouterActor implements Router, RouterContext {
   readonly membership: Membership;
   readonly strategy: RoutingStrategy;
   readonly metrics: RouterMetrics;
+  /** Requests in flight by {@link requestKey}: (requester, request id). */
   private readonly requests = new Map<string, RoutedRequest>();
-  /** The reply subject of each request: who may resend or cancel it. */
+  /** The reply subject of each request: who may resend or cancel it, and half its key. */
   private readonly replies = new WeakMap<RoutedRequest, string>();
   private readonly byReplica = new Map<string, Set<RoutedRequest>>();
   private readonly subs: Subscription[] = [];
@@ -207,8 +211,14 @@ class RouterActor implements Router, RouterContext {
   }
 
   finished(request: RoutedRequest): void {
-    if (this.requests.get(request.requestId) === request) this.requests.delete(request.requestId);
+    const key = this.keyOf(request);
+    if (this.requests.get(key) === request) this.requests.delete(key);
     if (this.requests.size === 0) this.onIdle?.();
+  }
+
+  /** The {@link requestKey} of a request this router admitted. */
+  private keyOf(request: RoutedRequest): string {
+    return requestKey(requesterOf(this.replies.get(request) ?? ''), request.requestId);
   }
 
   /** Resolves when no request is in flight, or after `ms`. */
@@ -258,21 +268,14 @@ class RouterActor implements Router, RouterContext {
       trace.describe(req, requestId);
       this.admit(req);
       if (isSampled(req) && req.seed === undefined) req.seed = randomSeed();
-      // A resend of a request this router still owns (its client lost track of us): the new
-      // stream replaces the old one, which nobody listens to any more. From anyone else the same
-      // id is refused, not superseded: the owner's stream must not be cut by a stranger.
-      const owned = this.requests.get(requestId);
-      if (owned !== undefined) {
-        if (requesterOf(this.replies.get(owned) ?? '') !== requesterOf(msg.reply)) {
-          throw new ForbiddenError(
-            `request id ${requestId} is in use by another requester; send your request with a fresh id`,
-          );
-        }
-        owned.fail(new UnavailableError('superseded by a resend of the same request'));
-      }
+      // A resend of a request this router still owns for this requester (its client lost track of
+      // us): the new stream replaces the old one, which nobody listens to any more. The same id
+      // from another requester is another request: it never touches this one.
+      const key = requestKey(requesterOf(msg.reply), requestId);
+      this.requests.get(key)?.fail(new UnavailableError('superseded by a resend of the same request'));
       const deadline = meta.deadline ?? Date.now() + this.options.requestTimeoutMs;
       const request = new RoutedRequest(this, requestId, req, meta, responder, deadline, trace);
-      this.requests.set(requestId, request);
+      this.requests.set(key, request);
       this.replies.set(request, msg.reply);
       responder.ack({ by: this.id, ...(req.seed !== undefined ? { seed: req.seed } : {}) });
       request.start();
@@ -312,11 +315,15 @@ class RouterActor implements Router, RouterContext {
   private onCancel(msg: Msg): void {
     try {
       const cancel = decodeCancel(msg.data);
-      const request = this.requests.get(cancel.requestId);
-      if (request !== undefined && cancel.reply !== undefined && cancel.reply === this.replies.get(request)) {
+      // The reply subject names the requester (half the key) and proves the cancel comes from it.
+      const request =
+        cancel.reply === undefined
+          ? undefined
+          : this.requests.get(requestKey(requesterOf(cancel.reply), cancel.requestId));
+      if (request !== undefined && cancel.reply === this.replies.get(request)) {
         request.cancel(cancel.reason ?? 'cancelled by the client');
-      } else if (request !== undefined) {
-        // Not from the requester (or from a client that predates the proof): the owner's stream goes on.
+      } else if (request !== undefined || cancel.reply === undefined) {
+        // Not from the requester (or from a client that predates the proof): no stream is touched.
         this.log.warn({ requestId: cancel.requestId }, "cancel without the request's reply subject ignored");
       }
       if (msg.reply) msg.respond();

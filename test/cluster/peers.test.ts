@@ -86,4 +86,35 @@ describe('two live routers on one request id', () => {
     assert.equal(gotB.text, ref.text, "router-b's text differs from the reference");
     assert.equal(replica.child.exitCode, null, 'the replica exited');
   });
+  it('two requests with one id and attempt through one router (two requesters chose the id) are two works', async () => {
+    const ref = await referenceRun(engine, LONG);
+    const other: GenerateRequest = { ...LONG, prompt: 'Another requester, the same id' };
+    const otherRef = await referenceRun(engine, other);
+    await injectFault(nc, 'rp', { step_delay_ms: 20 });
+    const requestId = 'chosen-twice';
+    const a = sendToReplica(nc, 'rp', LONG, { requestId, origin: 'router-a', attempt: 1 });
+    const b = sendToReplica(nc, 'rp', other, { requestId, origin: 'router-a', attempt: 1 });
+    const ended = (s: typeof a): boolean => s.record.end !== undefined || s.record.error !== undefined;
+    await waitFor(
+      'both works to stream',
+      () => ended(a) || ended(b) || (a.record.chunks.length >= 2 && b.record.chunks.length >= 2),
+    );
+    assert.ok(!ended(a), `the second request superseded the first: ${a.record.error?.message}`);
+
+    // The router names the attempt's reply subject: its cancel of b's work leaves a's alone.
+    await cancelOnReplica(nc, 'rp', {
+      requestId,
+      origin: 'router-a',
+      attempt: 1,
+      reply: b.handle.inbox,
+      reason: 'b only',
+    });
+    const [gotA, gotB] = await Promise.all([a.done, b.done]);
+    assert.equal(gotB.error, undefined, `b failed: ${gotB.error?.message}`);
+    assert.equal(gotB.end?.finishReason, 'cancelled', 'b was not cancelled');
+    assert.deepEqual(gotB.tokenIds, otherRef.tokenIds.slice(0, gotB.tokenIds.length), 'b got other tokens');
+    assert.equal(gotA.error, undefined, `a failed: ${gotA.error?.message}`);
+    assert.equal(gotA.end?.finishReason, 'length', "b's cancel cut a");
+    assert.deepEqual(gotA.tokenIds, ref.tokenIds, "a's tokens differ from the reference");
+  });
 });

@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { writeRequestMeta, type RequestMeta } from '../../src/cluster/headers.ts';
 import { encodeGenerateRequest, type GenerateRequest } from '../../src/cluster/messages/generate.ts';
 import type { Ack, Chunk, End } from '../../src/cluster/messages/stream.ts';
-import { openStream } from '../../src/cluster/stream-requester.ts';
+import { openStream, type StreamHandle } from '../../src/cluster/stream-requester.ts';
 import { GENERATE_SUBJECT } from '../../src/cluster/subjects.ts';
 import type { SwitchyardError } from '../../src/errors/errors.ts';
 
@@ -27,6 +27,8 @@ export interface Recorded {
 export interface Sent {
   record: Recorded;
   done: Promise<Recorded>;
+  /** The stream itself: its `inbox` is the reply subject a cancel names. */
+  handle: StreamHandle;
 }
 
 /**
@@ -61,7 +63,7 @@ export function sendRecorded(
       else record.error = event.error;
     },
   });
-  return { record, done: handle.done.then(() => record) };
+  return { record, done: handle.done.then(() => record), handle };
 }
 
 /** Sends and waits. */

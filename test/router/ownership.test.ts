@@ -1,6 +1,7 @@
 /**
- * A request belongs to the identity that sent it (its reply subject's prefix): a router lets
- * only that identity supersede it with a resend, and honours a cancel only when it carries the
+ * A request belongs to the identity that sent it (its reply subject's prefix): a router keys it
+ * by (identity, request id), so the same id from another identity is another request, lets only
+ * that identity supersede it with a resend, and honours a cancel only when it carries the
  * request's reply subject. Real router and nats-server, two requester connections (two
  * identities), and a scripted fake replica that streams slowly enough to be interfered with.
  */
@@ -102,17 +103,24 @@ describe('a request belongs to whoever sent it', () => {
     await server?.stop();
   });
 
-  it("refuses another requester's resend of an id it owns (forbidden); the owner's stream goes on", async () => {
-    const mine = send(owner, 'own-1');
-    await waitFor('the first token', () => mine.tokens.length > 0);
+  it('takes the same id from another requester as another request: sent first, it hurts neither', async () => {
     const theirs = send(stranger, 'own-1');
-    await theirs.done;
-    assert.equal(theirs.error?.code, 'forbidden', String(theirs.error));
-    assert.match(theirs.error?.message ?? '', /in use by another requester/);
-    await mine.done;
-    assert.equal(mine.error, undefined, String(mine.error));
-    assert.equal(mine.end?.finishReason, 'length');
-    assert.equal(mine.tokens.length, CHUNKS);
+    await waitFor("the stranger's first token", () => theirs.tokens.length > 0);
+    const mine = send(owner, 'own-1');
+    await waitFor("the owner's first token", () => mine.tokens.length > 0);
+    await Promise.all([mine.done, theirs.done]);
+    for (const [who, s] of [
+      ['owner', mine],
+      ['stranger', theirs],
+    ] as const) {
+      assert.equal(s.error, undefined, `${who}: ${String(s.error)}`);
+      assert.equal(s.end?.finishReason, 'length', who);
+      assert.deepEqual(
+        s.tokens,
+        Array.from({ length: CHUNKS }, (_, i) => i),
+        `${who}: a gap or a duplicate`,
+      );
+    }
   });
 
   it("lets the owner's own resend supersede its stream", async () => {
@@ -140,11 +148,16 @@ describe('a request belongs to whoever sent it', () => {
     assert.equal(mine.end?.finishReason, 'length', 'none of those cancels cut it');
     assert.equal(mine.tokens.length, CHUNKS);
 
+    // The stranger's own request with the id: its cancel with its own reply subject cuts only that.
     const cut = send(owner, 'own-4');
-    await waitFor('the first token', () => cut.tokens.length > 0);
+    const kept = send(stranger, 'own-4');
+    await waitFor('the first tokens', () => cut.tokens.length > 0 && kept.tokens.length > 0);
     await cancel({ requestId: 'own-4', reason: 'the owner cancels', reply: cut.handle.inbox });
     await cut.done;
     assert.equal(cut.end?.finishReason, 'cancelled');
     assert.ok(cut.tokens.length < CHUNKS);
+    await kept.done;
+    assert.equal(kept.end?.finishReason, 'length', "the owner's cancel cut the stranger's request");
+    assert.equal(kept.tokens.length, CHUNKS);
   });
 });

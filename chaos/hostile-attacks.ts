@@ -34,10 +34,9 @@ export interface AttackTargets {
   /** The sender's own id, for "its own subject" variants (a replica's own heartbeat). */
   selfId: string;
   /**
-   * The request id the front-door "another requester's id" variant reuses: a load id in flight
-   * (the router must refuse it and the owner's stream go on), or a fresh one where the scenario
-   * also forces the load's clients to resend (a squatted id would refuse their resends: see
-   * hostile-insecure's checks).
+   * The request id the front-door "another requester's id" variant reuses: a live load request's
+   * (routers key requests by requester and id, so it is another request and the owner's goes
+   * on), or a fresh one when no load stream has started yet.
    */
   squatId: string;
 }

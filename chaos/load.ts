@@ -22,6 +22,7 @@ export interface StreamFilter {
 
 /** A stream that delivered its first chunk. */
 interface StreamStart {
+  id: string;
   client: string;
   via: Via;
 }
@@ -46,7 +47,7 @@ export class LoadProcess {
   ) {
     this.done = new Promise((resolve, reject) => {
       child.on('message', (msg: FromLoad) => {
-        if (msg.type === 'streaming') this.onStream({ client: msg.client, via: msg.via });
+        if (msg.type === 'streaming') this.onStream({ id: msg.id, client: msg.client, via: msg.via });
         else if (msg.type === 'done') resolve(msg.operations);
         else reject(new Error(`load client failed: ${msg.message}`));
       });
@@ -83,6 +84,9 @@ export class LoadProcess {
   }
 }
 
+/** How many started streams LoadClient remembers for recentIds(). */
+const RECENT_STREAMS = 256;
+
 /** The load ended before a stream the scenario waited for started: its fault has nothing to hit. */
 export class LoadEndedError extends Error {
   constructor() {
@@ -104,11 +108,15 @@ export class LoadClient {
   }> = [];
   private streams = 0;
   private ended = false;
+  /** Ids of the streams started last, newest last (hostile traffic targets live requests). */
+  private readonly started: StreamStart[] = [];
 
   private constructor(readonly processes: readonly LoadProcess[]) {
     for (const p of processes) {
       p.onStream = (s) => {
         this.streams++;
+        this.started.push(s);
+        if (this.started.length > RECENT_STREAMS) this.started.shift();
         for (const w of this.waiters.splice(0)) {
           if (matches(w.filter, s)) w.resolve();
           else this.waiters.push(w);
@@ -153,6 +161,14 @@ export class LoadClient {
     return new Promise((resolve, reject) =>
       this.waiters.push({ ...(filter ? { filter } : {}), resolve, reject }),
     );
+  }
+
+  /** The ids of the last `n` streams (of `filter`'s clients and doors, or any) that started, newest last. */
+  recentIds(n: number, filter?: StreamFilter): string[] {
+    return this.started
+      .filter((s) => matches(filter, s))
+      .slice(-n)
+      .map((s) => s.id);
   }
 
   /** Whether the load is over (every client reported or failed). */

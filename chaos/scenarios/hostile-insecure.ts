@@ -46,9 +46,9 @@ export const hostileInsecure: Scenario = {
         ctx,
         { role: undefined, label: 'anyone', id: 'anyone', inboxPrefix: inboxWhereResponderMay('anyone') },
         'tiny-gpt2',
-        // The live attacks below make clients resend; a squatted load id would refuse those
-        // resends (a limitation, checked below), so the catalogue squats a fresh id here.
-        false,
+        // Squats a live load id while the live attacks below make its client resend: requests
+        // are keyed by (requester, id), so the owner's resends must still complete exactly.
+        true,
       );
       const live = (async () => {
         const [fake, intoRouters, intoClients] = await Promise.all([
@@ -94,13 +94,12 @@ export const hostileInsecure: Scenario = {
           `replica ${rp} announced stuck (${l.stuck}): routers may fail its work over until its next real beat`,
       });
       ctx.check({
-        name: 'anyone × request-id squatting (limitation, not exercised on the load)',
+        name: 'anyone × request-id squatting',
         ok: true,
         detail:
-          'not preventable where requesters share a credential or there is none: whoever reads a live ' +
-          "stream's Sy-Request-Id can send that id to another router first; the owner's resends to that " +
-          'router are then refused with forbidden ("in use by another requester") and the request fails. ' +
-          'Seen in an earlier run (load1-1 forbidden after its stream was hit); give programs their own users',
+          "a live load request's id sent first by a stranger: routers key requests by (requester, id), so " +
+          "the stranger's is another request and the owner's (and its resends) go on; the history judges " +
+          'them (an earlier run, before that fix, saw the owner end forbidden)',
       });
       checkAlive(topology, ctx, 'after the hostile traffic');
       Object.assign(record, {

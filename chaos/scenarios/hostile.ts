@@ -20,7 +20,6 @@ import type { Topology } from '../topology.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 
 /** The load client's id in run.ts: its request ids are `<id>-<n>`. */
-const LOAD_CLIENT = 'load1';
 /** How many of the load's request ids the cancels and resends aim at. */
 const TARGETED_LOAD_IDS = 3;
 /** Bytes past max_payload of the oversized raw publish. */
@@ -100,15 +99,15 @@ export function targetsOf(
   selfId: string,
   squatLoad: boolean,
 ): AttackTargets {
-  const sent = ctx.load.streaming;
-  const first = Math.max(0, sent - TARGETED_LOAD_IDS);
+  // Live requests of the NATS load clients: their ids are what a hostile sender reuses.
+  const live = ctx.load.recentIds(TARGETED_LOAD_IDS, { vias: ['nats'] });
   return {
     routers: topology.routers.map((r) => r.id),
     replicas: topology.replicas.map((r) => r.id),
     model,
-    loadIds: Array.from({ length: sent - first }, (_, i) => `${LOAD_CLIENT}-${first + i}`),
+    loadIds: live,
     selfId,
-    squatId: squatLoad ? `${LOAD_CLIENT}-${Math.max(0, sent - 1)}` : `hostile-squat-${selfId}`,
+    squatId: squatLoad && live.length > 0 ? live[live.length - 1]! : `hostile-squat-${selfId}`,
   };
 }
 

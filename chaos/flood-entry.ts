@@ -16,6 +16,14 @@ const TICK_MS = 5;
 /** Resolution of the flood's own event-loop delay histogram. */
 const LOOP_RESOLUTION_MS = 10;
 const NS_PER_MS = 1e6;
+/**
+ * Idle keep-alive sockets are closed after this, below the bridge's advertised `Keep-Alive:
+ * timeout=5`, as a careful client does. node 20's Agent ignores that hint (its free sockets never
+ * time out), so it reuses sockets the bridge is closing: the classic keep-alive race, a reset for
+ * a request the bridge never saw. (The agent's timeout ends free sockets only; a request waiting
+ * for its answer is not cut.)
+ */
+const AGENT_IDLE_MS = 4_000;
 
 type Answer =
   | { kind: 'http'; status: number; retryAfter: string | undefined; body: string }
@@ -167,7 +175,7 @@ class Flood {
     private readonly setup: FloodSetup,
     private readonly client: SwitchyardClient,
   ) {
-    this.agent = new Agent({ keepAlive: true, maxSockets: setup.maxOutstanding });
+    this.agent = new Agent({ keepAlive: true, maxSockets: setup.maxOutstanding, timeout: AGENT_IDLE_MS });
   }
 
   async run(phase: FloodPhase): Promise<FloodStats> {

@@ -16,6 +16,14 @@ const TICK_MS = 5;
 /** Resolution of the flood's own event-loop delay histogram. */
 const LOOP_RESOLUTION_MS = 10;
 const NS_PER_MS = 1e6;
+/**
+ * Idle keep-alive sockets are closed after this, below the bridge's advertised `Keep-Alive:
+ * timeout=5`, as a careful client does. node 20's Agent ignores that hint (its free sockets never
+ * time out), so it reuses sockets the bridge is closing: the classic keep-alive race, a reset for
+ * a request the bridge never saw. (The agent's timeout ends free sockets only; a request waiting
+ * for its answer is not cut.)
+ */
+const AGENT_IDLE_MS = 4_000;
 
 type Answer =
   | { kind: 'http'; status: number; retryAfter: string | undefined; body: string }
@@ -31,12 +39,17 @@ function bump(counts: Record<string, number>, key: string): void {
   counts[key] = (counts[key] ?? 0) + 1;
 }
 
-/** The OpenAI body of a load item, not streamed. */
+/** Where a load item goes: chats (items with messages) to the chat API, the rest to completions. */
+function pathOf(item: LoadItem): string {
+  return item.request.messages === undefined ? '/v1/completions' : '/v1/chat/completions';
+}
+
+/** The OpenAI body of a load item, not streamed (a chat sent as a prompt would be a 400). */
 function openAiBody(item: LoadItem): string {
   const r = item.request;
   return JSON.stringify({
     model: r.model,
-    prompt: r.prompt,
+    ...(r.messages === undefined ? { prompt: r.prompt } : { messages: r.messages }),
     max_tokens: r.maxTokens,
     temperature: r.temperature,
     top_p: r.topP,
@@ -46,9 +59,15 @@ function openAiBody(item: LoadItem): string {
   });
 }
 
-function postHttp(agent: Agent, base: string, body: string, timeoutMs: number): Promise<Answer> {
+function postHttp(
+  agent: Agent,
+  base: string,
+  path: string,
+  body: string,
+  timeoutMs: number,
+): Promise<Answer> {
   return new Promise((resolve) => {
-    const url = new URL('/v1/completions', base);
+    const url = new URL(path, base);
     const req = httpRequest(
       url,
       { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
@@ -133,13 +152,14 @@ function record(stats: FloodStats, item: LoadItem, a: Answer, ms: number, refusa
       if (a.status !== 200) return;
       try {
         const body = JSON.parse(a.body) as {
-          choices?: Array<{ text?: string }>;
+          choices?: Array<{ text?: string; message?: { content?: string } }>;
           usage?: { completion_tokens?: number };
         };
         const tokens = body.usage?.completion_tokens;
         stats.completed++;
         stats.completionTokens += tokens ?? 0;
-        if (!exact(item, body.choices?.[0]?.text, tokens)) stats.different++;
+        const choice = body.choices?.[0];
+        if (!exact(item, choice?.text ?? choice?.message?.content, tokens)) stats.different++;
       } catch {
         bump(stats.transportErrors, 'a 200 whose body is not JSON');
       }
@@ -155,7 +175,7 @@ class Flood {
     private readonly setup: FloodSetup,
     private readonly client: SwitchyardClient,
   ) {
-    this.agent = new Agent({ keepAlive: true, maxSockets: setup.maxOutstanding });
+    this.agent = new Agent({ keepAlive: true, maxSockets: setup.maxOutstanding, timeout: AGENT_IDLE_MS });
   }
 
   async run(phase: FloodPhase): Promise<FloodStats> {
@@ -194,6 +214,7 @@ class Flood {
         : postHttp(
             this.agent,
             this.setup.bridges[n % this.setup.bridges.length]!,
+            pathOf(item),
             openAiBody(item),
             this.setup.timeoutMs,
           );

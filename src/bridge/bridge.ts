@@ -26,6 +26,7 @@ import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { ClusterView } from './cluster-view.ts';
 import { LoadShedder } from './load-shedding.ts';
 import { acceptedHostNames, checkHost } from './host-check.ts';
+import { closeIdleAfterPendingReads } from './keep-alive.ts';
 import { SingleFlight } from './single-flight.ts';
 import { scopedRequestId, tenantOf } from './tenancy.ts';
 import type { BridgeContext, BridgeState, RequestContext } from './context.ts';
@@ -56,6 +57,16 @@ export type { BridgeState } from './context.ts';
 
 /** After the grace, how long cancelled requests get to end before their connections are cut. */
 export const DRAIN_CANCEL_WAIT_MS = 1_000;
+
+/**
+ * Connections the kernel holds for the bridge before it accepts them (node's default: 511; the
+ * kernel caps it at net.core.somaxconn). A burst of new connections to a bridge that is behind
+ * (chaos `overload`: ~1,000 new keep-alive sockets a second) overflows a short queue; the kernel
+ * then drops the handshake's last ACK, the client believes it connected and its request waits for
+ * TCP retransmits, seconds later, until node's header timeout answers 408 to a request that was
+ * sent at once.
+ */
+export const LISTEN_BACKLOG = 4_096;
 
 /** Statuses of HTTP-level failures that node reports as client errors (as its default handler answers them). */
 const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
@@ -198,6 +209,7 @@ class BridgeActor implements Bridge, BridgeContext {
     // `httpAllowHalfOpen` is node's own switch for it (set by its constructor, not in the types).
     (this.server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => this.clientError(err, socket));
+    closeIdleAfterPendingReads(this.server);
   }
 
   /**
@@ -257,7 +269,8 @@ class BridgeActor implements Bridge, BridgeContext {
         );
       };
       this.server.once('error', onError);
-      this.server.listen(this.options.port, this.options.host, () => {
+      const at = { port: this.options.port, host: this.options.host, backlog: LISTEN_BACKLOG };
+      this.server.listen(at, () => {
         this.server.off('error', onError);
         const address = this.server.address();
         this.boundPort = typeof address === 'object' && address !== null ? address.port : this.options.port;

@@ -153,7 +153,7 @@ export class ClusterView {
       .sort((a, b) => (a.hb.id < b.hb.id ? -1 : 1))
       .map((e) => {
         const { hb } = e;
-        const stuck = isStuck(e, hb, now, this.stuckTimeoutMs);
+        const stuck = isStuck(e, hb, now, this.stuckTimeoutMs, e.lastSeen);
         return {
           id: hb.id,
           model: hb.model,

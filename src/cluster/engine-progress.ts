@@ -63,19 +63,25 @@ export function stepAllowanceMs(hb: ReplicaHeartbeat): number {
  * True when the replica has work and its progress stood still for `stuckTimeoutMs` — or, while a
  * step runs, when that step is older than `stuckTimeoutMs` plus its size's allowance. Never
  * stricter than the plain rule: a step's allowance only adds time.
+ *
+ * Stuck is a verdict on a live process, so it needs evidence: a heartbeat received (`seenAt`)
+ * at or past the deadline that still shows no progress. Between beats a monitor knows nothing
+ * new; a replica whose beats run late (starved of CPU) is judged when its next beat arrives, and
+ * one whose beats stop is the missed-beat rule's. Without `seenAt` the verdict uses `now`.
  */
 export function isStuck(
   mark: ProgressMark,
   hb: ReplicaHeartbeat,
   now: number,
   stuckTimeoutMs: number,
+  seenAt = now,
 ): boolean {
   if (!hasWork(hb)) return false;
   let deadline = mark.progressAt + stuckTimeoutMs;
   if (mark.stepStartAt !== undefined) {
     deadline = Math.max(deadline, mark.stepStartAt + stuckTimeoutMs + stepAllowanceMs(hb));
   }
-  return now >= deadline;
+  return Math.min(now, seenAt) >= deadline;
 }
 
 function stepStartOf(hb: ReplicaHeartbeat, now: number): number | undefined {

@@ -208,7 +208,7 @@ export class Membership {
   }
 
   private isStuck(member: Member, now: number): boolean {
-    return isStuck(member, member.hb, now, this.rules.stuckTimeoutMs);
+    return isStuck(member, member.hb, now, this.rules.stuckTimeoutMs, member.lastSeen);
   }
 }
 

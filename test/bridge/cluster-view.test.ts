@@ -135,6 +135,8 @@ describe('ClusterView', () => {
       view.replicas(deadline - 1).map((r) => [r.live, r.stuck]),
       [[true, false]],
     );
+    // Stuck is judged on a beat that shows it: the one at the deadline still shows the same step.
+    view.observe(beat({ ...step, sentAt: deadline }), deadline);
     assert.deepEqual(
       view.replicas(deadline).map((r) => [r.live, r.stuck]),
       [[false, true]],

@@ -89,6 +89,24 @@ describe('membership', () => {
     });
   });
 
+  it('is stuck only on a beat that shows it: a late-beating (CPU-starved) replica is judged on its next beat', () => {
+    const m = new Membership(RULES);
+    // A replica announcing a stretched 1 s interval (its beats run late), progress moving.
+    const slow = (progress: number): ReplicaHeartbeat =>
+      hb('a', { activeSequences: 2, progress, intervalMs: 1_000 });
+    m.observe(slow(10), 0);
+    m.observe(slow(11), 1_000);
+    // 1.6 s later, past the stuck timeout since progress last moved, but no beat said it stood still.
+    assert.deepEqual(tickThrough(m, 1_000, 2_600), []);
+    // The next beat shows progress moved: alive, never declared stuck meanwhile.
+    m.observe(slow(12), 2_700);
+    assert.deepEqual(tickThrough(m, 2_600, 2_800), []);
+    assert.deepEqual(tickThrough(m, 2_800, 4_200), [], 'past the timeout again, still no beat saying so');
+    // A beat past the timeout that shows progress still at 12: now it is stuck.
+    m.observe(slow(12), 4_300);
+    assert.deepEqual(m.tick(4_300), [{ id: 'a', from: 'alive', to: 'dead', reason: 'stuck' }]);
+  });
+
   it('an idle replica with a still counter is not stuck', () => {
     const m = new Membership(RULES);
     for (let t = 0; t <= 5_000; t += INTERVAL) {
@@ -289,6 +307,9 @@ describe('membership: a long prefill is not a stuck engine', () => {
       [],
       'not stuck within its allowance',
     );
+    // The beat at the deadline still shows the same step: stuck (a verdict needs a beat that shows it).
+    const busy = { activeSequences: 4, progress: 9, stepTokens: STEP_TOKENS, stepStartedAt: 1_000_000 };
+    m.observe(hb('a', { ...busy, sentAt: 1_000_000 + deadline }), deadline);
     assert.deepEqual(m.tick(deadline), [{ id: 'a', from: 'alive', to: 'dead', reason: 'stuck' }]);
   });
 
@@ -314,6 +335,7 @@ describe('membership: a long prefill is not a stuck engine', () => {
       if (t % INTERVAL === 0) m.observe(hb('a', { ...busy, stepStartedAt: null }), t);
       assert.deepEqual(m.tick(t), []);
     }
+    m.observe(hb('a', { ...busy, stepStartedAt: null }), RULES.stuckTimeoutMs);
     assert.deepEqual(m.tick(RULES.stuckTimeoutMs), [{ id: 'a', from: 'alive', to: 'dead', reason: 'stuck' }]);
   });
 });

@@ -38,25 +38,7 @@ const INJECT_WINDOW_MS = 4_000;
  * notice the silence (ack timeout) and fail over. Returns how many attempts it attracted.
  */
 export async function fakeReplica(nc: NatsConnection): Promise<{ attracted: number; cloned: string }> {
-  const real = await new Promise<ReturnType<typeof decodeReplicaHeartbeat>>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error('no real replica heartbeat to clone')),
-      REAL_BEAT_TIMEOUT_MS,
-    );
-    const sub = nc.subscribe(ALL_REPLICA_HEARTBEATS, {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          const hb = decodeReplicaHeartbeat(msg.data);
-          clearTimeout(timer);
-          sub.unsubscribe();
-          resolve(hb);
-        } catch {
-          // Another hostile sender's garbage: wait for a real one.
-        }
-      },
-    });
-  });
+  const real = await firstRealBeat(nc, ALL_REPLICA_HEARTBEATS, 'no real replica heartbeat to clone');
   let attracted = 0;
   const swallow = nc.subscribe(replicaGenerateSubject(FAKE_REPLICA_ID), {
     callback: () => {
@@ -160,22 +142,7 @@ export async function hijackFrontDoor(nc: NatsConnection): Promise<number> {
  * real beat. Returns the state forged.
  */
 export async function forgeReplicaStuck(nc: NatsConnection, replicaId: string): Promise<string> {
-  const real = await new Promise<ReturnType<typeof decodeReplicaHeartbeat>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no heartbeat of ${replicaId}`)), REAL_BEAT_TIMEOUT_MS);
-    const sub = nc.subscribe(replicaHeartbeatSubject(replicaId), {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          const hb = decodeReplicaHeartbeat(msg.data);
-          clearTimeout(timer);
-          sub.unsubscribe();
-          resolve(hb);
-        } catch {
-          // Garbage from another hostile sender.
-        }
-      },
-    });
-  });
+  const real = await firstRealBeat(nc, replicaHeartbeatSubject(replicaId), `no heartbeat of ${replicaId}`);
   const now = Date.now();
   nc.publish(
     replicaHeartbeatSubject(replicaId),
@@ -192,3 +159,27 @@ export async function forgeReplicaStuck(nc: NatsConnection, replicaId: string): 
 
 /** How long ago the forged stuck heartbeat says the replica became busy. */
 const STUCK_FOR_MS = 60_000;
+
+/** The first heartbeat on `subject` that decodes (hostile senders' garbage is skipped). */
+function firstRealBeat(
+  nc: NatsConnection,
+  subject: string,
+  missing: string,
+): Promise<ReturnType<typeof decodeReplicaHeartbeat>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(missing)), REAL_BEAT_TIMEOUT_MS);
+    const sub = nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const hb = decodeReplicaHeartbeat(msg.data);
+          clearTimeout(timer);
+          sub.unsubscribe();
+          resolve(hb);
+        } catch {
+          // Another hostile sender's garbage: wait for a real one.
+        }
+      },
+    });
+  });
+}

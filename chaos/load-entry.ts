@@ -131,6 +131,8 @@ async function runPlan(plan: LoadPlan, stopped: Promise<void>): Promise<Operatio
 
 let stop: () => void = () => {};
 const stopped = new Promise<void>((resolve) => (stop = resolve));
+// The runner gone (killed, crashed) means nobody will read the report: stop rather than run on.
+process.on('disconnect', () => process.exit(0));
 process.on('message', (msg: ToLoad) => {
   if (msg.type === 'stop') stop();
   if (msg.type !== 'start') return;

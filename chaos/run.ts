@@ -11,6 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { mulberry32 } from '../models/onnx/gpt2-graph.ts';
 import type { History, Operation } from './history/types.ts';
 import { LoadClient } from './load.ts';
 import { loadPlans } from './load-plans.ts';
@@ -26,18 +27,6 @@ import type { Scenario } from './scenarios/scenario.ts';
 import { Topology } from './topology.ts';
 
 const REPORTS = join(dirname(fileURLToPath(import.meta.url)), 'reports');
-
-/** A small seeded PRNG (mulberry32), so a seed reproduces the targets picked. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function options(): {
   scenarios: Scenario[];
@@ -113,7 +102,7 @@ async function runScenario(
     current = topology;
     // NATS clients on different nodes and an HTTP client per bridge (load-plans.ts).
     load = LoadClient.start(loadPlans(topology, profile, items));
-    const random = prng(seed);
+    const random = mulberry32(seed);
     const running = load;
     // A window of load before the fault, for the report's before/during/after comparison.
     await Promise.race([

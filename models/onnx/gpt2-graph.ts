@@ -80,7 +80,7 @@ export function kvNames(layer: number): {
 }
 
 /** Seeded uniform PRNG (mulberry32): tiny, fast, and identical on every platform. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -43,6 +43,8 @@ export const HEADERS = {
   traceparent: 'traceparent',
   /** W3C trace context vendor state. */
   tracestate: 'tracestate',
+  /** API key id of a request that came through a bridge with keys (for capture). */
+  keyId: 'Sy-Key-Id',
 } as const;
 
 /** Longest error message carried in a header; operator detail belongs in logs, not on the wire. */
@@ -125,6 +127,12 @@ export interface RequestMeta {
   deadline?: number;
   traceparent?: string;
   tracestate?: string;
+  /**
+   * The API key id a bridge authenticated the request with (never the key). Routers record it
+   * for capture only from a bridge's inbox (permissions keep clients off those), so no client can
+   * claim another key's id.
+   */
+  keyId?: string;
 }
 
 /** Writes request metadata; absent fields leave existing headers alone. */
@@ -139,6 +147,7 @@ export function writeRequestMeta(meta: RequestMeta, h: MsgHdrs = natsHeaders()):
   if (meta.tracestate !== undefined) {
     h.set(HEADERS.tracestate, headerSafe(meta.tracestate, TRACE_HEADER_MAX_LENGTH));
   }
+  if (meta.keyId !== undefined) h.set(HEADERS.keyId, meta.keyId);
   return h;
 }
 
@@ -187,5 +196,14 @@ export function readRequestMeta(h: MsgHdrs | undefined): RequestMeta {
   if (traceparent !== '') meta.traceparent = traceparent;
   const tracestate = h.get(HEADERS.tracestate);
   if (tracestate !== '') meta.tracestate = tracestate;
+  const keyId = h.get(HEADERS.keyId);
+  if (keyId !== '') {
+    if (!ID_PATTERN.test(keyId)) {
+      throw new InvalidRequestError(
+        `header ${HEADERS.keyId} must match [A-Za-z0-9_-]{1,64}, got ${JSON.stringify(keyId.slice(0, 40))}`,
+      );
+    }
+    meta.keyId = keyId;
+  }
   return meta;
 }

@@ -11,6 +11,15 @@
  * of the micro-service discovery requests (`$SRV.PING`), whose requesters can be anyone.
  */
 import {
+  ALL_COLLECTOR_REQUESTS,
+  ALL_COMPLETIONS,
+  COLLECTOR_QUEUE_GROUP,
+  COMPLETIONS_STREAM,
+  FEEDBACK_STREAM,
+  FEEDBACK_SUBJECT,
+  RECORDS_BUCKET,
+  collectorSubject,
+  streamConsumerSubjects,
   ALL_HEARTBEATS,
   ALL_REPLICA_CANCEL,
   ALL_REPLICA_GENERATE,
@@ -31,7 +40,7 @@ import {
 } from './subjects.ts';
 
 /** A role with its own permissions; `operator` is for commands that are not actors. */
-export type PermissionRole = 'router' | 'replica' | 'bridge' | 'client' | 'operator';
+export type PermissionRole = 'router' | 'replica' | 'bridge' | 'client' | 'collector' | 'operator';
 
 /** A user's allow-lists, as nats-server's `permissions` block takes them. */
 export interface SubjectPermissions {
@@ -54,7 +63,8 @@ export const TEMPLATE_ID = '<id>';
 /** What a client program or a bridge may do without JetStream: the front door in, its replies back. */
 function requester(inboxes: string): SubjectPermissions {
   return {
-    publish: [GENERATE_SUBJECT, ALL_ROUTER_CANCEL],
+    // Feedback goes to its stream, whose ack comes back to the inbox (never a buffer: 202 means stored).
+    publish: [GENERATE_SUBJECT, ALL_ROUTER_CANCEL, FEEDBACK_SUBJECT],
     // Router heartbeats for the client's router watch, replica heartbeats for the bridge's view.
     subscribe: [inboxes, ALL_HEARTBEATS],
     allowResponses: false,
@@ -80,6 +90,8 @@ export function rolePermissions(
           routerHeartbeatSubject(id),
           roleInboxes('client'),
           roleInboxes('bridge'),
+          // Completion events, acked by JetStream on the router's inbox.
+          ALL_COMPLETIONS,
         ],
         subscribe: [
           `${GENERATE_SUBJECT} ${ROUTER_QUEUE_GROUP}`,
@@ -104,9 +116,28 @@ export function rolePermissions(
       const base = requester(actorInboxes('bridge', id));
       return {
         ...base,
-        publish: [...base.publish, JETSTREAM_ACCOUNT_INFO, ...ctx.kvBuckets.flatMap(kvBucketSubjects)],
+        publish: [
+          ...base.publish,
+          JETSTREAM_ACCOUNT_INFO,
+          ...ctx.kvBuckets.flatMap(kvBucketSubjects),
+          // The web page's stats view asks a collector.
+          collectorSubject('stats'),
+        ],
       };
     }
+    case 'collector':
+      return {
+        // Its streams and its bucket (create, consume, ack), and answers to whoever asked.
+        publish: [
+          JETSTREAM_ACCOUNT_INFO,
+          ...streamConsumerSubjects(COMPLETIONS_STREAM),
+          ...streamConsumerSubjects(FEEDBACK_STREAM),
+          ...kvBucketSubjects(RECORDS_BUCKET),
+        ],
+        subscribe: [`${ALL_COLLECTOR_REQUESTS} ${COLLECTOR_QUEUE_GROUP}`, actorInboxes('collector', id)],
+        // Dataset answers go to the asker's reply subject (bridges, the operator's CLI).
+        allowResponses: true,
+      };
     case 'client':
       return requester(roleInboxes('client'));
     case 'operator':

@@ -113,7 +113,7 @@ export function heartbeatSubjectId(subject: string): { role: 'replica' | 'router
 }
 
 /** Roles whose inboxes are named by role and id, so permissions can tell whose replies are whose. */
-export type InboxRole = 'router' | 'replica' | 'bridge' | 'client';
+export type InboxRole = 'router' | 'replica' | 'bridge' | 'client' | 'collector';
 
 /**
  * The reply-inbox prefix of one actor: `_INBOX_<role>.<id>`. Two tokens, not `_INBOX_<role>_<id>`:
@@ -168,6 +168,53 @@ export function kvBucketSubjects(bucket: string): string[] {
     `$JS.API.*.*.${stream}.>`, // DIRECT.GET.<stream>.<subject>, CONSUMER.*.<stream>.<name>
     `$JS.API.STREAM.MSG.GET.${stream}`,
     `$KV.${bucket}.>`,
+  ];
+}
+
+/**
+ * Completion events, one subject per model (`sy.v1.capture.completion.<model>`), so an operator
+ * can route or mirror one model's traffic; the stream {@link COMPLETIONS_STREAM} takes them all.
+ */
+export function completionSubject(model: string): string {
+  assertId('model id', model);
+  return `${PROTOCOL_PREFIX}.capture.completion.${model}`;
+}
+
+/** Every completion event subject: the completions stream's subjects and the routers' publish right. */
+export const ALL_COMPLETIONS = `${PROTOCOL_PREFIX}.capture.completion.*`;
+
+/** Where bridges and clients publish feedback on a completion (stream {@link FEEDBACK_STREAM}). */
+export const FEEDBACK_SUBJECT = `${PROTOCOL_PREFIX}.capture.feedback`;
+
+/** The JetStream stream of completion events. */
+export const COMPLETIONS_STREAM = 'SY_COMPLETIONS';
+/** The JetStream stream of feedback. */
+export const FEEDBACK_STREAM = 'SY_FEEDBACK';
+/** The collectors' KV bucket of joined records (completion + feedback, by request id). */
+export const RECORDS_BUCKET = 'SY_RECORDS';
+
+/** The collector's requests (`stats`, `export`), answered by any collector of {@link COLLECTOR_QUEUE_GROUP}. */
+export function collectorSubject(op: 'stats' | 'export'): string {
+  return `${PROTOCOL_PREFIX}.collector.${op}`;
+}
+/** Every collector request subject. */
+export const ALL_COLLECTOR_REQUESTS = `${PROTOCOL_PREFIX}.collector.*`;
+/** Queue group of the collectors, so a dataset request reaches one of them. */
+export const COLLECTOR_QUEUE_GROUP = 'sy-collectors';
+
+/**
+ * The JetStream API subjects a stream's publisher needs to learn whether the stream exists, and
+ * those a consumer of it needs (create its durable consumer, fetch, ack). Acks go to `$JS.ACK.<stream>.>`.
+ */
+export function streamConsumerSubjects(stream: string): string[] {
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.CREATE.${stream}`,
+    `$JS.API.STREAM.UPDATE.${stream}`,
+    `$JS.API.CONSUMER.*.${stream}`,
+    `$JS.API.CONSUMER.*.${stream}.>`,
+    `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.>`,
+    `$JS.ACK.${stream}.>`,
   ];
 }
 

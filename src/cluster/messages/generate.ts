@@ -6,6 +6,7 @@
  * `src/engine/request.ts`, once.
  */
 import { PARAM_WIRE_NAMES, validateGenerateParams, type GenerateParams } from './params.ts';
+import { readMetadata, type Metadata } from './capture.ts';
 import { ID_PATTERN, MODEL_VERSION_PATTERN } from '../subjects.ts';
 import {
   encodeObject,
@@ -21,12 +22,18 @@ export interface GenerateRequest extends GenerateParams {
   model: string;
   /** Pin one model version; absent lets the router choose (e.g. during a canary rollout). */
   version?: string;
+  /**
+   * Caller metadata, at most 16 string pairs (as OpenAI's `metadata`): recorded with the request's
+   * completion event; routers do not forward it to replicas.
+   */
+  metadata?: Metadata;
 }
 
 /** Wire name of each GenerateRequest field (the one mapping both directions use). */
 const WIRE_NAMES = {
   model: 'model',
   version: 'version',
+  metadata: 'metadata',
   ...PARAM_WIRE_NAMES,
 } as const satisfies Record<keyof GenerateRequest, string>;
 
@@ -37,12 +44,18 @@ export function decodeGenerateRequest(data: Uint8Array | string): GenerateReques
   const version = readOptional(o, 'version', (f, v) =>
     readPattern(f, v, MODEL_VERSION_PATTERN, '[A-Za-z0-9._-]{1,64}'),
   );
+  const metadata = readOptional(o, 'metadata', readMetadata);
   const unchecked: Record<string, unknown> = {};
   for (const [key, wireName] of Object.entries(PARAM_WIRE_NAMES)) {
     unchecked[key] = optionalField(o, wireName);
   }
   const params = validateGenerateParams(unchecked);
-  return version === undefined ? { model, ...params } : { model, version, ...params };
+  return {
+    model,
+    ...(version !== undefined ? { version } : {}),
+    ...(metadata !== undefined ? { metadata } : {}),
+    ...params,
+  };
 }
 
 /** Serialises a generate request to its wire form (no validation: the receiver decodes it). */

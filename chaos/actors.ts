@@ -48,7 +48,7 @@ export class ActorProcess {
 
   /** Starts `switchyard <role> --id <id> --nats <url> ...args` and waits until it reports ready. */
   static async start(
-    role: 'replica' | 'router' | 'bridge',
+    role: 'replica' | 'router' | 'bridge' | 'collector',
     id: string,
     natsUrl: string,
     args: string[] = [],

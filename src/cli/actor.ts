@@ -19,7 +19,7 @@ export interface RunningActor {
 }
 
 /** The actors a `switchyard` process can be. */
-export type ActorRole = 'replica' | 'router' | 'bridge';
+export type ActorRole = 'replica' | 'router' | 'bridge' | 'collector';
 
 /** How to start one actor and describe it. */
 export interface ActorRun {

@@ -16,6 +16,7 @@ import { REPLICA_TABLE } from '../config/replica-table.ts';
 import { unknownEnvironment } from '../config/resolve.ts';
 import { ROUTER_TABLE } from '../config/router-table.ts';
 import { UP_TABLE } from '../config/up-table.ts';
+import { COLLECTOR_TABLE } from '../config/collector-table.ts';
 import { StartupError, SwitchyardError } from '../errors/errors.ts';
 import { subcommandHelp } from '../config/help.ts';
 import { hasParent, reportedReady, tellParent } from './ipc.ts';
@@ -65,6 +66,14 @@ const COMMANDS: ReadonlyMap<string, CommandEntry> = new Map<string, CommandEntry
       summary: BRIDGE_TABLE.summary,
       help: subcommandHelp(BRIDGE_TABLE),
       run: lazy(() => import('./bridge.ts'), 'bridgeCommand'),
+    },
+  ],
+  [
+    'collector',
+    {
+      summary: COLLECTOR_TABLE.summary,
+      help: subcommandHelp(COLLECTOR_TABLE),
+      run: lazy(() => import('./collector.ts'), 'collectorCommand'),
     },
   ],
   ['help', { summary: "Show this help, or a command's: switchyard help <command>.", run: helpCommand }],

@@ -19,6 +19,7 @@ import {
   FEEDBACK_SUBJECT,
   RECORDS_BUCKET,
   collectorSubject,
+  collectorPageSubject,
   streamConsumerSubjects,
   ALL_HEARTBEATS,
   ALL_REPLICA_CANCEL,
@@ -134,7 +135,11 @@ export function rolePermissions(
           ...streamConsumerSubjects(FEEDBACK_STREAM),
           ...kvBucketSubjects(RECORDS_BUCKET),
         ],
-        subscribe: [`${ALL_COLLECTOR_REQUESTS} ${COLLECTOR_QUEUE_GROUP}`, actorInboxes('collector', id)],
+        subscribe: [
+          `${ALL_COLLECTOR_REQUESTS} ${COLLECTOR_QUEUE_GROUP}`,
+          collectorPageSubject(id),
+          actorInboxes('collector', id),
+        ],
         // Dataset answers go to the asker's reply subject (bridges, the operator's CLI).
         allowResponses: true,
       };

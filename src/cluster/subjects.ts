@@ -197,6 +197,12 @@ export const RECORDS_BUCKET = 'SY_RECORDS';
 export function collectorSubject(op: 'stats' | 'export'): string {
   return `${PROTOCOL_PREFIX}.collector.${op}`;
 }
+/** Where later pages of an export are asked of the collector that holds its snapshot. */
+export function collectorPageSubject(collectorId: string): string {
+  assertId('collector id', collectorId);
+  return `${PROTOCOL_PREFIX}.collector.page.${collectorId}`;
+}
+
 /** Every collector request subject. */
 export const ALL_COLLECTOR_REQUESTS = `${PROTOCOL_PREFIX}.collector.*`;
 /** Queue group of the collectors, so a dataset request reaches one of them. */

@@ -12,9 +12,16 @@ import { REPLICA_TABLE, type ReplicaSettings } from './replica-table.ts';
 import { resolveTable, type ResolveInput } from './resolve.ts';
 import { ROUTER_TABLE, type RouterSettings } from './router-table.ts';
 import { UP_TABLE, type UpSettings } from './up-table.ts';
+import { COLLECTOR_TABLE, type CollectorSettings } from './collector-table.ts';
 
 /** Every subcommand's options: a config file is checked against all of them. */
-export const ALL_TABLES: readonly OptionTable[] = [REPLICA_TABLE, ROUTER_TABLE, BRIDGE_TABLE, UP_TABLE];
+export const ALL_TABLES: readonly OptionTable[] = [
+  REPLICA_TABLE,
+  ROUTER_TABLE,
+  BRIDGE_TABLE,
+  COLLECTOR_TABLE,
+  UP_TABLE,
+];
 
 /** A resolved subcommand: `--help` was asked, or the settings and where each came from. */
 export type Resolved<T> =
@@ -42,6 +49,11 @@ export function resolveReplicaConfig(input: ResolveInput): Resolved<ReplicaSetti
 /** Options of `switchyard router`, ready for `startRouter` (after taking out `logLevel`). */
 export function resolveRouterConfig(input: ResolveInput): Resolved<RouterSettings> {
   return resolveAs<RouterSettings>(ROUTER_TABLE, input);
+}
+
+/** Options of `switchyard collector`, ready for `startCollector` (after taking out `logLevel`). */
+export function resolveCollectorConfig(input: ResolveInput): Resolved<CollectorSettings> {
+  return resolveAs<CollectorSettings>(COLLECTOR_TABLE, input);
 }
 
 /**

@@ -23,6 +23,71 @@ import {
   defBuilders,
 } from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
+import { DEFAULT_CAPTURE_BUFFER_EVENTS } from '../capture/options.ts';
+
+/** A ratio in [0, 1] written as text (`0.25`), or why not. */
+function ratioProblem(v: unknown): string | undefined {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  return Number.isFinite(n) && n >= 0 && n <= 1 ? undefined : 'expected a number in [0, 1], e.g. 0.25';
+}
+
+/** The capture options of a router; `up` hands the same flags on to its routers. */
+export function captureDefs(env: (flag: string) => string): OptionDef[] {
+  return [
+    {
+      key: 'capture.enabled',
+      flag: 'capture',
+      env: env('capture'),
+      type: 'bool',
+      default: true,
+      doc: 'Capture every request that ends here as a completion event in JetStream (SY_COMPLETIONS); --capture=false turns it off.',
+    },
+    {
+      key: 'capture.models',
+      flag: 'capture-models',
+      env: env('capture-models'),
+      type: 'list',
+      metavar: 'ID',
+      defaultText: 'every model',
+      doc: 'Capture only these models, comma-separated.',
+    },
+    {
+      key: 'capture.sample',
+      flag: 'capture-sample',
+      env: env('capture-sample'),
+      type: 'string',
+      metavar: 'RATIO',
+      default: '1',
+      check: ratioProblem,
+      doc: 'Fraction of requests captured, decided by request id (every router decides alike).',
+    },
+    {
+      key: 'capture.text',
+      flag: 'capture-text',
+      env: env('capture-text'),
+      type: 'bool',
+      default: true,
+      doc: 'Capture prompts, outputs and token ids; --capture-text=false keeps counts, timings and metadata only.',
+    },
+    {
+      key: 'capture.redact',
+      flag: 'capture-redact',
+      env: env('capture-redact'),
+      type: 'bool',
+      default: true,
+      doc: 'Replace e-mail addresses, phone, card and IBAN numbers, IP addresses and secrets by placeholders before an event leaves the router (docs/redaction.md).',
+    },
+    {
+      key: 'capture.bufferEvents',
+      flag: 'capture-buffer-events',
+      env: env('capture-buffer-events'),
+      type: 'int',
+      min: 1,
+      default: DEFAULT_CAPTURE_BUFFER_EVENTS,
+      doc: 'Events held while JetStream is slow or gone; past it the oldest are dropped and counted.',
+    },
+  ];
+}
 
 /** Default routing strategy (the first of {@link ROUTING_STRATEGIES}, as compileRouterOptions picks). */
 export const DEFAULT_STRATEGY: RoutingStrategyName = 'power-of-two';
@@ -96,6 +161,7 @@ const defs: OptionDef[] = [
     'How long SIGTERM waits for in-flight requests.',
     0,
   ),
+  ...captureDefs(env),
   metricsPort(),
   metricsHost(),
   logLevelDef(),

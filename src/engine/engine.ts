@@ -394,6 +394,7 @@ export class Engine implements ServingEngine {
         usage: { promptTokens: finish.promptTokens, completionTokens: finish.completionTokens },
       };
       if (finish.text !== undefined) end.text = finish.text;
+      if (finish.resumedText !== undefined) end.resumedText = finish.resumedText;
       channel.close(end);
     }
   }

@@ -37,6 +37,8 @@ interface Row {
   produced: number;
   counts: TokenCounts;
   text: TextStream;
+  /** Text the resumed tokens released when the stream was rebuilt: what the client already holds. */
+  resumedText: string;
   cancelled: boolean;
 }
 
@@ -195,6 +197,7 @@ export class Scheduler {
       produced: 0,
       counts: new TokenCounts(),
       text: new TextStream(req.stop),
+      resumedText: '',
       cancelled: this.cancelAfterPrefill.has(req.id),
     };
     for (const id of req.resumeIds) {
@@ -202,7 +205,7 @@ export class Scheduler {
       // Rebuilds what the first run held back; its text was delivered. (The engine refuses a
       // resume that already ended, so this cannot push past a stop; if it did, it throws and
       // fails this request alone.)
-      row.text.push(this.bytesOf(id));
+      row.resumedText += row.text.push(this.bytesOf(id)).text;
     }
     if (!this.emitToken(row, logits, events)) return false;
     joined.push(row);
@@ -339,6 +342,7 @@ export class Scheduler {
       completionTokens: row.produced,
     };
     if (endText !== '') finish.text = endText;
+    if (row.req.resumeIds.length > 0) finish.resumedText = row.resumedText;
     events.push({ id: row.req.id, tokenIds, text, finish });
     this.reserved -= reservation(row.req);
   }

@@ -35,6 +35,8 @@ export interface StepFinish {
   completionTokens: number;
   /** Text released by the end itself, attached to no token (held back before an EOS). */
   text?: string;
+  /** For a resumed request: the text its resumed tokens stand for (see EngineEnd.resumedText). */
+  resumedText?: string;
   /** Present when `reason` is `error`. */
   error?: { message: string; scope: FailureScope };
 }

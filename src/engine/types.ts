@@ -21,6 +21,12 @@ export interface EngineEnd {
    * lost end would replay the same tokens and release it again.
    */
   text?: string;
+  /**
+   * For a request resumed from token ids: the text those tokens stand for, as the stream that
+   * delivered them released it. A router that resumed a client's resend has the token ids but no
+   * tokenizer; the completion it captures needs their text.
+   */
+  resumedText?: string;
 }
 
 /**

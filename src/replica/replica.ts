@@ -125,6 +125,7 @@ class ReplicaActor implements Replica {
       replicaId: options.id,
       log,
       modelVersion: engine.info.version,
+      modelSha256: engine.info.sha256,
       modelName: `${engine.info.id}@${engine.info.version}`,
       logPrompts: options.logPrompts,
     };

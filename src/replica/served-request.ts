@@ -48,6 +48,8 @@ export interface ServingContext {
   readonly log: Logger;
   /** Model version put into every end. */
   readonly modelVersion: string;
+  /** sha256 of the ONNX file served (empty for engines without one). */
+  readonly modelSha256: string;
   readonly modelName: string;
   readonly logPrompts: boolean;
 }
@@ -130,7 +132,9 @@ export class ServedRequest {
         finishReason: end.finishReason,
         usage: end.usage,
         modelVersion: this.ctx.modelVersion,
+        ...(this.ctx.modelSha256 ? { modelSha256: this.ctx.modelSha256 } : {}),
         ...(end.text ? { text: end.text } : {}),
+        ...(end.resumedText !== undefined ? { resumedText: end.resumedText } : {}),
       });
       if (this.ctx.logPrompts) text += end.text ?? '';
       endRequestTrace(this.trace, stream.timings, { end, model: this.ctx.modelName });

@@ -2,6 +2,11 @@
 import type { ConnectionOptions } from '../cluster/connection.ts';
 import { StartupError } from '../errors/errors.ts';
 import { checkActorId, checkMetricsHost, checkMs } from '../config/checks.ts';
+import {
+  compileCaptureOptions,
+  type CaptureOptions,
+  type CompiledCaptureOptions,
+} from '../capture/options.ts';
 
 /** Router heartbeat period (replicas and clients watch it to find orphaned requests). */
 export const DEFAULT_ROUTER_HEARTBEAT_INTERVAL_MS = 200;
@@ -62,6 +67,8 @@ export interface RouterOptions {
   metricsPort?: number;
   /** Address `/metrics` listens on (a pod's must be scrapable). @default DEFAULT_METRICS_HOST */
   metricsHost?: string;
+  /** What this router captures into the completions stream (README, "Capture"). */
+  capture?: CaptureOptions;
 }
 
 /** Router options with every default filled in. */
@@ -80,6 +87,7 @@ export interface CompiledRouterOptions {
   drainGraceMs: number;
   metricsPort: number;
   metricsHost: string;
+  capture: CompiledCaptureOptions;
 }
 
 /** Fills defaults and rejects contradictions with a message naming the option. */
@@ -122,5 +130,6 @@ export function compileRouterOptions(opts: RouterOptions): CompiledRouterOptions
     drainGraceMs: checkMs('drainGraceMs', opts.drainGraceMs, DEFAULT_ROUTER_DRAIN_GRACE_MS, 0),
     metricsPort: checkMs('metricsPort', opts.metricsPort, 0, 0),
     metricsHost: checkMetricsHost(opts.metricsHost),
+    capture: compileCaptureOptions(opts.capture),
   };
 }

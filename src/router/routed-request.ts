@@ -37,7 +37,7 @@ import {
 } from '../errors/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { endSpan } from '../telemetry/propagation.ts';
-import { context, type Span } from '@opentelemetry/api';
+import { context, type Context, type Span } from '@opentelemetry/api';
 import type { Member, Membership } from './membership.ts';
 import { place } from './placement.ts';
 import { estimateRequestTokens } from './request-tokens.ts';
@@ -45,6 +45,8 @@ import type { FailoverReason, ModelInstruments, RequestCode, RouterMetrics } fro
 import type { RouteTrace } from './route-trace.ts';
 import type { CompiledRouterOptions } from './options.ts';
 import type { RoutingStrategy } from './strategies/strategy.ts';
+import type { CaptureOutcome, RequestCapture } from './request-capture.ts';
+import type { CompletionEvent } from '../cluster/messages/capture.ts';
 
 /**
  * Engine failures of one request that its router retries elsewhere: one. A request that breaks
@@ -71,6 +73,8 @@ export interface RouterContext {
   detached(request: RoutedRequest, replicaId: string): void;
   /** The request is over (ended, failed or cancelled). */
   finished(request: RoutedRequest): void;
+  /** Hands a captured request's completion event to the capture publisher (never waits). */
+  captured(event: CompletionEvent, trace: Context): void;
 }
 
 interface Attempt {
@@ -110,6 +114,8 @@ export class RoutedRequest {
     private readonly responder: StreamResponder,
     readonly deadline: number,
     private readonly trace: RouteTrace,
+    /** Present when the request is captured (isCaptured). */
+    private readonly capture?: RequestCapture,
   ) {
     this.instruments = ctx.metrics.forModel(req.model);
     this.maxTokens = req.maxTokens;
@@ -162,7 +168,7 @@ export class RoutedRequest {
       usage: { promptTokens: 0, completionTokens: this.delivered.length },
       attempts: this.attemptsMade,
     });
-    this.close(err.code, 0, err);
+    this.close(err.code, 0, { kind: 'cancelled' }, err);
   }
 
   /** Ends the request with an error (retryable ones make the client resend elsewhere). */
@@ -170,7 +176,10 @@ export class RoutedRequest {
     if (this.done) return;
     this.abandonCurrent(err.message, err);
     this.responder.error(err);
-    this.close(err.code, 0, err);
+    // Final unless the client may resend it elsewhere: then the next router's event is the last word.
+    const final =
+      !err.retryable || this.lastAttempt >= this.ctx.options.maxAttempts || Date.now() >= this.deadline;
+    this.close(err.code, 0, { kind: 'error', error: err, final }, err);
   }
 
   private next(lastError: SwitchyardError | undefined): void {
@@ -214,6 +223,7 @@ export class RoutedRequest {
       span: this.trace.attempt(number, member.id, headers),
     };
     this.current = attempt;
+    this.capture?.attempt(number, member.hb.modelVersion);
     this.ctx.attached(this, member.id);
     attempt.handle = openStream(
       this.ctx.nc,
@@ -267,6 +277,7 @@ export class RoutedRequest {
         };
     this.sentFirstChunk = true;
     this.responder.chunk({ tokenIds, text, attempt: attempt.number, ...first });
+    this.capture?.chunk(tokenIds, text);
     this.delivered.push(...tokenIds);
     this.observeChunk(tokenIds.length);
   }
@@ -292,7 +303,8 @@ export class RoutedRequest {
       ...(end.modelVersion !== undefined ? { modelVersion: end.modelVersion } : {}),
       ...(end.text !== undefined ? { text: end.text } : {}),
     });
-    this.close('ok', end.usage.promptTokens);
+    const attemptResumed = (this.req.resumeTokenIds?.length ?? 0) + attempt.deliveredBefore > 0;
+    this.close('ok', end.usage.promptTokens, { kind: 'end', end, attemptResumed });
   }
 
   private onError(err: SwitchyardError, failure: StreamFailure): void {
@@ -328,6 +340,7 @@ export class RoutedRequest {
       ),
     );
     this.ctx.metrics.failedOver(reason);
+    this.capture?.failover(attempt.number, attempt.replicaId, reason);
     this.trace.failover(attempt.replicaId, attempt.number, reason, this.delivered.length);
     this.excluded.add(attempt.replicaId);
     this.abandonCurrent(`failover: ${reason}`, err);
@@ -374,8 +387,16 @@ export class RoutedRequest {
     this.lastChunkAt = now;
   }
 
-  private close(code: RequestCode, promptTokens: number, err?: SwitchyardError): void {
+  private close(
+    code: RequestCode,
+    promptTokens: number,
+    outcome: CaptureOutcome,
+    err?: SwitchyardError,
+  ): void {
     this.done = true;
+    if (this.capture) {
+      this.ctx.captured(this.capture.event(outcome, this.attemptsMade, promptTokens), this.trace.context);
+    }
     clearTimeout(this.deadlineTimer);
     const seconds = (performance.now() - this.admittedAt) / 1_000;
     this.instruments.finished(code, seconds, promptTokens, this.delivered.length);

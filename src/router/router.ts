@@ -28,6 +28,7 @@ import {
   GENERATE_SUBJECT,
   ROUTER_QUEUE_GROUP,
   actorInboxPrefix,
+  roleInboxes,
   routerCancelSubject,
   routerHeartbeatSubject,
 } from '../cluster/subjects.ts';
@@ -44,6 +45,14 @@ import { endSpan } from '../telemetry/propagation.ts';
 import { RouterMetrics } from './metrics.ts';
 import { startRouteTrace } from './route-trace.ts';
 import type { RoutingStrategy } from './strategies/strategy.ts';
+import { CaptureMetrics, CapturePublisher } from '../capture/publisher.ts';
+import { isCaptured } from '../capture/options.ts';
+import { redactCompletion } from '../capture/redaction.ts';
+import type { CompletionEvent } from '../cluster/messages/capture.ts';
+import { RequestCapture } from './request-capture.ts';
+import type { SwitchyardError } from '../errors/errors.ts';
+import type { RequestMeta } from '../cluster/headers.ts';
+import { context, trace, type Context, type Span } from '@opentelemetry/api';
 
 /** Lifecycle of a router (the one actor lifecycle). */
 export type RouterState = ActorState;
@@ -53,6 +62,12 @@ export type RouterState = ActorState;
  * answers are not `model_not_found` for models whose replicas it has not heard from yet.
  */
 export const MEMBERSHIP_WARMUP_MS = 600;
+
+/** How long a stopping router waits for JetStream to acknowledge the events it still holds. */
+export const CAPTURE_CLOSE_GRACE_MS = 2_000;
+
+/** A bridge's reply inboxes start so (see actorInboxPrefix). */
+const BRIDGE_INBOXES = roleInboxes('bridge').slice(0, -1);
 
 /** The `model` label of a request refused before its body could be read. */
 const UNKNOWN_MODEL = 'unknown';
@@ -111,6 +126,7 @@ class RouterActor implements Router, RouterContext {
   private onIdle: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
   private resolveClosed!: () => void;
+  private readonly capture: CapturePublisher | undefined;
 
   constructor(
     readonly options: CompiledRouterOptions,
@@ -129,6 +145,15 @@ class RouterActor implements Router, RouterContext {
       membership: this.membership,
       inFlight: () => this.requests.size,
     });
+    if (options.capture.enabled) {
+      this.capture = new CapturePublisher({
+        nc,
+        options: options.capture,
+        metrics: new CaptureMetrics(this.metrics.registry, () => this.capture?.size ?? 0),
+        log,
+        ...(options.capture.redact ? { prepare: redactCompletion } : {}),
+      });
+    }
     void nc.closed().then((err) => {
       if (this.state !== 'stopped') {
         log.error({ err }, 'NATS connection closed; stopping');
@@ -210,6 +235,10 @@ class RouterActor implements Router, RouterContext {
     if (member) member.inFlight = set?.size ?? 0;
   }
 
+  captured(event: CompletionEvent, trace?: Context): void {
+    this.capture?.offer(event, trace);
+  }
+
   finished(request: RoutedRequest): void {
     const key = this.keyOf(request);
     if (this.requests.get(key) === request) this.requests.delete(key);
@@ -259,6 +288,7 @@ class RouterActor implements Router, RouterContext {
     let responder = new StreamResponder(this.nc, msg.reply);
     const trace = startRouteTrace(msg.headers, this.id, msg.data.length);
     let model = UNKNOWN_MODEL;
+    let refused: { req: GenerateRequest; requestId: string; meta: RequestMeta } | undefined;
     try {
       const meta = readRequestMeta(msg.headers);
       const requestId = meta.requestId ?? randomUUID();
@@ -266,7 +296,9 @@ class RouterActor implements Router, RouterContext {
       const req = decodeGenerateRequest(msg.data);
       model = req.model;
       trace.describe(req, requestId);
+      refused = { req, requestId, meta };
       this.admit(req);
+      refused = undefined;
       if (isSampled(req) && req.seed === undefined) req.seed = randomSeed();
       // A resend of a request this router still owns for this requester (its client lost track of
       // us): the new stream replaces the old one, which nobody listens to any more. The same id
@@ -274,7 +306,20 @@ class RouterActor implements Router, RouterContext {
       const key = requestKey(requesterOf(msg.reply), requestId);
       this.requests.get(key)?.fail(new UnavailableError('superseded by a resend of the same request'));
       const deadline = meta.deadline ?? Date.now() + this.options.requestTimeoutMs;
-      const request = new RoutedRequest(this, requestId, req, meta, responder, deadline, trace);
+      const capture = this.captureOf(req, requestId, meta, msg.reply, trace.span);
+      // The router's own fields stay here: a replica needs no caller metadata.
+      const forwarded = { ...req };
+      delete forwarded.metadata;
+      const request = new RoutedRequest(
+        this,
+        requestId,
+        forwarded,
+        meta,
+        responder,
+        deadline,
+        trace,
+        capture,
+      );
       this.requests.set(key, request);
       this.replies.set(request, msg.reply);
       responder.ack({ by: this.id, ...(req.seed !== undefined ? { seed: req.seed } : {}) });
@@ -285,7 +330,47 @@ class RouterActor implements Router, RouterContext {
       this.metrics.refused(this.membership.known(model, undefined) ? model : UNKNOWN_MODEL, error.code);
       endSpan(trace.span, error);
       responder.error(error);
+      if (refused !== undefined) this.captureRefusal(refused, error, msg.reply, trace.span);
     }
+  }
+
+  /** The capture record of an admitted request, when this router captures it. */
+  private captureOf(
+    req: GenerateRequest,
+    requestId: string,
+    meta: RequestMeta,
+    reply: string,
+    span: Span,
+  ): RequestCapture | undefined {
+    if (this.capture === undefined || !isCaptured(this.options.capture, req.model, requestId))
+      return undefined;
+    // Only a bridge may say which API key sent a request: clients cannot publish from its inboxes.
+    const keyId = meta.keyId !== undefined && reply.startsWith(BRIDGE_INBOXES) ? meta.keyId : undefined;
+    return new RequestCapture({
+      requestId,
+      router: this.id,
+      req,
+      ...(keyId !== undefined ? { keyId } : {}),
+      text: this.options.capture.text,
+      span,
+    });
+  }
+
+  /** A request refused at admission (busy, unavailable, not found) is captured too: it reached a router. */
+  private captureRefusal(
+    refused: { req: GenerateRequest; requestId: string; meta: RequestMeta },
+    error: SwitchyardError,
+    reply: string,
+    span: Span,
+  ): void {
+    const capture = this.captureOf(refused.req, refused.requestId, refused.meta, reply, span);
+    if (capture === undefined) return;
+    capture.attempt(Math.max(0, (refused.meta.attempt ?? 1) - 1), undefined);
+    // A refusal the client may resend (busy, unavailable) is provisional, like any retryable end.
+    this.captured(
+      capture.event({ kind: 'error', error, final: !error.retryable }, refused.meta.attempt ?? 1, 0),
+      trace.setSpan(context.active(), span),
+    );
   }
 
   /** Throws the typed refusal when the request cannot be placed now. */
@@ -366,6 +451,8 @@ class RouterActor implements Router, RouterContext {
     this.state = 'stopped';
     this.beat();
     this.stopReconnectWatch?.();
+    // What is still buffered gets the rest of the grace to reach JetStream (then counted as dropped).
+    await this.capture?.close(CAPTURE_CLOSE_GRACE_MS);
     for (const timer of this.timers) clearInterval(timer);
     for (const sub of this.subs) sub.unsubscribe();
     await this.metricsServer?.close();

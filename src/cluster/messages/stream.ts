@@ -121,7 +121,18 @@ export interface End {
    * whose end is lost and resumed elsewhere cannot deliver it twice.
    */
   text?: string;
+  /**
+   * For an attempt that resumed from token ids: the text those tokens stand for (what the client
+   * already holds), so a router without a tokenizer can capture the whole output. Omitted past
+   * {@link RESUMED_TEXT_MAX_LENGTH}.
+   */
+  resumedText?: string;
+  /** sha256 of the ONNX file that served the attempt (set by replicas; for capture). */
+  modelSha256?: string;
 }
+
+/** Longest resumed text an end carries (a resume of 131,072 tokens could pass a NATS payload). */
+export const RESUMED_TEXT_MAX_LENGTH = 262_144;
 
 /** Asks the responder to stop work on a request (or on one attempt of it). */
 export interface Cancel {
@@ -209,6 +220,20 @@ export function decodeEnd(data: Uint8Array | string): End {
     attempts: readInt('attempts', o.attempts, ATTEMPT),
     ...optionalVersion(o),
     ...optionalText(o),
+    ...optionalCapture(o),
+  };
+}
+
+function optionalCapture(o: WireObject): { resumedText?: string; modelSha256?: string } {
+  const resumedText = readOptional(o, 'resumed_text', (f, v) =>
+    readString(f, v, { maxLength: RESUMED_TEXT_MAX_LENGTH }),
+  );
+  const modelSha256 = readOptional(o, 'model_sha256', (f, v) =>
+    readPattern(f, v, /^[0-9a-f]{64}$/, '64 hex digits'),
+  );
+  return {
+    ...(resumedText !== undefined ? { resumedText } : {}),
+    ...(modelSha256 !== undefined ? { modelSha256 } : {}),
   };
 }
 
@@ -234,6 +259,11 @@ export function encodeEnd(end: End): Uint8Array {
     attempts: end.attempts,
     model_version: end.modelVersion,
     text: end.text === '' ? undefined : end.text,
+    resumed_text:
+      end.resumedText !== undefined && end.resumedText.length <= RESUMED_TEXT_MAX_LENGTH
+        ? end.resumedText
+        : undefined,
+    model_sha256: end.modelSha256,
   });
 }
 

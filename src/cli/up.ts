@@ -125,6 +125,22 @@ function bridgeArgs(resolved: Resolved<UpPlan> & { help: false }): string[] {
   return args;
 }
 
+/** The routers' capture flags, from `up`'s (the same flags: `up --capture-sample 0.1`). */
+function captureArgs(plan: UpPlan): string[] {
+  const c = plan.capture;
+  const args = [
+    `--capture=${String(c.enabled)}`,
+    '--capture-sample',
+    c.sample,
+    `--capture-text=${String(c.text)}`,
+    `--capture-redact=${String(c.redact)}`,
+    '--capture-buffer-events',
+    String(c.bufferEvents),
+  ];
+  if (c.models !== undefined && c.models.length > 0) args.push('--capture-models', c.models.join(','));
+  return args;
+}
+
 /** `args` with the value of their last `--port` replaced (the bridge keeps its port across restarts). */
 function withPort(args: readonly string[], port: string): string[] {
   const at = args.lastIndexOf('--port');
@@ -159,6 +175,7 @@ class Cluster {
   private bridge: Child | undefined;
   private readonly routers: Child[] = [];
   private readonly replicas: Child[] = [];
+  private collector: Child | undefined;
   private stopReason: string | undefined;
   /** Set once the cluster is being stopped (by a signal or a failed start): exits are expected. */
   private stopping = false;
@@ -172,7 +189,12 @@ class Cluster {
   }
 
   private get children(): Child[] {
-    return [...(this.bridge === undefined ? [] : [this.bridge]), ...this.routers, ...this.replicas];
+    return [
+      ...(this.bridge === undefined ? [] : [this.bridge]),
+      ...this.routers,
+      ...this.replicas,
+      ...(this.collector === undefined ? [] : [this.collector]),
+    ];
   }
 
   private readonly onSignal = (signal: NodeJS.Signals): void => {
@@ -272,10 +294,28 @@ class Cluster {
         `${displayPath(plan.model)} (${where}, ${plan.threads} thread(s) each)…`,
     );
 
+    if (plan.collector) {
+      // First: it creates the capture streams the routers publish to.
+      say('up: starting the collector…');
+      const id = local ? 'collector-1' : newActorId('collector');
+      this.collector = await this.spawn({
+        role: 'collector',
+        id,
+        env: this.childEnv(env, 'collector', id),
+        args: common,
+      });
+      await this.allReady([this.collector]);
+      if (this.stopReason !== undefined) return;
+    }
     for (let i = 1; i <= plan.routers; i++) {
       const id = local ? `router-${i}` : newActorId('router');
       this.routers.push(
-        await this.spawn({ role: 'router', id, env: this.childEnv(env, 'router', id), args: common }),
+        await this.spawn({
+          role: 'router',
+          id,
+          env: this.childEnv(env, 'router', id),
+          args: [...common, ...captureArgs(plan)],
+        }),
       );
     }
     await this.allReady(this.routers);
@@ -369,6 +409,7 @@ class Cluster {
     for (let i = 1; i <= this.plan.routers; i++) store.issue('router', `router-${i}`);
     for (let i = 1; i <= this.plan.replicas; i++) store.issue('replica', `replica-${i}`);
     store.issue('bridge', 'bridge-1');
+    store.issue('collector', 'collector-1');
     store.issue('client', 'client');
     store.issue('operator', 'operator');
     return { kind: 'nkeys', users: store.users };
@@ -405,6 +446,7 @@ class Cluster {
     }
     lines.push(
       `  routers     ${this.routers.map((r) => r.spec.id).join(', ')}`,
+      `  collector   ${this.collector?.spec.id ?? 'none (--collector=false)'}`,
       `  replicas    ${this.replicas.map((r) => `${r.spec.id} (${r.first?.detail ?? r.spec.device ?? 'cpu'})`).join(', ')}`,
     );
     if (this.plan.metrics) {
@@ -428,6 +470,8 @@ class Cluster {
       ...(this.bridge === undefined ? [] : [await this.stopChild(this.bridge)]),
       ...(await Promise.all(this.routers.map((r) => this.stopChild(r)))),
       ...(await Promise.all(this.replicas.map((r) => this.stopChild(r)))),
+      // Last: it merges what the routers published while they drained.
+      ...(this.collector === undefined ? [] : [await this.stopChild(this.collector)]),
     ];
     await this.nats?.stop();
     this.removeCredentials();

@@ -5,6 +5,7 @@ import { logLevelDef, metricsHostDef, natsDefs, type CommonSettings } from './co
 import { parseGpus } from './gpus.ts';
 import type { OptionDef, OptionTable } from './option.ts';
 import { modelDef } from './replica-table.ts';
+import { captureDefs } from './router-table.ts';
 
 /** Replicas `up` starts without `--replicas` or `--gpus`. */
 export const DEFAULT_UP_REPLICAS = 1;
@@ -39,11 +40,31 @@ export interface UpSettings extends CommonSettings {
   metricsHost: string;
   /** Run the local nats-server without credentials or permissions (as before secure-by-default). */
   insecure: boolean;
+  /** Start a collector (capture needs one only to turn events into records and datasets). */
+  collector: boolean;
+  /** Handed to every router as `--capture*`. */
+  capture: {
+    enabled: boolean;
+    models?: string[];
+    sample: string;
+    text: boolean;
+    redact: boolean;
+    bufferEvents: number;
+  };
 }
 
 const env = (flag: string): string => `SWITCHYARD_UP_${flag.toUpperCase().replaceAll('-', '_')}`;
 
 const defs: OptionDef[] = [
+  {
+    key: 'collector',
+    flag: 'collector',
+    env: env('collector'),
+    type: 'bool',
+    default: true,
+    doc: 'Start a collector, which turns captured completions and feedback into records, stats and datasets; --collector=false leaves it out (the streams still keep events).',
+  },
+  ...captureDefs(env),
   {
     key: 'replicas',
     flag: 'replicas',

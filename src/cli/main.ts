@@ -17,6 +17,7 @@ import { unknownEnvironment } from '../config/resolve.ts';
 import { ROUTER_TABLE } from '../config/router-table.ts';
 import { UP_TABLE } from '../config/up-table.ts';
 import { COLLECTOR_TABLE } from '../config/collector-table.ts';
+import { DATASET_TABLE } from '../config/dataset-table.ts';
 import { StartupError, SwitchyardError } from '../errors/errors.ts';
 import { subcommandHelp } from '../config/help.ts';
 import { hasParent, reportedReady, tellParent } from './ipc.ts';
@@ -74,6 +75,14 @@ const COMMANDS: ReadonlyMap<string, CommandEntry> = new Map<string, CommandEntry
       summary: COLLECTOR_TABLE.summary,
       help: subcommandHelp(COLLECTOR_TABLE),
       run: lazy(() => import('./collector.ts'), 'collectorCommand'),
+    },
+  ],
+  [
+    'dataset',
+    {
+      summary: DATASET_TABLE.summary,
+      help: subcommandHelp(DATASET_TABLE),
+      run: lazy(() => import('./dataset.ts'), 'datasetCommand'),
     },
   ],
   ['help', { summary: "Show this help, or a command's: switchyard help <command>.", run: helpCommand }],

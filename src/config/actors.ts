@@ -13,6 +13,7 @@ import { resolveTable, type ResolveInput } from './resolve.ts';
 import { ROUTER_TABLE, type RouterSettings } from './router-table.ts';
 import { UP_TABLE, type UpSettings } from './up-table.ts';
 import { COLLECTOR_TABLE, type CollectorSettings } from './collector-table.ts';
+import { DATASET_TABLE, type DatasetSettings } from './dataset-table.ts';
 
 /** Every subcommand's options: a config file is checked against all of them. */
 export const ALL_TABLES: readonly OptionTable[] = [
@@ -20,6 +21,7 @@ export const ALL_TABLES: readonly OptionTable[] = [
   ROUTER_TABLE,
   BRIDGE_TABLE,
   COLLECTOR_TABLE,
+  DATASET_TABLE,
   UP_TABLE,
 ];
 
@@ -54,6 +56,11 @@ export function resolveRouterConfig(input: ResolveInput): Resolved<RouterSetting
 /** Options of `switchyard collector`, ready for `startCollector` (after taking out `logLevel`). */
 export function resolveCollectorConfig(input: ResolveInput): Resolved<CollectorSettings> {
   return resolveAs<CollectorSettings>(COLLECTOR_TABLE, input);
+}
+
+/** Options of `switchyard dataset <action>`. */
+export function resolveDatasetConfig(input: ResolveInput): Resolved<DatasetSettings> {
+  return resolveAs<DatasetSettings>(DATASET_TABLE, input);
 }
 
 /**

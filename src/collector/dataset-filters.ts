@@ -5,6 +5,7 @@
  * slice of traffic its shards hold.
  */
 import { InvalidRequestError } from '../errors/errors.ts';
+import { readEnum, readNumber, readOptional, readString, type WireObject } from '../validation/fields.ts';
 import { UNKNOWN_VERSION } from './stats.ts';
 import type { CollectedRecord } from './record.ts';
 
@@ -135,4 +136,68 @@ export function describeFilters(filters: DatasetFilters): DescribedDatasetFilter
   if (checked.finishReason !== undefined) out.finish_reason = checked.finishReason;
   if (checked.hasFeedback !== undefined) out.has_feedback = checked.hasFeedback;
   return out;
+}
+
+/** The keys of {@link DescribedDatasetFilters}, the filters' JSON form. */
+const DESCRIBED_KEYS: ReadonlySet<string> = new Set([
+  'model',
+  'version',
+  'since',
+  'until',
+  'min_rating',
+  'finish_reason',
+  'has_feedback',
+]);
+
+/** Longest model id or version a filter names (as the capture decoder bounds `model`). */
+const FILTER_NAME_MAX_LENGTH = 64;
+/** Longest time a filter gives as a string (an ISO 8601 date with offset fits). */
+const FILTER_TIME_MAX_LENGTH = 64;
+
+function readTime(field: string, value: unknown): Date | number {
+  if (typeof value === 'number') return readNumber(field, value, { min: -MAX_EPOCH_MS, max: MAX_EPOCH_MS });
+  const text = readString(field, value, { minLength: 1, maxLength: FILTER_TIME_MAX_LENGTH });
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms))
+    throw new InvalidRequestError(
+      `${field} must be an ISO 8601 time or epoch milliseconds, got ${JSON.stringify(text)}`,
+    );
+  return new Date(ms);
+}
+
+/**
+ * Reads filters from their JSON form ({@link describeFilters}'s, as a dataset request carries
+ * them over NATS; times may also be epoch ms), then checks them. An unknown key is refused rather
+ * than ignored: a misspelt filter must not silently widen an export.
+ */
+export function readDatasetFilters(o: WireObject): DatasetFilters {
+  const unknown = Object.keys(o).filter((k) => !DESCRIBED_KEYS.has(k));
+  if (unknown.length > 0) {
+    throw new InvalidRequestError(
+      `unknown dataset filter ${unknown.join(', ')}; known: ${[...DESCRIBED_KEYS].join(', ')}`,
+    );
+  }
+  const name = (f: string, v: unknown): string =>
+    readString(f, v, { minLength: 1, maxLength: FILTER_NAME_MAX_LENGTH });
+  const model = readOptional(o, 'model', name);
+  const version = readOptional(o, 'version', name);
+  const since = readOptional(o, 'since', readTime);
+  const until = readOptional(o, 'until', readTime);
+  const minRating = readOptional(o, 'min_rating', (f, v) => readNumber(f, v, { min: 0, max: 1 }));
+  const finishReason = readOptional(o, 'finish_reason', (f, v) => readEnum(f, v, DATASET_FINISH_REASONS));
+  const hasFeedback = readOptional(o, 'has_feedback', (f, v) => {
+    if (typeof v !== 'boolean') throw new InvalidRequestError(`${f} must be a boolean, got ${String(v)}`);
+    return v;
+  });
+  const filters: DatasetFilters = {
+    ...(model !== undefined ? { model } : {}),
+    ...(version !== undefined ? { version } : {}),
+    ...(since !== undefined ? { since } : {}),
+    ...(until !== undefined ? { until } : {}),
+    ...(minRating !== undefined ? { minRating } : {}),
+    ...(finishReason !== undefined ? { finishReason } : {}),
+    ...(hasFeedback !== undefined ? { hasFeedback } : {}),
+  };
+  checkDatasetFilters(filters);
+  return filters;
 }

@@ -11,6 +11,9 @@ import type { CompletionEvent } from '../cluster/messages/capture.ts';
 import { checkDatasetFilters, matchesFilters, type DatasetFilters } from './dataset-filters.ts';
 import { isCompleted, type CollectedRecord } from './record.ts';
 
+// The filters' type lives with their checks; re-exported so an export's inputs come from one module.
+export type { DatasetFilters } from './dataset-filters.ts';
+
 /** The export formats (`--format`). */
 export const DATASET_FORMATS = ['sft', 'preference', 'kto'] as const;
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { describeFilters, readDatasetFilters } from '../../src/collector/dataset-filters.ts';
 import { exportDataset, promptKey, type DatasetCounts } from '../../src/collector/datasets.ts';
 import type { CollectedRecord } from '../../src/collector/record.ts';
 import { InvalidRequestError } from '../../src/errors/errors.ts';
@@ -261,6 +262,61 @@ describe('exportDataset: filters', () => {
         () => exportDataset(records, 'sft', filters),
         (err: unknown) => err instanceof InvalidRequestError && message.test(err.message),
         JSON.stringify(filters),
+      );
+    }
+  });
+});
+
+describe('dataset filters over the wire', () => {
+  it('reads back what describeFilters wrote, through JSON, selecting the same records', () => {
+    const filters = {
+      model: 'a',
+      version: 'v1',
+      since: new Date(BASE_MS),
+      until: BASE_MS + 5000,
+      minRating: 0.25,
+      finishReason: 'length' as const,
+      hasFeedback: true,
+    };
+    const wire = JSON.parse(JSON.stringify(describeFilters(filters))) as Record<string, unknown>;
+    assert.deepEqual(wire, {
+      model: 'a',
+      version: 'v1',
+      since: '2026-01-01T00:00:00.000Z',
+      until: '2026-01-01T00:00:05.000Z',
+      min_rating: 0.25,
+      finish_reason: 'length',
+      has_feedback: true,
+    });
+    const read = readDatasetFilters(wire);
+    assert.deepEqual(describeFilters(read), wire);
+    const records = [
+      rec(1, { model: 'a', finish_reason: 'length' }, { rating: 0.5 }),
+      rec(2, { model: 'a' }),
+    ];
+    assert.deepEqual(exportDataset(records, 'sft', read).lines, [
+      '{"prompt":"prompt 1","completion":"output 1"}',
+    ]);
+    assert.deepEqual(exportDataset(records, 'sft', read), exportDataset(records, 'sft', filters));
+    assert.deepEqual(readDatasetFilters({}), {});
+    assert.deepEqual(readDatasetFilters({ since: BASE_MS, model: null }), { since: BASE_MS });
+  });
+
+  it('refuses unknown keys and bad values, naming them', () => {
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [{ min_ratin: 0.5 }, /unknown dataset filter min_ratin/],
+      [{ since: 'yesterday' }, /since must be an ISO 8601 time or epoch milliseconds/],
+      [{ min_rating: '0.5' }, /min_rating must be a number/],
+      [{ finish_reason: 'cancelled' }, /finish_reason must be one of/],
+      [{ has_feedback: 'yes' }, /has_feedback must be a boolean/],
+      [{ model: '' }, /model must be a string of 1 to 64 characters/],
+      [{ since: '2026-01-02T00:00:00Z', until: '2026-01-01T00:00:00Z' }, /since .* must be before until/],
+    ];
+    for (const [wire, message] of bad) {
+      assert.throws(
+        () => readDatasetFilters(wire),
+        (err: unknown) => err instanceof InvalidRequestError && message.test(err.message),
+        JSON.stringify(wire),
       );
     }
   });

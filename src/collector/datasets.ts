@@ -232,10 +232,12 @@ function keepsOver(a: CollectedRecord, b: CollectedRecord): boolean {
 
 /**
  * The dataset lines of `format` from `records`: completed requests (`stop` or `length`, no
- * error) that pass `filters` and have their text, one line each where the format has one,
- * deduplicated by normalised prompt ({@link promptKey}; which record stays: see `keepsOver`
- * above, after the format's own selection, so a preference export keeps a prompt's corrected
- * record even when an uncorrected one has a higher rating), in completion-sequence order.
+ * error) that pass `filters` and have their text, one line each where the format has one, in
+ * completion-sequence order (then request id). Deduplicated by normalised prompt
+ * ({@link promptKey}): of the records with one prompt, the one kept has feedback, then the
+ * highest rating, then the lowest completion sequence. Deduplication runs after the format's own
+ * selection, so a preference export keeps a prompt's corrected record even when an uncorrected
+ * one has a higher rating.
  * Throws InvalidRequestError for a bad filter.
  */
 export function exportDataset(

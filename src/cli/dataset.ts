@@ -13,7 +13,13 @@ import type { VersionStats } from '../collector/stats.ts';
 import { resolveDatasetConfig } from '../config/actors.ts';
 import { DATASET_TABLE, type DatasetSettings } from '../config/dataset-table.ts';
 import { subcommandHelp } from '../config/help.ts';
-import { InternalError, StartupError, UnavailableError, errorFromCode, isErrorCode } from '../errors/errors.ts';
+import {
+  InternalError,
+  StartupError,
+  UnavailableError,
+  errorFromCode,
+  isErrorCode,
+} from '../errors/errors.ts';
 
 /** Progress and summaries: stderr, so stdout holds only data. */
 function say(line: string): void {
@@ -31,7 +37,10 @@ export async function datasetCommand(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (!(ACTIONS as readonly string[]).includes(action)) {
-    throw new StartupError('config', `dataset: unknown action '${action}'; the actions are ${ACTIONS.join(', ')}`);
+    throw new StartupError(
+      'config',
+      `dataset: unknown action '${action}'; the actions are ${ACTIONS.join(', ')}`,
+    );
   }
   const resolved = resolveDatasetConfig({ argv: rest });
   if (resolved.help) {
@@ -58,7 +67,8 @@ function filtersOf(s: DatasetSettings): DatasetFilters {
   if (s.until !== undefined) f.until = timeOf('--until', s.until);
   if (s.minRating !== undefined) {
     const r = Number(s.minRating);
-    if (!(r >= 0 && r <= 1)) throw new StartupError('config', `--min-rating must be a number in [0, 1], got '${s.minRating}'`);
+    if (!(r >= 0 && r <= 1))
+      throw new StartupError('config', `--min-rating must be a number in [0, 1], got '${s.minRating}'`);
     f.minRating = r;
   }
   if (s.finishReason !== undefined) f.finishReason = s.finishReason;
@@ -116,7 +126,17 @@ async function printStats(nc: NatsConnection, s: DatasetSettings): Promise<void>
     String(v.feedback.count),
     v.feedback.rating_mean === null ? '-' : v.feedback.rating_mean.toFixed(2),
   ]);
-  const head = ['model', 'version', 'requests', 'errors', 'ttft p50 ms', 'ttft p99 ms', 'tpot p50 ms', 'feedback', 'rating'];
+  const head = [
+    'model',
+    'version',
+    'requests',
+    'errors',
+    'ttft p50 ms',
+    'ttft p99 ms',
+    'tpot p50 ms',
+    'feedback',
+    'rating',
+  ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   process.stdout.write(`${[line(head), ...rows.map(line)].join('\n')}\n`);
@@ -124,7 +144,8 @@ async function printStats(nc: NatsConnection, s: DatasetSettings): Promise<void>
 }
 
 async function runExport(nc: NatsConnection, s: DatasetSettings): Promise<void> {
-  if (s.format === undefined) throw new StartupError('config', 'dataset export needs --format sft|preference|kto');
+  if (s.format === undefined)
+    throw new StartupError('config', 'dataset export needs --format sft|preference|kto');
   if (s.out === undefined) throw new StartupError('config', 'dataset export needs --out DIR');
   const filters = filtersOf(s);
   const first = await ask<ExportPage>(
@@ -141,7 +162,8 @@ async function runExport(nc: NatsConnection, s: DatasetSettings): Promise<void> 
       { snapshot: first.snapshot, offset: lines.length },
       s.timeoutMs,
     );
-    if (page.lines.length === 0) throw new UnavailableError('the collector sent an empty page before the end');
+    if (page.lines.length === 0)
+      throw new UnavailableError('the collector sent an empty page before the end');
     lines.push(...page.lines);
     say(`dataset: ${lines.length}/${first.total} lines`);
   }

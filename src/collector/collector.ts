@@ -20,7 +20,6 @@ import {
   EXPORT_PAGE_BYTES,
   decodeExportRequest,
   decodePageRequest,
-  type ExportFiltersWire,
   type ExportPage,
 } from '../cluster/messages/collector.ts';
 import {
@@ -38,7 +37,7 @@ import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { serveMetrics, type MetricsServer } from '../telemetry/prometheus.ts';
 import { endSpan, extractTrace, tracer } from '../telemetry/propagation.ts';
 import { runConsumer, UnreadableMessage, type RunningConsumer } from './consumer.ts';
-import { exportDataset, type DatasetFilters } from './datasets.ts';
+import { exportDataset } from './datasets.ts';
 import { CollectorMetrics } from './metrics.ts';
 import {
   compileCollectorOptions,
@@ -252,7 +251,7 @@ class CollectorActor implements Collector {
 
   private exportFirst(msg: Msg): ExportPage {
     const request = decodeExportRequest(msg.data);
-    const result = exportDataset(this.records.records(), request.format, toFilters(request.filters));
+    const result = exportDataset(this.records.records(), request.format, request.filters);
     this.pruneSnapshots();
     const snapshot = randomUUID();
     this.snapshots.set(snapshot, {
@@ -327,17 +326,4 @@ class CollectorActor implements Collector {
     this.log.info({ state: heartbeatStateOf(this.state) }, 'collector stopped');
     this.resolveClosed();
   }
-}
-
-/** Wire filters as the dataset functions take them. */
-function toFilters(f: ExportFiltersWire): DatasetFilters {
-  const out: DatasetFilters = {};
-  if (f.model !== undefined) out.model = f.model;
-  if (f.version !== undefined) out.version = f.version;
-  if (f.since !== undefined) out.since = f.since;
-  if (f.until !== undefined) out.until = f.until;
-  if (f.min_rating !== undefined) out.minRating = f.min_rating;
-  if (f.finish_reason !== undefined) out.finishReason = f.finish_reason;
-  if (f.has_feedback !== undefined) out.hasFeedback = f.has_feedback;
-  return out;
 }

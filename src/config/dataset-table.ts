@@ -4,7 +4,7 @@
  * credential `up` printed (`--nats-nkey-seed-file`).
  */
 import type { ConnectionOptions } from '../cluster/connection.ts';
-import { DATASET_FORMATS } from '../cluster/messages/collector.ts';
+import { DATASET_FORMATS } from '../collector/datasets.ts';
 import { DEFAULT_SERVERS_TEXT, logLevelDef, natsDefs, type CommonSettings } from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
 
@@ -47,7 +47,13 @@ const defs: OptionDef[] = [
     choices: DATASET_FORMATS,
     doc: 'export: sft (chat messages, or prompt/completion pairs), preference (prompt, chosen, rejected from corrections) or kto (prompt, completion, label from thumbs).',
   },
-  { key: 'out', flag: 'out', env: env('out'), type: 'path', doc: 'export: the directory to write shards and manifest.json into.' },
+  {
+    key: 'out',
+    flag: 'out',
+    env: env('out'),
+    type: 'path',
+    doc: 'export: the directory to write shards and manifest.json into.',
+  },
   text('model', 'model', 'ID', 'Only this model.'),
   text('version', 'version', 'VERSION', 'Only this model version.'),
   text('since', 'since', 'TIME', 'Only requests that ended at or after this time (ISO 8601 or epoch ms).'),
@@ -93,6 +99,7 @@ const defs: OptionDef[] = [
 /** Options of `switchyard dataset`. */
 export const DATASET_TABLE: OptionTable = {
   section: 'dataset',
-  summary: 'Datasets from the collector: `dataset stats` (per-version figures), `dataset export --format sft|preference|kto --out DIR`.',
+  summary:
+    'Datasets from the collector: `dataset stats` (per-version figures), `dataset export --format sft|preference|kto --out DIR`.',
   defs,
 };

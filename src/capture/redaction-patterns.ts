@@ -121,7 +121,9 @@ export const REDACTION_PATTERNS: readonly RedactionPattern[] = [
     accept: hasDigitAndLetter,
     matches: 'the token after `Bearer ` (12+ token characters, with a digit and a letter)',
     excludes: 'prose such as `bearer tokens expire` (no digit); the word `Bearer` itself stays',
-    examples: [['curl -H "Authorization: Bearer mF_9.B5f-4.1JqM7gS2xQz"', 'curl -H "Authorization: Bearer <SECRET>"']],
+    examples: [
+      ['curl -H "Authorization: Bearer mF_9.B5f-4.1JqM7gS2xQz"', 'curl -H "Authorization: Bearer <SECRET>"'],
+    ],
     counterexamples: ['the bearer authentication scheme', 'Bearer tokens are short-lived'],
   }),
   row({
@@ -141,10 +143,15 @@ export const REDACTION_PATTERNS: readonly RedactionPattern[] = [
     kind: 'SECRET',
     regex: /(?<![\w-])sk-[A-Za-z0-9_-]{20,}/g,
     accept: hasDigitAndLetter,
-    matches: '`sk-` keys (OpenAI, Anthropic `sk-ant-…`, project keys `sk-proj-…`): 20+ characters with a digit',
+    matches:
+      '`sk-` keys (OpenAI, Anthropic `sk-ant-…`, project keys `sk-proj-…`): 20+ characters with a digit',
     excludes: '`sk` inside words (`task-force`, `desk-top`), `sk-learn` and other short or digit-free names',
     examples: ['sk-proj-4f9XcB2mQ7rT1vL8nK3pZ6wY', 'sk-ant-api03-AbCdEf123456GhIjKl7890'],
-    counterexamples: ['task-force-2024-planning-meeting-notes', 'sk-learn', 'sk-learn-is-a-great-library-for-ml'],
+    counterexamples: [
+      'task-force-2024-planning-meeting-notes',
+      'sk-learn',
+      'sk-learn-is-a-great-library-for-ml',
+    ],
   }),
   row({
     name: 'stripe-key',
@@ -210,17 +217,24 @@ export const REDACTION_PATTERNS: readonly RedactionPattern[] = [
     accept: isHighEntropySecret,
     matches:
       'the value after `api_key=`, `token:`, `secret=`, `client_secret:` and similar keys (also JSON `"key": "value"`): 16+ base64 or hex characters with a digit, a letter and 2.5+ bits of entropy per character',
-    excludes: 'short values (`token: 15`), word-like values (`token: verification_required`), `max_tokens=256`',
+    excludes:
+      'short values (`token: 15`), word-like values (`token: verification_required`), `max_tokens=256`',
     examples: [
       ['api_key=9f86d081884c7d659a2feaa0c55ad015', 'api_key=<SECRET>'],
       ['{"client_secret": "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg="}', '{"client_secret": "<SECRET>"}'],
     ],
-    counterexamples: ['token: verification_required', 'max_tokens=256', 'prompt_tokens: 12', 'token = 0000000000000000'],
+    counterexamples: [
+      'token: verification_required',
+      'max_tokens=256',
+      'prompt_tokens: 12',
+      'token = 0000000000000000',
+    ],
   }),
   row({
     name: 'password',
     kind: 'SECRET',
-    regex: /(?<![A-Za-z0-9])(?:password|passwd|passphrase|pwd)["']?[ \t]*[:=][ \t]*["']?([^\s"'`,;&<>]{6,})/dgi,
+    regex:
+      /(?<![A-Za-z0-9])(?:password|passwd|passphrase|pwd)["']?[ \t]*[:=][ \t]*["']?([^\s"'`,;&<>]{6,})/dgi,
     group: 1,
     accept: isPasswordValue,
     matches: 'the value after `password=`, `passwd:`, `pwd=`: 6+ characters, not letters only',
@@ -235,8 +249,10 @@ export const REDACTION_PATTERNS: readonly RedactionPattern[] = [
     name: 'email',
     kind: 'EMAIL',
     regex: /(?<![\w.+%-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}(?![\w-])/g,
-    matches: 'an e-mail address: ASCII local part (64 at most), a dotted domain, a letters-only top-level domain',
-    excludes: '`@` handles and decorators (`@user`, `@Override`), `user@localhost`, addresses with non-ASCII domains',
+    matches:
+      'an e-mail address: ASCII local part (64 at most), a dotted domain, a letters-only top-level domain',
+    excludes:
+      '`@` handles and decorators (`@user`, `@Override`), `user@localhost`, addresses with non-ASCII domains',
     examples: ['alice@example.com', 'first.last+tag@mail.example.co.uk', 'x_y%z@sub-domain.example.org'],
     counterexamples: ['@alice', '@Override', 'root@localhost', 'pip install pkg@1.2.3'],
   }),
@@ -250,7 +266,13 @@ export const REDACTION_PATTERNS: readonly RedactionPattern[] = [
     trim: intlPhoneLength,
     matches: 'a `+` number of 8 to 15 digits, separated by spaces, dots or dashes, with an optional `(area)`',
     excludes: 'signed numbers (`+3.14`, `+100`), `+` inside sums (`2+3`)',
-    examples: ['+1 (555) 123-4567', '+44 20 7946 0958', '+4915112345678', '+49 (0)30 1234567', '+33 6 12 34 56 78'],
+    examples: [
+      '+1 (555) 123-4567',
+      '+44 20 7946 0958',
+      '+4915112345678',
+      '+49 (0)30 1234567',
+      '+33 6 12 34 56 78',
+    ],
     counterexamples: ['+3.14159265358', '+100 points', '2+3=5', '+1.5%'],
   }),
   row({
@@ -274,7 +296,8 @@ export const REDACTION_PATTERNS: readonly RedactionPattern[] = [
       'g',
     ),
     accept: isNationalPhone,
-    matches: 'a national number with a trunk 0, 9 to 12 digits, one kind of separator: `020 7946 0958`, `06 12 34 56 78`',
+    matches:
+      'a national number with a trunk 0, 9 to 12 digits, one kind of separator: `020 7946 0958`, `06 12 34 56 78`',
     excludes: 'dates (`05.01.2024`: 8 digits), times, bare digit runs (`0301234567`)',
     examples: ['020 7946 0958', '06 12 34 56 78', '030-1234567', '(030) 1234567', '0151 12345678'],
     counterexamples: ['05.01.2024', '01.02.2023 12:00', '0301234567', '0.5 0.25'],
@@ -318,7 +341,12 @@ export const REDACTION_PATTERNS: readonly RedactionPattern[] = [
     matches:
       'an IBAN: country code, two check digits, the account (15 to 34 characters in all), bare or in groups of four, mod-97 checked',
     excludes: 'mod-97 failures, lower-case IBANs, codes that merely start with two letters and two digits',
-    examples: ['DE89 3704 0044 0532 0130 00', 'GB82WEST12345698765432', 'FR14 2004 1010 0505 0001 3M02 606', 'NO9386011117947'],
+    examples: [
+      'DE89 3704 0044 0532 0130 00',
+      'GB82WEST12345698765432',
+      'FR14 2004 1010 0505 0001 3M02 606',
+      'NO9386011117947',
+    ],
     counterexamples: ['DE89 3704 0044 0532 0130 01', 'GB82WEST12345698765433', 'AB12 CDEF GHIJ'],
   }),
   row({
@@ -327,7 +355,8 @@ export const REDACTION_PATTERNS: readonly RedactionPattern[] = [
     regex: new RegExp(`(?<![\\w.])${IPV4}(?:/(?:3[0-2]|[12]?\\d))?(?![\\w]|\\.\\d)`, 'g'),
     matches:
       'a dotted-quad IPv4 address with octets 0–255, with an optional /prefix; `1.2.3.4` is an address, whatever it was meant as',
-    excludes: 'invalid octets (`999.1.1.1`), leading zeros (`01.02.03.04`), five parts (`1.2.3.4.5`), `v1.2.3.4`',
+    excludes:
+      'invalid octets (`999.1.1.1`), leading zeros (`01.02.03.04`), five parts (`1.2.3.4.5`), `v1.2.3.4`',
     examples: ['192.168.1.10', '10.0.0.0/8', '8.8.8.8', '1.2.3.4', '255.255.255.255'],
     counterexamples: ['999.1.1.1', '1.2.3.4.5', 'v1.2.3.4', '01.02.03.04', '1.2.3', '256.1.1.1'],
   }),
@@ -339,9 +368,15 @@ export const REDACTION_PATTERNS: readonly RedactionPattern[] = [
       'g',
     ),
     accept: isIpv6,
-    matches: 'an IPv6 address: eight groups, or `::`-compressed with a digit and 3+ groups or a 4-digit group; IPv4 tails, zones',
+    matches:
+      'an IPv6 address: eight groups, or `::`-compressed with a digit and 3+ groups or a 4-digit group; IPv4 tails, zones',
     excludes: 'times (`12:30:45`), MAC addresses (6 groups), `::`, `::1`, slices (`a[1::2]`), `std::vector`',
-    examples: ['2001:0db8:85a3:0000:0000:8a2e:0370:7334', '2001:db8::1', 'fe80::1%eth0', '::ffff:192.168.0.1'],
+    examples: [
+      '2001:0db8:85a3:0000:0000:8a2e:0370:7334',
+      '2001:db8::1',
+      'fe80::1%eth0',
+      '::ffff:192.168.0.1',
+    ],
     counterexamples: ['12:30:45', '00:1A:2B:3C:4D:5E', 'a[1::2]', 'std::vector', '::1', 'Add::bad'],
   }),
 ];

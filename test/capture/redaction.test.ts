@@ -182,6 +182,7 @@ const CASES: Record<RedactionKind, { positives: Positive[]; negatives: string[] 
       'AKIA alone, AKIAIOSFODNN7EXAMPLE2 too long',
       'header eyJhbGciOiJIUzI1NiJ9 only',
       'the api key is in the vault',
+      'sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
       'token = 0000000000000000',
       '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----',
     ],
@@ -343,7 +344,8 @@ describe('redaction: one pass over mixed text', () => {
 
   it('overlaps: the leftmost match wins, then the longest', () => {
     // The JWT is also a keyed token value and a Bearer token: one placeholder.
-    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U';
+    const jwt =
+      'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U';
     assert.equal(redactText(`Authorization: Bearer ${jwt}`).text, 'Authorization: Bearer <SECRET>');
     // An address in a URL with credentials: the e-mail-shaped `pass@host` is the longer match.
     assert.equal(redactText('https://u:secret1@example.com/x').text, 'https://u:<EMAIL>/x');
@@ -395,7 +397,18 @@ describe('redaction: one pass over mixed text', () => {
 
   it('handles the empty string and a 256 KiB prompt (linear scan: adversarial repeats finish)', () => {
     assert.deepEqual(redactText(''), { text: '', kinds: [] });
-    for (const unit of ['a', '1', ':', 'a.', '1.', '0 ', 'a@', '+1 ', 'token=', '-----BEGIN PRIVATE KEY-----']) {
+    for (const unit of [
+      'a',
+      '1',
+      ':',
+      'a.',
+      '1.',
+      '0 ',
+      'a@',
+      '+1 ',
+      'token=',
+      '-----BEGIN PRIVATE KEY-----',
+    ]) {
       const text = unit.repeat(Math.ceil((256 * 1024) / unit.length));
       const r = redactText(text);
       assert.equal(redactText(r.text).text, r.text, `idempotent on ${unit} repeated`);

@@ -19,6 +19,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { ActorProcess, injectFault, killAll, waitFor } from '../helpers/cluster.ts';
 import { waitForAliveReplicas } from '../helpers/metrics.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
+import { ECHO_MODEL_ID } from '../../src/engine/echo.ts';
 
 const MODEL = 'tiny-gpt2';
 
@@ -44,6 +45,8 @@ describe('capture: every request that reaches a router is recorded once', () => 
           '300',
         ]),
         ActorProcess.start('replica', 'rep-1', server.url),
+        // Echoes the prompt's bytes: an output that holds what the prompt held, to redact.
+        ActorProcess.start('replica', 'rep-echo', server.url, ['--echo']),
       ])),
     );
     nc = await connectNats({ servers: server.url });
@@ -53,7 +56,7 @@ describe('capture: every request that reaches a router is recorded once', () => 
       { replicas: 1, maxAgeMs: 3_600_000, maxBytes: 1 << 26 },
       createLogger({ role: 'test', id: 'capture-test' }),
     );
-    await waitForAliveReplicas(routerMetrics, 'rt-1', 1);
+    await waitForAliveReplicas(routerMetrics, 'rt-1', 2);
   });
 
   after(async () => {
@@ -119,9 +122,9 @@ describe('capture: every request that reaches a router is recorded once', () => 
   it('a request whose replica is SIGKILLed mid-stream is recorded once, completed, with its failover', async () => {
     const victim = await ActorProcess.start('replica', 'victim', server.url);
     actors.push(victim);
-    await waitForAliveReplicas(routerMetrics, 'rt-1', 2);
+    await waitForAliveReplicas(routerMetrics, 'rt-1', 3);
     await injectFault(nc, 'rep-1', { drop_heartbeats: true });
-    await waitForAliveReplicas(routerMetrics, 'rt-1', 1);
+    await waitForAliveReplicas(routerMetrics, 'rt-1', 2);
     await injectFault(nc, 'victim', { step_delay_ms: 15 });
     const stream = client.stream(
       { model: MODEL, prompt: 'Failover', maxTokens: 120, temperature: 0, ignoreEos: true },
@@ -145,6 +148,32 @@ describe('capture: every request that reaches a router is recorded once', () => 
     assert.ok(f.attempts >= 2, `attempts ${f.attempts}`);
     assert.ok(f.failovers.length >= 1);
     assert.equal(f.failovers[0]!.replica, 'victim');
+  });
+
+  it('redaction: nothing redacted reaches the stream or an export, as text or as token ids', async () => {
+    const secret = 'mail bob@example.com, card 4111 1111 1111 1111, key sk-live-abcdefghijklmnopqrstuvwx1234';
+    const echoed = await client.generate(
+      { model: ECHO_MODEL_ID, prompt: secret, maxTokens: secret.length },
+      { requestId: 'cap-redact' },
+    );
+    assert.ok(echoed.text.includes('bob@example.com'), 'the caller gets its answer unredacted');
+    await waitFor('the redacted record', () => record('cap-redact')?.completion !== undefined);
+    const r = record('cap-redact')!;
+    const c = r.completion!;
+    assert.ok(
+      c.prompt?.includes('<EMAIL>') && c.prompt.includes('<CARD>') && c.prompt.includes('<SECRET>'),
+      c.prompt,
+    );
+    assert.ok(c.output_text?.includes('<EMAIL>'), c.output_text);
+    assert.equal(c.output_token_ids, undefined, 'token ids that decode to the redacted text are dropped');
+    assert.deepEqual(c.redacted, ['CARD', 'EMAIL', 'SECRET']);
+    // The stored bytes themselves, not only the record.
+    const jsm = await jetstreamManager(nc);
+    const stored = await jsm.streams.getMessage(COMPLETIONS_STREAM, { seq: r.completion_seq! });
+    const raw = new TextDecoder().decode(stored!.data);
+    for (const leak of ['bob@example.com', '4111 1111 1111 1111', 'sk-live-abcdefghij']) {
+      assert.ok(!raw.includes(leak), `the stream holds ${leak}`);
+    }
   });
 
   it('a refusal at admission is recorded (provisional), a resend that completes replaces it', async () => {
@@ -187,7 +216,7 @@ describe('capture: every request that reaches a router is recorded once', () => 
         // The next router joins, then the first drains: its 300 ms grace runs out mid-stream.
         const next = await ActorProcess.start('router', 'rt-2', server.url, ['--metrics-port', String(port)]);
         actors.push(next);
-        await waitForAliveReplicas(`http://127.0.0.1:${port}/metrics`, 'rt-2', 1);
+        await waitForAliveReplicas(`http://127.0.0.1:${port}/metrics`, 'rt-2', 2);
         const first = actors.find((a) => a.id === 'rt-1')!;
         void first.terminate();
       }

@@ -3,7 +3,29 @@
 
 import { el } from './dom.js';
 
-const LABELS = { up: ['👍', 'Good reply'], down: ['👎', 'Bad reply'] };
+const SVG_NS = 'http://www.w3.org/2000/svg';
+/** Each rating's icon (thumbs outlines, drawn as paths: no emoji font needed) and label. */
+const THUMBS = {
+  up: {
+    title: 'Good reply',
+    path: 'M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.3a2 2 0 0 0 2-1.7l1.4-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3',
+  },
+  down: {
+    title: 'Bad reply',
+    path: 'M10 15v4a3 3 0 0 0 3 3l4-9V2H5.7a2 2 0 0 0-2 1.7l-1.4 9a2 2 0 0 0 2 2.3zm7-13h2.7A2.3 2.3 0 0 1 22 4v7a2.3 2.3 0 0 1-2.3 2H17',
+  },
+};
+
+function icon(d) {
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS(SVG_NS, 'path');
+  path.setAttribute('d', d);
+  path.setAttribute('stroke-linejoin', 'round');
+  svg.append(path);
+  return svg;
+}
 
 /**
  * The buttons for the reply `responseId`. `api` is the page's fetch with the API key; `errorText`
@@ -12,8 +34,9 @@ const LABELS = { up: ['👍', 'Good reply'], down: ['👎', 'Bad reply'] };
 export function feedbackButtons(responseId, { api, errorText }) {
   const wrap = el('div', 'feedback');
   const status = el('span', 'feedback-status muted small');
-  const buttons = Object.entries(LABELS).map(([rating, [glyph, title]]) => {
-    const button = el('button', 'thumb ghost small', glyph);
+  const buttons = Object.entries(THUMBS).map(([rating, { title, path }]) => {
+    const button = el('button', 'thumb ghost small');
+    button.append(icon(path));
     button.type = 'button';
     button.title = title;
     button.setAttribute('aria-label', title);

@@ -25,7 +25,9 @@ export async function fetchCollectorStats(
     reply = await nc.request(collectorSubject('stats'), encodeObject({}), { timeout: timeoutMs });
   } catch (err) {
     if (err instanceof RequestError && err.isNoResponders()) {
-      throw new UnavailableError('no collector is running: the stats come from the collector', { cause: err });
+      throw new UnavailableError('no collector is running: the stats come from the collector', {
+        cause: err,
+      });
     }
     if (err instanceof TimeoutError) {
       throw new UnavailableError(`no collector answered within ${timeoutMs} ms`, { cause: err });

@@ -8,7 +8,9 @@
  * caller's key as the generation's was. Whose completion: where keys are configured, only the key
  * that made a request may leave feedback on it. That is decided from the id alone (a response id
  * names its key before the first `:`; a bare request id is always scoped to the caller's own), so
- * feedback that arrives before its completion is recorded is checked just the same.
+ * feedback that arrives before its completion is recorded is checked just the same. An id that
+ * has a response id's prefix and a `:` is read as a response id: a caller whose own request ids
+ * look like that (`cmpl-a:b`) names its requests by their response ids.
  */
 import { publishFeedback } from '../capture/feedback.ts';
 import { feedbackEvent, type FeedbackInput } from '../capture/feedback-input.ts';

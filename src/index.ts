@@ -5,6 +5,9 @@
  */
 export { SwitchyardClient, type GenerateResult, type StreamOptions } from './client/client.ts';
 export type { ClientOptions } from './client/options.ts';
+export type { FeedbackOptions } from './client/feedback.ts';
+export type { FeedbackInput } from './capture/feedback-input.ts';
+export type { FeedbackEvent, Metadata, Thumbs } from './cluster/messages/capture.ts';
 export type { ClientStream, StreamDelta, StreamResult } from './client/stream.ts';
 export type { GenerateRequest } from './cluster/messages/generate.ts';
 export type { ConnectionOptions } from './cluster/connection.ts';

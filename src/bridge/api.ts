@@ -27,6 +27,7 @@ function generationRoute(parse: (body: WireObject) => ParsedGeneration): Handler
           flights: bridge.flights,
           metrics: bridge.metrics,
           generationTimeoutMs,
+          keysConfigured: bridge.auth.enabled,
         },
         { ...call, log, parsed },
       );

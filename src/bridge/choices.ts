@@ -36,6 +36,8 @@ export interface LiveChoiceOptions {
   requestId: string;
   timeoutMs: number;
   signal: AbortSignal;
+  /** The caller's API key id, where keys are configured (`Sy-Key-Id`). */
+  keyId?: string;
 }
 
 /** Sends `request` through the cluster now. */

@@ -6,6 +6,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { SwitchyardClient } from '../client/client.ts';
+import { choiceRequestId } from '../cluster/messages/capture.ts';
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
 import { DEFAULT_MAX_TOKENS_CAP } from '../cluster/messages/params.ts';
 import { trace } from '@opentelemetry/api';
@@ -32,8 +33,6 @@ export const CHARS_PER_TOKEN_ESTIMATE = 4;
 export const MESSAGE_OVERHEAD_TOKENS = 4;
 /** A cache lookup slower than this counts as a failure: the cache must never slow a request down much. */
 export const CACHE_LOOKUP_TIMEOUT_MS = 250;
-/** Longest request id; sub-request ids of a multi-prompt request are cut to fit. */
-const REQUEST_ID_MAX_LENGTH = 128;
 
 /** What the generation routes share. */
 export interface GenerationDeps {
@@ -45,6 +44,8 @@ export interface GenerationDeps {
   flights: SingleFlight<CachedGeneration>;
   metrics: BridgeMetrics;
   generationTimeoutMs: number;
+  /** Keys are configured: generate requests carry the caller's key id (`Sy-Key-Id`) for capture. */
+  keysConfigured: boolean;
 }
 
 /** One request to serve. */
@@ -79,13 +80,6 @@ export function estimateTokens(requests: readonly GenerateRequest[]): number {
   let total = 0;
   for (const r of requests) total += estimatePromptTokens(r) + (r.maxTokens ?? DEFAULT_MAX_TOKENS_CAP);
   return total;
-}
-
-/** The request id of choice `index`: the caller's id itself when there is one choice. */
-export function subRequestId(requestId: string, index: number, count: number): string {
-  if (count === 1) return requestId;
-  const suffix = `.${index}`;
-  return requestId.slice(0, REQUEST_ID_MAX_LENGTH - suffix.length) + suffix;
 }
 
 interface CachePlan {
@@ -259,21 +253,24 @@ export async function serveGeneration(deps: GenerationDeps, call: GenerationCall
     const abort = new AbortController();
     const onGone = (): void => abort.abort();
     call.signal.addEventListener('abort', onGone, { once: true });
-    const count = parsed.requests.length;
+    const keyId = deps.keysConfigured ? call.caller.keyId : undefined;
     try {
       const hits = plan.hits;
       runs = parsed.requests.map((request, i) => {
         const hit = hits[i];
         if (hit !== undefined) return cachedChoice(hit);
+        // Choice i is request `<id>.<i>` (choice 0 the id itself): feedback on choice i joins it.
         return liveChoice(deps.client, request, {
-          requestId: subRequestId(call.clusterRequestId, i, count),
+          requestId: choiceRequestId(call.clusterRequestId, i),
           timeoutMs: deps.generationTimeoutMs,
           signal: abort.signal,
+          ...(keyId !== undefined ? { keyId } : {}),
         });
       });
       const meta: ResponseMeta = {
         kind: parsed.kind,
-        id: responseId(parsed.kind, call.requestId),
+        // The cluster's id, so that feedback on it can tell whose request it was (`feedback.ts`).
+        id: responseId(parsed.kind, call.clusterRequestId),
         created: Math.floor(Date.now() / 1000),
         model: parsed.model,
         fingerprint: version === undefined ? null : `${parsed.requests[0]?.model}@${version}`,

@@ -8,12 +8,14 @@
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
 import { ID_PATTERN, MODEL_VERSION_PATTERN } from '../cluster/subjects.ts';
 import { validateGenerateParams, type UncheckedGenerateParams } from '../cluster/messages/params.ts';
+import { readMetadata, type Metadata } from '../cluster/messages/capture.ts';
 import { InvalidRequestError } from '../errors/errors.ts';
 import {
   describeValue,
   invalidField,
   optionalField,
   readObject,
+  readOptional,
   type WireObject,
 } from '../validation/fields.ts';
 
@@ -39,6 +41,11 @@ export interface ParsedGeneration {
   includeUsage: boolean;
   /** OpenAI's end-user id, for logs. */
   user?: string;
+  /**
+   * OpenAI's `metadata` (at most 16 string pairs): sent with every generate request of the call
+   * and recorded with its completion; never part of the response cache key.
+   */
+  metadata?: Metadata;
 }
 
 function unsupported(what: string): never {
@@ -177,6 +184,7 @@ function common(
   if (user !== undefined && (typeof user !== 'string' || user.length > USER_MAX_LENGTH)) {
     invalidField('user', `a string of at most ${USER_MAX_LENGTH} characters`, user);
   }
+  const metadata = readOptional(o, 'metadata', readMetadata);
   const parsed: Omit<ParsedGeneration, 'requests'> & { ref: ReturnType<typeof parseModel> } = {
     kind,
     model: model as string,
@@ -185,7 +193,13 @@ function common(
     includeUsage: includeUsage === true,
   };
   if (user !== undefined) parsed.user = user;
+  if (metadata !== undefined) parsed.metadata = metadata;
   return parsed;
+}
+
+/** The request with the call's metadata, which each of its generate requests carries. */
+function withMetadata(request: GenerateRequest, metadata: Metadata | undefined): GenerateRequest {
+  return metadata === undefined ? request : { ...request, metadata };
 }
 
 function isInt(v: unknown): boolean {
@@ -220,7 +234,7 @@ export function parseCompletionRequest(body: WireObject): ParsedGeneration {
       prompts.length > 1
         ? [...renames, ['prompt', `prompt[${i}]`], ['prompt_token_ids', `prompt[${i}]`]]
         : [...renames, ['prompt_token_ids', 'prompt']];
-    return validated(ref, { ...fields, ...p }, names);
+    return withMetadata(validated(ref, { ...fields, ...p }, names), base.metadata);
   });
   return { ...base, requests };
 }
@@ -263,5 +277,5 @@ export function parseChatRequest(body: WireObject): ParsedGeneration {
   const messages = present(body, 'messages');
   if (messages === undefined) throw new InvalidRequestError('messages is required');
   const request = validated(ref, { ...fields, messages: messagesOf(messages) }, renames);
-  return { ...base, requests: [request] };
+  return { ...base, requests: [withMetadata(request, base.metadata)] };
 }

@@ -39,9 +39,28 @@ export interface OpenAiUsage {
   total_tokens: number;
 }
 
-/** The response id: the request id under OpenAI's prefix, so one id finds the request in every log. */
-export function responseId(kind: ApiKind, requestId: string): string {
-  return `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${requestId}`;
+/** OpenAI's response id prefix of each kind. */
+const RESPONSE_ID_PREFIXES: Readonly<Record<ApiKind, string>> = { chat: 'chatcmpl-', completion: 'cmpl-' };
+
+/**
+ * The response id: the cluster request id (`<key id>:<caller's id>`, `tenancy.ts`) under OpenAI's
+ * prefix, so one id finds the request in every log and tells whose request it was.
+ */
+export function responseId(kind: ApiKind, clusterRequestId: string): string {
+  return `${RESPONSE_ID_PREFIXES[kind]}${clusterRequestId}`;
+}
+
+/**
+ * The cluster request id a response id names, or undefined when `id` is not one (no OpenAI
+ * prefix, or no tenant scope after it: cluster ids always have a `:`).
+ */
+export function requestIdOfResponse(id: string): string | undefined {
+  for (const prefix of Object.values(RESPONSE_ID_PREFIXES)) {
+    if (!id.startsWith(prefix)) continue;
+    const rest = id.slice(prefix.length);
+    return rest.includes(':') ? rest : undefined;
+  }
+  return undefined;
 }
 
 /** Usage summed over choices (one cluster request each). */

@@ -4,8 +4,10 @@
  * 405 with `Allow`. Route paths double as the metrics' `route` label (bounded cardinality).
  */
 import { chatCompletions, completions } from './api.ts';
+import { collectorStats } from './collector-stats.ts';
 import type { Handler } from './context.ts';
 import { cluster, clusterStream, healthz, listModels, metrics, readyz } from './endpoints.ts';
+import { feedback } from './feedback.ts';
 import { HttpInputError } from './http-errors.ts';
 import { serveStatic } from './static.ts';
 
@@ -44,9 +46,11 @@ function route(
 export const ROUTES: ReadonlyMap<string, Route> = new Map([
   route('/v1/completions', true, { POST: completions }),
   route('/v1/chat/completions', true, { POST: chatCompletions }),
+  route('/v1/feedback', true, { POST: feedback }),
   route('/v1/models', true, { GET: listModels }),
   route('/v1/cluster', true, { GET: cluster }),
   route('/v1/cluster/stream', true, { GET: clusterStream }, { endsOnDrain: true }),
+  route('/v1/collector/stats', true, { GET: collectorStats }),
   route('/healthz', false, { GET: healthz }, { anyHost: true }),
   route('/readyz', false, { GET: readyz }, { anyHost: true }),
   route('/metrics', false, { GET: metrics }),

@@ -27,3 +27,12 @@ export function scopedRequestId(tenant: string, id: string): string {
   if (plain.length <= CLUSTER_REQUEST_ID_MAX_LENGTH) return plain;
   return `${tenant}::${createHash('sha256').update(id, 'utf8').digest('base64url')}`;
 }
+
+/**
+ * The tenant that made a cluster request id ({@link scopedRequestId}): what comes before its first
+ * `:`. Undefined for an id that has no scope.
+ */
+export function tenantOfRequestId(clusterRequestId: string): string | undefined {
+  const end = clusterRequestId.indexOf(':');
+  return end <= 0 ? undefined : clusterRequestId.slice(0, end);
+}

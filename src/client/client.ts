@@ -5,8 +5,13 @@
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../cluster/connection.ts';
+import type { FeedbackInput } from '../capture/feedback-input.ts';
+import type { FeedbackEvent } from '../cluster/messages/capture.ts';
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
+import { ID_PATTERN } from '../cluster/subjects.ts';
 import { UnavailableError } from '../errors/errors.ts';
+import { readPattern } from '../validation/fields.ts';
+import { sendFeedback, type FeedbackOptions } from './feedback.ts';
 import { compileClientOptions, type ClientOptions, type CompiledClientOptions } from './options.ts';
 import { checkGenerateRequest, checkRequestId, deadlineFrom } from './request.ts';
 import { RouterWatch } from './router-watch.ts';
@@ -27,6 +32,11 @@ export interface StreamOptions {
   traceparent?: string;
   /** W3C trace vendor state, sent with `traceparent`. */
   tracestate?: string;
+  /**
+   * The API key id the request is recorded under (`Sy-Key-Id`). Bridges set it for requests
+   * made with a key; routers believe it only from a bridge's inbox. @default none
+   */
+  keyId?: string;
 }
 
 /** A finished generation: everything the stream carried, gathered. */
@@ -74,6 +84,7 @@ export class SwitchyardClient {
     const request = checkGenerateRequest(req);
     const requestId = checkRequestId(opts.requestId);
     const deadline = deadlineFrom(opts.timeoutMs ?? this.options.defaultTimeoutMs);
+    if (opts.keyId !== undefined) readPattern('keyId', opts.keyId, ID_PATTERN, '[A-Za-z0-9_-]{1,64}');
     const stream = new ClientStream(
       { nc: this.nc, watch: this.watch, options: this.options },
       {
@@ -82,6 +93,7 @@ export class SwitchyardClient {
         deadline,
         traceparent: opts.traceparent,
         tracestate: opts.tracestate,
+        keyId: opts.keyId,
         signal: opts.signal,
       },
     );
@@ -102,6 +114,22 @@ export class SwitchyardClient {
     }
     const result = await stream.result;
     return { ...result, text, tokenIds, requestId: stream.requestId };
+  }
+
+  /**
+   * Stores feedback on the completion of `requestId` (choice `feedback.index`, default 0): a
+   * rating in [0, 1] or thumbs, maybe a correction, tags and a comment. Resolves with the stored
+   * item once JetStream has it; rejects with `InvalidRequestError` naming a bad field, or with
+   * `UnavailableError` when it could not be stored (it is never kept for later). Feedback may
+   * come before its completion is recorded; a second one on the same choice replaces the first.
+   */
+  async feedback(
+    requestId: string,
+    feedback: FeedbackInput,
+    opts: FeedbackOptions = {},
+  ): Promise<FeedbackEvent> {
+    if (this.closing !== undefined) throw new UnavailableError('this SwitchyardClient is closed');
+    return sendFeedback(this.nc, requestId, feedback, opts);
   }
 
   /**

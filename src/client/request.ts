@@ -9,6 +9,7 @@ import { REQUEST_ID_PATTERN } from '../cluster/messages/stream.ts';
 import { ID_PATTERN, MODEL_VERSION_PATTERN } from '../cluster/subjects.ts';
 import { isSampled, validateGenerateParams } from '../cluster/messages/params.ts';
 import { randomSeed } from '../cluster/messages/params.ts';
+import { readMetadata } from '../cluster/messages/capture.ts';
 import { InvalidRequestError } from '../errors/errors.ts';
 import { describeValue, readPattern } from '../validation/fields.ts';
 
@@ -26,6 +27,7 @@ export function checkGenerateRequest(req: GenerateRequest): GenerateRequest {
   if (req.version !== undefined) {
     checked.version = readPattern('version', req.version, MODEL_VERSION_PATTERN, '[A-Za-z0-9._-]{1,64}');
   }
+  if (req.metadata !== undefined) checked.metadata = readMetadata('metadata', req.metadata);
   if (isSampled(checked) && checked.seed === undefined) checked.seed = randomSeed();
   return checked;
 }

@@ -88,6 +88,8 @@ export interface PreparedRequest {
   deadline: number;
   traceparent?: string;
   tracestate?: string;
+  /** The API key id to record the request under (a bridge's request). */
+  keyId?: string;
   signal?: AbortSignal;
 }
 
@@ -239,7 +241,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     });
     // Past every attempt an earlier router made (at least one per earlier send a router took).
     const attemptNo = Math.max(this.highestAttempt, this.ackedSends) + 1;
-    const headers = writeRequestMeta({ requestId, deadline, attempt: attemptNo });
+    const headers = writeRequestMeta({ requestId, deadline, attempt: attemptNo, keyId: this.prepared.keyId });
     if (this.trace === undefined) {
       this.trace = startSendSpan(
         headers,

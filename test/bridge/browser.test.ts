@@ -2,11 +2,17 @@
  * The web page in headless Chromium against a real cluster (nats-server, a router and two
  * replica processes, a bridge with API keys): the page asks for a key when the bridge says 401,
  * lists the replicas, streams a reply token by token (the same text the API gives for the same
- * greedy request), and its stop button cancels the generation on the bridge.
+ * greedy request), its thumbs store feedback on the reply in the SY_FEEDBACK stream, its stats
+ * panel shows what a (fake) collector answers, and its stop button cancels the generation.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { Msg, Subscription } from '@nats-io/nats-core';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { createAuthenticator } from '../../src/bridge/auth.ts';
+import { ensureCaptureStreams } from '../../src/capture/streams.ts';
+import { decodeFeedback } from '../../src/cluster/messages/capture.ts';
+import { FEEDBACK_STREAM, FEEDBACK_SUBJECT, collectorSubject } from '../../src/cluster/subjects.ts';
 import { injectFault } from '../helpers/cluster.ts';
 import { browserSkipReason, launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { MODEL, startCluster, waitFor, type TestCluster } from './harness.ts';
@@ -19,10 +25,34 @@ const STOP_WITHIN_MS = 5_000;
 
 const skip = browserSkipReason();
 
+/** What the fake collector answers once it has stats (the shape `switchyard dataset stats --json` has). */
+const STATS = {
+  versions: [
+    {
+      model: MODEL,
+      version: '1',
+      requests: 10,
+      completed: 9,
+      errors: { busy: 1 },
+      error_rate: 0.1,
+      latency_ms: {
+        ttft: { p50: 12, p90: 20, p99: 30, count: 9 },
+        tpot: { p50: 2, p90: 3, p99: 4, count: 9 },
+        duration: { p50: 100, p90: 150, p99: 200, count: 9 },
+      },
+      tokens: { prompt: 50, completion: 90 },
+      feedback: { count: 3, rating_mean: 0.6667, thumbs_up: 2, thumbs_down: 1, corrections: 0 },
+    },
+  ],
+};
+
 describe('web page', { skip }, () => {
   let cluster: TestCluster;
   let browser: TestBrowser;
   let url: string;
+  let collector: Subscription;
+  /** What the fake collector answers now: no version until the stats test sets STATS. */
+  let stats: object = { versions: [] };
 
   const api = (path: string, init: RequestInit = {}): Promise<Response> =>
     fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${KEY}`, ...init.headers } });
@@ -32,10 +62,17 @@ describe('web page', { skip }, () => {
       policies: { auth: createAuthenticator({ keys: [{ id: 'browser', key: KEY }] }) },
     });
     url = cluster.bridges[0]!.url;
+    // The collector's parts the page uses: the feedback stream, and a stats responder.
+    await ensureCaptureStreams(cluster.nc, { storage: 'memory' });
+    collector = cluster.nc.subscribe(collectorSubject('stats'), {
+      callback: (_err, msg: Msg) => void msg.respond(JSON.stringify(stats)),
+    });
+    await cluster.nc.flush();
     browser = await launchBrowser();
   });
 
   after(async () => {
+    collector?.unsubscribe();
     await browser?.close();
     await cluster?.close();
   });
@@ -112,6 +149,43 @@ describe('web page', { skip }, () => {
       browser.errors.filter((e) => !/status of 401/.test(e)),
       [],
     );
+  });
+
+  it('thumbs up on a reply stores feedback on that reply in the feedback stream', async () => {
+    const { page } = browser;
+    const reply = page.locator('.msg.assistant').last();
+    const responseId = await reply.getAttribute('data-response-id');
+    assert.match(responseId ?? '', /^chatcmpl-browser:/);
+    await reply.locator('.feedback button[data-rating="up"]').click();
+    await reply.locator('.feedback-status[data-state="stored"]').waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.equal(await reply.locator('.feedback button.chosen').getAttribute('data-rating'), 'up');
+    const jsm = await jetstreamManager(cluster.nc);
+    const stored = await jsm.streams.getMessage(FEEDBACK_STREAM, { last_by_subj: FEEDBACK_SUBJECT });
+    assert.ok(stored !== null, 'the feedback stream holds the item');
+    const item = decodeFeedback(stored.data);
+    assert.equal(item.request_id, responseId?.slice('chatcmpl-'.length));
+    assert.equal(item.thumbs, 'up');
+    assert.equal(item.rating, 1);
+    assert.equal(item.api_key_id, 'browser');
+  });
+
+  it("the stats panel shows the collector's numbers per version", async () => {
+    const { page } = browser;
+    await page
+      .locator('#stats-empty', { hasText: 'No captured request yet' })
+      .waitFor({ timeout: UI_TIMEOUT_MS });
+    stats = STATS;
+    const row = page.locator(`#stats tbody tr[data-version="${MODEL}@1"]`);
+    await row.waitFor({ timeout: UI_TIMEOUT_MS });
+    const field = (name: string): Promise<string> => row.locator(`td[data-field="${name}"]`).innerText();
+    assert.equal(await field('requests'), '10');
+    assert.equal(await field('error_rate'), '10.0%');
+    assert.equal(await field('ttft_p50'), '12 ms');
+    assert.equal(await field('ttft_p99'), '30 ms');
+    assert.equal(await field('tpot_p50'), '2.0 ms');
+    assert.equal(await field('feedback_count'), '3');
+    assert.equal(await field('rating_mean'), '0.67');
+    assert.ok(await page.locator('#stats-empty').isHidden());
   });
 
   it('the stop button cancels the generation', async () => {

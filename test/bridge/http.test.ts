@@ -107,7 +107,7 @@ describe('the bridge over raw HTTP', () => {
     });
     assert.equal(res.status, 200);
     assert.equal(res.headers['x-request-id'], 'my-req.42:a');
-    assert.equal((JSON.parse(res.text) as { id: string }).id, 'cmpl-my-req.42:a');
+    assert.equal((JSON.parse(res.text) as { id: string }).id, 'cmpl-anonymous:my-req.42:a');
     // Without keys every caller is one tenant, `anonymous`.
     await waitFor('the request on the front door', () => seen.includes('anonymous:my-req.42:a'));
     sub.unsubscribe();

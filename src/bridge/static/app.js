@@ -1,15 +1,20 @@
-// The switchyard web page: a chat playground that streams from /v1/chat/completions and a live
-// view of the cluster from /v1/cluster. Plain JS served as is (no build step, no external URL).
-// Everything the bridge sends is shown with textContent, never parsed as HTML.
+// The switchyard web page: a chat playground that streams from /v1/chat/completions (with thumbs
+// on each reply, sent to /v1/feedback), a live view of the cluster from /v1/cluster, and the
+// collector's per-version stats from /v1/collector/stats. Plain JS served as is (no build step,
+// no external URL). Everything the bridge sends is shown with textContent, never parsed as HTML.
 
 import { renderCluster } from './cluster.js';
 import { $, el } from './dom.js';
+import { feedbackButtons } from './feedback.js';
+import { renderStats } from './stats.js';
 
 const KEY_STORAGE = 'switchyard.apiKey';
 /** How often the cluster view refreshes. */
 const CLUSTER_POLL_MS = 1000;
 /** Wait before polling again after the bridge could not be reached. */
 const OFFLINE_RETRY_MS = 2000;
+/** How often the collector's stats refresh (they change with traffic, not by the second). */
+const STATS_POLL_MS = 5000;
 
 const state = {
   apiKey: sessionStorage.getItem(KEY_STORAGE) ?? '',
@@ -195,6 +200,7 @@ async function sendPrompt(text) {
   let usage;
   let finish;
   let cache;
+  let responseId;
   try {
     const res = await api('/v1/chat/completions', {
       method: 'POST',
@@ -218,6 +224,7 @@ async function sendPrompt(text) {
       if (data === '[DONE]') break;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message ?? 'the stream failed');
+      responseId ??= chunk.id;
       const choice = chunk.choices?.[0];
       const delta = choice?.delta?.content;
       if (delta) {
@@ -244,6 +251,10 @@ async function sendPrompt(text) {
     reply.wrap.classList.remove('streaming');
     if (!content && !reply.wrap.classList.contains('failed')) reply.content.textContent = '∅';
     reply.meta.replaceChildren(...replyStats({ started, firstAt, usage, finish, cache }));
+    if (responseId && !reply.wrap.classList.contains('failed')) {
+      reply.wrap.dataset.responseId = responseId;
+      reply.wrap.append(feedbackButtons(responseId, { api, errorText }));
+    }
     setStreaming(undefined);
     scrollToEnd();
   }
@@ -319,8 +330,26 @@ async function pollCluster() {
   }
 }
 
+async function pollStats() {
+  for (;;) {
+    try {
+      const res = await api('/v1/collector/stats');
+      if (res.ok) renderStats(await res.json());
+      else renderStats(undefined, await errorText(res));
+    } catch (err) {
+      if (err instanceof Error && /API key/.test(err.message)) {
+        await keySaved.promise;
+        continue;
+      }
+      renderStats(undefined, 'The bridge cannot be reached.');
+    }
+    await new Promise((resolve) => setTimeout(resolve, STATS_POLL_MS));
+  }
+}
+
 setupKeyDialog();
 setupChat();
 void loadModels().catch(() => undefined);
 void pollCluster();
+void pollStats();
 $('prompt').focus();

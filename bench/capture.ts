@@ -121,6 +121,11 @@ function histogramP99(
   return { p99: at < 0 ? NaN : bounds[at]! * 1_000, count, now };
 }
 
+/** The process of an actor (to pause and resume it). */
+function child(actor: ActorProcess): { kill(signal: NodeJS.Signals): void } {
+  return { kill: (signal) => actor.child.kill(signal) };
+}
+
 function syntheticEvent(i: number): CompletionEvent {
   const at = new Date().toISOString();
   return {
@@ -177,23 +182,26 @@ async function main(): Promise<void> {
     process.stderr.write('warming up…\n');
     await load(url); // JIT, pools, the replica's first batches
 
-    const results: Record<
-      'on' | 'off',
-      Array<{ tokensPerS: number; requestsPerS: number; failed: number }>
-    > = {
-      on: [],
-      off: [],
-    };
+    type Mode = 'on' | 'off' | 'on-elsewhere';
+    type Round = { tokensPerS: number; requestsPerS: number; failed: number };
+    const results: Record<Mode, Round[]> = { on: [], off: [], 'on-elsewhere': [] };
     let lagBefore = new Map<number, number>();
     const lagSamples: number[] = [];
     let lagCount = 0;
     for (let round = 0; round < ROUNDS; round++) {
-      for (const mode of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
-        await withRouter(mode === 'on');
-        const before = await (await fetch(`http://127.0.0.1:${collectorPort}/metrics`)).text();
-        lagBefore = histogramP99(before, new Map()).now;
+      const order: Mode[] = round % 2 === 0 ? ['on', 'off', 'on-elsewhere'] : ['on-elsewhere', 'off', 'on'];
+      for (const mode of order) {
+        // on-elsewhere: capture on, the collector paused (as if it ran on another host); it
+        // merges the round's events once the round is over.
+        await withRouter(mode !== 'off');
+        if (mode === 'on-elsewhere') child(collector).kill('SIGSTOP');
+        if (mode === 'on') {
+          const before = await (await fetch(`http://127.0.0.1:${collectorPort}/metrics`)).text();
+          lagBefore = histogramP99(before, new Map()).now;
+        }
         const r = await load(url);
         results[mode].push(r);
+        if (mode === 'on-elsewhere') child(collector).kill('SIGCONT');
         process.stderr.write(
           `round ${round + 1} capture ${mode}: ${r.tokensPerS.toFixed(0)} tokens/s, ${r.requestsPerS.toFixed(1)} req/s\n`,
         );
@@ -209,6 +217,7 @@ async function main(): Promise<void> {
     }
     const on = median(results.on.map((r) => r.tokensPerS));
     const off = median(results.off.map((r) => r.tokensPerS));
+    const elsewhere = median(results['on-elsewhere'].map((r) => r.tokensPerS));
     const requestsPerS = median(results.on.map((r) => r.requestsPerS));
 
     // The collector's sustained rate: a backlog it merges from a standing start.
@@ -244,6 +253,7 @@ async function main(): Promise<void> {
     ];
     const summary = {
       capture_on_vs_off: on / off,
+      capture_on_collector_elsewhere_vs_off: elsewhere / off,
       tokens_per_s_on: on,
       tokens_per_s_off: off,
       cluster_requests_per_s: requestsPerS,
@@ -264,6 +274,8 @@ async function main(): Promise<void> {
         row('tokens/s, capture on (median)', on, 'tok/s'),
         row('tokens/s, capture off (median)', off, 'tok/s'),
         row('capture on / off', summary.capture_on_vs_off, `(target >= ${TARGET_ON_VS_OFF})`),
+        row('tokens/s, capture on, collector paused', elsewhere, 'tok/s'),
+        row('  that / off', summary.capture_on_collector_elsewhere_vs_off, '(the collector on another host)'),
         row('cluster requests/s (capture on)', requestsPerS, 'req/s'),
         row('collector merge rate', eventsPerS, 'events/s'),
         row(

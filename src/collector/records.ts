@@ -143,6 +143,12 @@ export class RecordStore {
     void (async () => {
       for await (const entry of iter) {
         if (entry.operation === 'PUT') {
+          // Our own writes come back too: the view has them already, at this revision or later.
+          const held = this.view.get(entry.key);
+          if (held !== undefined && held.revision >= entry.revision) {
+            if (entry.isUpdate || (entry.delta ?? 0) === 0) resolveReady();
+            continue;
+          }
           try {
             this.hold(entry.key, { record: entry.json<CollectedRecord>(), revision: entry.revision });
           } catch (err) {

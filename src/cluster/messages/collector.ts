@@ -8,7 +8,6 @@ import { parseObject, readEnum, readInt, readObject, readString } from '../../va
 import { readDatasetFilters, type DatasetFilters } from '../../collector/dataset-filters.ts';
 import { DATASET_FORMATS, type DatasetFormat } from '../../collector/datasets.ts';
 
-
 /** The first request of an export. */
 export interface ExportRequest {
   format: DatasetFormat;

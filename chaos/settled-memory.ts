@@ -25,6 +25,8 @@ export interface Settled {
   rssKiB: number;
   heapUsedKiB: number;
   heapTotalKiB: number;
+  /** V8's young generation (both semi-spaces), reserved: the part of heapTotal a burst grows. */
+  newSpaceKiB: number;
   externalKiB: number;
 }
 
@@ -54,6 +56,7 @@ export async function settle(
         rssKiB: r.after.rss,
         heapUsedKiB: r.after.heapUsed,
         heapTotalKiB: r.after.heapTotal,
+        newSpaceKiB: r.spaces.new_space?.sizeKiB ?? 0,
         externalKiB: r.after.external,
       };
       return [actorName(a), s] as const;
@@ -90,7 +93,8 @@ export function settledCheck(
     const series = (f: (s: Settled) => number): string =>
       settled.map((r) => (r.get(name) === undefined ? '-' : mib(f(r.get(name)!)))).join('/');
     return (
-      `${name} heapUsed ${series((s) => s.heapUsedKiB)}, heapTotal ${series((s) => s.heapTotalKiB)}, ` +
+      `${name} heapUsed ${series((s) => s.heapUsedKiB)}, heapTotal ${series((s) => s.heapTotalKiB)} ` +
+      `(new space ${series((s) => s.newSpaceKiB)}), ` +
       `external ${series((s) => s.externalKiB)}, RSS ${series((s) => s.rssKiB)} (round 1 peak ${mib(peak1.peakRssKiB)})`
     );
   });

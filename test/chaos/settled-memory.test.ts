@@ -21,7 +21,13 @@ function settled(heapUsedMiB: number, rssMiB: number): Map<string, Settled> {
   return new Map([
     [
       NAME,
-      { rssKiB: rssMiB * MiB, heapUsedKiB: heapUsedMiB * MiB, heapTotalKiB: 60 * MiB, externalKiB: 3 * MiB },
+      {
+        rssKiB: rssMiB * MiB,
+        heapUsedKiB: heapUsedMiB * MiB,
+        heapTotalKiB: 60 * MiB,
+        newSpaceKiB: 32 * MiB,
+        externalKiB: 3 * MiB,
+      },
     ],
   ]);
 }

@@ -3,9 +3,9 @@
  * read by the memory probe preloaded into it (chaos/memory-probe.mjs). A leak keeps something per
  * request, so it shows here round after round: as live JS heap after GC (objects kept) or as
  * resident memory that does not come back (native memory kept). The peak RSS of a round does not
- * tell a leak from V8 sizing its heap for a burst: in the overload scenario's bridges the young
- * generation went from 1 to 32 MiB and back between rounds while the live heap after GC stayed
- * at 19.6–20.4 MiB (chaos/README.md, "bridge RSS under overload").
+ * tell a leak from V8 sizing its heap for a burst: in the overload scenario's bridges V8's
+ * reserved heap grew 71 → 86 MiB over three rounds while the live heap after GC stayed at
+ * 20.5–20.8 MiB (chaos/README.md, "A bridge's peak RSS grew under overload").
  */
 import type { ActorProcess } from './actors.ts';
 import type { InvariantCheck } from './history/types.ts';

@@ -6,10 +6,11 @@
  * killed when the starting process exits.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { replicaFaultSubject } from '../src/cluster/subjects.ts';
 import type { FaultCommand } from '../src/replica/faults.ts';
-import { CHAOS_MODEL_DIR, SWITCHYARD_BIN } from './paths.ts';
+import { CHAOS_MODEL_DIR, MEMORY_PROBE, SWITCHYARD_BIN } from './paths.ts';
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -22,6 +23,44 @@ const FAULT_REPLY_TIMEOUT_MS = 5_000;
 /** How long an actor may take to start (model load and warm-up on a busy 2-core machine). */
 export const ACTOR_START_TIMEOUT_MS = 60_000;
 
+/** How long the memory probe may take to answer (a heap snapshot of a busy bridge takes seconds). */
+const MEMORY_PROBE_TIMEOUT_MS = 60_000;
+
+/**
+ * Extra node flags for every actor the suite starts (e.g. `--heapsnapshot-signal=SIGUSR2`), from
+ * the environment, on top of the memory probe's preload.
+ */
+export const ACTOR_NODE_OPTIONS_ENV = 'CHAOS_ACTOR_NODE_OPTIONS';
+
+/** process.memoryUsage() in KiB, as the memory probe reports it. */
+export interface MemoryUsageKiB {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+/** The memory probe's answer (chaos/memory-probe.mjs). */
+export interface MemoryReport {
+  before: MemoryUsageKiB;
+  /** After a full GC when one was asked for, else `before`. */
+  after: MemoryUsageKiB;
+  /** V8's heap spaces: reserved and used, KiB. */
+  spaces: Record<string, { sizeKiB: number; usedKiB: number }>;
+  /** Where the heap snapshot was written, when one was asked for. */
+  snapshot?: string;
+  error?: string;
+}
+
+/** NODE_OPTIONS for an actor: the memory probe preloaded, and the flags the environment adds. */
+function actorNodeOptions(env: Record<string, string>): string {
+  const own = `--import=${pathToFileURL(MEMORY_PROBE).href}`;
+  return [env.NODE_OPTIONS ?? process.env.NODE_OPTIONS, own, process.env[ACTOR_NODE_OPTIONS_ENV]]
+    .filter((s) => s !== undefined && s !== '')
+    .join(' ');
+}
+
 /** One actor process: a router, replica or bridge started through the CLI. */
 export class ActorProcess {
   /** Resolves with the exit code (null when a signal ended it). */
@@ -29,6 +68,7 @@ export class ActorProcess {
   /** Where a bridge serves HTTP, from its ready message. */
   url: string | undefined;
   private output = '';
+  private probes = 0;
 
   private constructor(
     readonly role: string,
@@ -63,7 +103,7 @@ export class ActorProcess {
           : [];
     const child = fork(SWITCHYARD_BIN, [role, ...base, ...extra, ...args], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...env, NODE_OPTIONS: actorNodeOptions(env) },
     });
     const actor = new ActorProcess(role, id, child);
     await actor.ready();
@@ -97,6 +137,39 @@ export class ActorProcess {
         clearTimeout(timer);
         reject(new Error(`${this.role} ${this.id} exited with ${code} before ready:\n${this.output}`));
       });
+    });
+  }
+
+  /**
+   * The process's memory from the memory probe preloaded into it: process.memoryUsage() before
+   * and (with `gc`) after a full garbage collection, V8's heap spaces, and a heap snapshot
+   * written to `snapshot` when given.
+   */
+  memory(options: { gc?: boolean; snapshot?: string } = {}): Promise<MemoryReport> {
+    const id = ++this.probes;
+    return new Promise((resolve, reject) => {
+      const onMessage = (msg: { type?: string; id?: number } & Partial<MemoryReport>): void => {
+        if (msg.type !== 'chaos-memory' || msg.id !== id) return;
+        done();
+        resolve(msg as MemoryReport);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${this.role} ${this.id}: no memory report within ${MEMORY_PROBE_TIMEOUT_MS} ms`));
+      }, MEMORY_PROBE_TIMEOUT_MS);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.child.off('message', onMessage);
+      };
+      this.child.on('message', onMessage);
+      this.child.send(
+        { type: 'chaos-memory', id, gc: options.gc === true, snapshot: options.snapshot },
+        (err) => {
+          if (err === null) return;
+          done();
+          reject(err);
+        },
+      );
     });
   }
 

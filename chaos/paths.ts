@@ -12,6 +12,9 @@ export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** The CLI every actor is started through, as a user starts it. */
 export const SWITCHYARD_BIN = join(REPO_ROOT, 'bin', 'switchyard.mjs');
 
+/** Preloaded into every actor the suite starts: answers memory questions over IPC. */
+export const MEMORY_PROBE = join(REPO_ROOT, 'chaos', 'memory-probe.mjs');
+
 /** The bundled tiny-gpt2 model folder the replicas and the reference engine load. */
 export const CHAOS_MODEL_DIR = join(REPO_ROOT, 'models', 'tiny-gpt2');
 

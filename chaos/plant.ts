@@ -44,7 +44,11 @@ export function plant(history: History, kind: PlantKind): string {
   const chunk = op.chunks[1]!;
   if (kind === 'duplicate') op.chunks.splice(2, 0, { ...chunk, tokenIds: [...chunk.tokenIds] });
   else if (kind === 'drop-end') op.outcome = { kind: 'unknown', at: op.chunks[op.chunks.length - 1]!.at };
-  else chunk.tokenIds = chunk.tokenIds.map((t, i) => (i === 0 ? t + 1 : t));
+  else {
+    // Token and text both: HTTP operations are compared by text (they carry no token ids).
+    chunk.tokenIds = chunk.tokenIds.map((t, i) => (i === 0 ? t + 1 : t));
+    chunk.text = `${chunk.text}\u2042`;
+  }
   history.planted = { kind, operation: op.id, expectedVerdict: PLANTS[kind] };
   return op.id;
 }

@@ -32,7 +32,7 @@ import {
 } from '../cluster/subjects.ts';
 import { heartbeatStateOf, type ActorState } from '../cluster/actor-state.ts';
 import { ensureCaptureStreams } from '../capture/streams.ts';
-import { toSwitchyardError } from '../errors/errors.ts';
+import { StartupError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { serveMetrics, type MetricsServer } from '../telemetry/prometheus.ts';
 import { endSpan, extractTrace, tracer } from '../telemetry/propagation.ts';
@@ -77,7 +77,15 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const inboxPrefix = options.nats.inboxPrefix ?? actorInboxPrefix('collector', options.id);
   const nc = await connectNats({ name: `collector-${options.id}`, ...options.nats, inboxPrefix });
   try {
-    await ensureCaptureStreams(nc, options.streams);
+    await ensureCaptureStreams(nc, options.streams).catch((err: unknown) => {
+      throw new StartupError(
+        'dependency',
+        `cannot create the capture streams: ${err instanceof Error ? err.message : String(err)}; ` +
+          'the collector needs JetStream on the NATS server (nats-server -js, or `jetstream {}` in its ' +
+          'config); `switchyard up --collector=false` runs without one',
+        { cause: err },
+      );
+    });
     const records = await RecordStore.open(nc, options.streams, log);
     const actor = new CollectorActor(options.id, nc, log, records);
     await actor.start(options);

@@ -143,7 +143,8 @@ describe('switchyard CLI', { concurrency: true }, () => {
   it('up stops the cluster and exits 1 when a child fails to start', async () => {
     const r = await cli(['up', '--nats', `nats://127.0.0.1:${await closedPort()}`, '--routers', '2']);
     assert.equal(r.code, 1, r.stdout + r.stderr);
-    assert.match(r.stdout, /^up: router router-\S+ failed to start: cannot connect to NATS/m);
+    // The collector starts first (it makes the capture streams the routers publish to).
+    assert.match(r.stdout, /^up: collector collector-\S+ failed to start: cannot connect to NATS/m);
     assert.match(r.stdout, /^up: stopped$/m);
     assert.doesNotMatch(r.stdout, /switchyard is up/);
   });

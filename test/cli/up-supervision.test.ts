@@ -161,7 +161,7 @@ describe('switchyard up supervision', () => {
     const names = children.map((c) =>
       c.argv[0]?.endsWith('nats-server') === true ? 'nats-server' : c.argv[c.argv.indexOf('--id') + 1],
     );
-    assert.deepEqual(names.sort(), ['bridge-1', 'nats-server', 'replica-1', 'router-1']);
+    assert.deepEqual(names.sort(), ['bridge-1', 'collector-1', 'nats-server', 'replica-1', 'router-1']);
     await nc.close();
     nc = undefined;
     up.child.kill('SIGKILL');

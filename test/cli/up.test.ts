@@ -88,7 +88,7 @@ describe('switchyard up', () => {
     const metricsUrls = [...metricsLine.matchAll(/(\S+) (http:\/\/127\.0\.0\.1:\d+\/metrics)/g)];
     assert.deepEqual(
       metricsUrls.map((m) => m[1]).sort(),
-      ['bridge-1', 'replica-1', 'replica-2', 'router-1'],
+      ['bridge-1', 'collector-1', 'replica-1', 'replica-2', 'router-1'],
       `metrics line: ${metricsLine}`,
     );
     const routerUrl = metricsUrls.find((m) => m[1] === 'router-1')?.[2] as string;

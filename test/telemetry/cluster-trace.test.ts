@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { SwitchyardClient } from '../../src/client/client.ts';
 import { connectNats } from '../../src/cluster/connection.ts';
+import { collectorSubject } from '../../src/cluster/subjects.ts';
 import {
   GEN_AI_ATTRS,
   SPAN_NAMES,
@@ -88,11 +89,13 @@ describe('one trace across bridge, router and replica processes', () => {
   const replicas = new Map<string, { actor: ActorProcess; metricsPort: number }>();
   let router: ActorProcess;
   let bridge: ActorProcess;
+  let collector: ActorProcess;
 
   before(async () => {
-    nats = await NatsServer.start();
+    nats = await NatsServer.start({ jetstream: true });
     receiver = await OtlpReceiver.start();
     const env = otelEnv(receiver.endpoint);
+    collector = await ActorProcess.start('collector', 'tcol', nats.url, [], env);
     const ports = [await freePort(), await freePort()];
     const started = await Promise.all(
       ['ta', 'tb'].map((id, i) =>
@@ -109,7 +112,7 @@ describe('one trace across bridge, router and replica processes', () => {
 
   after(async () => {
     await nc?.close();
-    await killAll([bridge, router, ...[...replicas.values()].map((r) => r.actor)]);
+    await killAll([bridge, router, collector, ...[...replicas.values()].map((r) => r.actor)]);
     await receiver?.close();
     await nats?.stop();
   });
@@ -145,9 +148,16 @@ describe('one trace across bridge, router and replica processes', () => {
     assert.ok(text.length > 0);
     const survivor = [...replicas.keys()].find((id) => id !== killed) as string;
 
+    // The collector merged the request's completion event before it stops.
+    await waitFor('the completion recorded', async () => {
+      const stats = (await nc.request(collectorSubject('stats'), '{}', { timeout: 5_000 })).json<{
+        records: number;
+      }>();
+      return stats.records >= 1;
+    });
     // A drain ends each process's tracing, which exports what is left.
-    const survivors = [bridge, router, (replicas.get(survivor) as { actor: ActorProcess }).actor];
-    assert.deepEqual(await Promise.all(survivors.map((a) => a.terminate())), [0, 0, 0]);
+    const survivors = [bridge, router, collector, (replicas.get(survivor) as { actor: ActorProcess }).actor];
+    assert.deepEqual(await Promise.all(survivors.map((a) => a.terminate())), [0, 0, 0, 0]);
     const spans = receiver.spans.filter((s) => s.traceId === TRACE_ID);
     const role = (s: ReceivedSpan): unknown => s.resource[SWITCHYARD_ATTRS.role];
     const service = (s: ReceivedSpan): unknown[] => [
@@ -163,6 +173,12 @@ describe('one trace across bridge, router and replica processes', () => {
     assert.equal(http.attributes['http.response.status_code'], 200);
     assert.equal(http.attributes[GEN_AI_ATTRS.operationName], 'text_completion');
     assert.equal(http.attributes[GEN_AI_ATTRS.requestModel], 'tiny-gpt2');
+
+    // The collector's work on the request's completion event joins the request's trace.
+    const merge = one(spans, 'collector merge completion');
+    assert.deepEqual(service(merge), ['switchyard-collector', 'switchyard']);
+    assert.equal(merge.kind, OTLP_KIND.consumer);
+    assert.equal(merge.parentSpanId, one(spans, SPAN_NAMES.route).spanId, 'a child of the route span');
 
     const send = one(spans, 'send sy.v1.generate');
     assert.equal(send.kind, OTLP_KIND.client);

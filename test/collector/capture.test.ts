@@ -17,7 +17,7 @@ import type { CollectedRecord } from '../../src/collector/record.ts';
 import { RecordStore } from '../../src/collector/records.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { ActorProcess, injectFault, killAll, waitFor } from '../helpers/cluster.ts';
-import { waitForAliveReplicas } from '../helpers/metrics.ts';
+import { scrape, waitForAliveReplicas } from '../helpers/metrics.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
 import { ECHO_MODEL_ID } from '../../src/engine/echo.ts';
 
@@ -43,6 +43,9 @@ describe('capture: every request that reaches a router is recorded once', () => 
           String(port),
           '--drain-grace-ms',
           '300',
+          // Two requests in flight at most: a third is refused as busy at admission.
+          '--max-in-flight',
+          '2',
         ]),
         ActorProcess.start('replica', 'rep-1', server.url),
         // Echoes the prompt's bytes: an output that holds what the prompt held, to redact.
@@ -176,6 +179,34 @@ describe('capture: every request that reaches a router is recorded once', () => 
     }
   });
 
+  it('a request refused as busy at admission is recorded once, with its code', async () => {
+    await injectFault(nc, 'rep-1', { step_delay_ms: 20 });
+    const long = ['cap-hold-1', 'cap-hold-2'].map((requestId) =>
+      client.stream(
+        { model: MODEL, prompt: requestId, maxTokens: 60, temperature: 0, ignoreEos: true },
+        { requestId },
+      ),
+    );
+    await waitFor(
+      'both held at the router',
+      async () => (await scrape(routerMetrics, 'switchyard_router_in_flight{router="rt-1"}')) === 2,
+    );
+    await assert.rejects(
+      client.generate({ model: MODEL, prompt: 'one too many', maxTokens: 4 }, { requestId: 'cap-busy' }),
+      (err: { code?: string }) => err.code === 'busy',
+    );
+    await injectFault(nc, 'rep-1', { step_delay_ms: 0 });
+    await Promise.all(long.map((s) => s.result.catch(() => undefined)));
+    await waitFor('the busy record', () => record('cap-busy')?.completion !== undefined);
+    const b = record('cap-busy')!.completion!;
+    assert.equal(b.error?.code, 'busy');
+    assert.equal(
+      b.final,
+      false,
+      'busy is the client’s to resend: provisional, and the record while no resend came',
+    );
+  });
+
   it('a refusal at admission is recorded (provisional), a resend that completes replaces it', async () => {
     // model_not_found is final: nobody resends it.
     await assert.rejects(
@@ -191,11 +222,23 @@ describe('capture: every request that reaches a router is recorded once', () => 
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(COMPLETIONS_STREAM);
     assert.ok(info.state.messages >= 5);
-    const answer = await nc.request(collectorSubject('stats'), '{}', { timeout: 5_000 });
-    const stats = answer.json<{ versions: Array<{ model: string; requests: number }> }>();
-    const tiny = stats.versions.find((v) => v.model === MODEL);
-    assert.ok(tiny);
-    assert.equal(tiny.requests, ['cap-plain', 'cap-chat', 'cap-cancel', 'cap-failover'].length);
+    const ids = [
+      'cap-plain',
+      'cap-chat',
+      'cap-cancel',
+      'cap-failover',
+      'cap-hold-1',
+      'cap-hold-2',
+      'cap-busy',
+    ];
+    const tinyRequests = async (): Promise<number> => {
+      const answer = await nc.request(collectorSubject('stats'), '{}', { timeout: 5_000 });
+      const stats = answer.json<{ versions: Array<{ model: string; requests: number }> }>();
+      // Per version: the busy refusal never reached a replica, so its version is `unknown`.
+      return stats.versions.filter((v) => v.model === MODEL).reduce((n, v) => n + v.requests, 0);
+    };
+    await waitFor('every request of the model recorded', () => ids.every((id) => record(id)?.completion));
+    assert.equal(await tinyRequests(), ids.length, 'stats count each request once');
   });
 
   it('a request that ends at a draining router and completes at the next is recorded as completed', async () => {

@@ -1,7 +1,8 @@
 /**
  * The runner's self-test (`--plant duplicate|drop-end|change-token`): corrupts one recorded
  * operation of the real history before it is checked, so that a run proves, end to end, that
- * the checker and the report catch each kind of fault. A planted run must fail.
+ * the checker and the report catch each kind of fault. A planted run must fail. The capture
+ * kinds (`--plant duplicate-event|drop-event`) corrupt the live capture instead (chaos/capture.ts).
  */
 import type { History, Operation, Verdict } from './history/types.ts';
 
@@ -16,6 +17,21 @@ export const PLANTS = {
 } as const satisfies Record<string, Verdict>;
 
 export type PlantKind = keyof typeof PLANTS;
+
+/** The kinds of planted capture fault and what the capture check must find. */
+export const CAPTURE_PLANTS = {
+  /** A second final event of one completed request, under another message id. */
+  'duplicate-event': 'a duplicate',
+  /** One completed request's record deleted from the records bucket. */
+  'drop-event': 'a record lost by the collector',
+} as const;
+
+export type CapturePlantKind = keyof typeof CAPTURE_PLANTS;
+
+/** True when `s` names a capture plant kind. */
+export function isCapturePlantKind(s: string): s is CapturePlantKind {
+  return Object.hasOwn(CAPTURE_PLANTS, s);
+}
 
 /** True when `s` names a plant kind. */
 export function isPlantKind(s: string): s is PlantKind {

@@ -104,7 +104,7 @@ export function scenarioMarkdown(result: ScenarioResult, check: CheckResult | un
       '',
     );
   }
-  if (check !== undefined) lines.push(summarize(check));
+  if (check !== undefined) lines.push(summarize(check, h.capture));
   lines.push('### Faults: detection and recovery', '', ...timingSection(h), '');
   lines.push('### Latency and throughput', '', ...windowSection(h), '');
   lines.push(`![latency and throughput](${h.scenario}.svg)`, '');

@@ -23,8 +23,15 @@ export class RouterMetricsError extends Error {
   }
 }
 
-/** Scrapes one router's /metrics. */
-export async function readRouter(url: string): Promise<RouterReading> {
+/** One series of a Prometheus text exposition. */
+export interface Series {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Scrapes one actor's /metrics into its series. */
+export async function readSeries(url: string): Promise<Series[]> {
   let text: string;
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS) });
@@ -35,11 +42,16 @@ export async function readRouter(url: string): Promise<RouterReading> {
     throw new RouterMetricsError(`cannot scrape ${url}: ${err instanceof Error ? err.message : String(err)}`);
   }
   // Every series carries the actor's default labels ({router="rt1"}), in no fixed order.
-  const series = [...text.matchAll(/^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/gm)].map((m) => ({
+  return [...text.matchAll(/^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/gm)].map((m) => ({
     name: m[1]!,
     labels: Object.fromEntries([...(m[2] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((l) => [l[1]!, l[2]!])),
     value: Number(m[3]),
   }));
+}
+
+/** Scrapes one router's /metrics. */
+export async function readRouter(url: string): Promise<RouterReading> {
+  const series = await readSeries(url);
   const dead = series.find((s) => s.name === 'switchyard_replicas_declared_dead_total');
   if (dead === undefined)
     throw new RouterMetricsError(`${url} has no switchyard_replicas_declared_dead_total`);

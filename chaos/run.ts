@@ -5,6 +5,9 @@
  * summary.md of the run. The history checker (chaos/history/checker.ts) judges the invariants.
  * `--plant duplicate|drop-end|change-token` is the runner's self-test: it corrupts one recorded
  * operation before checking (chaos/plant.ts), and the run must then fail naming that verdict;
+ * `--plant duplicate-event|drop-event` corrupts the live capture instead (chaos/capture.ts).
+ * After each scenario the capture (the collector's records, the completions stream) is read and
+ * checked against the history (chaos/history/capture.ts);
  * `--reports DIR` puts the report folder under DIR instead of chaos/reports.
  */
 import { writeFileSync } from 'node:fs';
@@ -20,7 +23,16 @@ import { checkHistory, type CheckResult } from './history/checker.ts';
 import { caughtMistarget } from './control.ts';
 import { PROFILES, type Profile } from './profile.ts';
 import { collectEvents } from './events.ts';
-import { isPlantKind, plant, PLANTS, type PlantKind } from './plant.ts';
+import {
+  CAPTURE_PLANTS,
+  isCapturePlantKind,
+  isPlantKind,
+  plant,
+  PLANTS,
+  type CapturePlantKind,
+  type PlantKind,
+} from './plant.ts';
+import { CaptureWatch, readCapture } from './capture.ts';
 import { reportDir, summary, writeHistory, writeScenarioReport, type ScenarioResult } from './report.ts';
 import { SCENARIOS } from './scenarios/index.ts';
 import type { Scenario } from './scenarios/scenario.ts';
@@ -32,7 +44,7 @@ function options(): {
   scenarios: Scenario[];
   seed: number;
   profile: Profile;
-  plant?: PlantKind;
+  plant?: PlantKind | CapturePlantKind;
   /** Where the run's report folder is made (tests use a temp dir). */
   reports: string;
 } {
@@ -69,8 +81,10 @@ function options(): {
   // Without names: every scenario, or under the short profile the ones marked short.
   const all = name === 'short' ? SCENARIOS.filter((s) => s.short === true) : [...SCENARIOS];
   const planted = values.plant;
-  if (planted !== undefined && !isPlantKind(planted))
-    throw new Error(`--plant: expected one of ${Object.keys(PLANTS).join(', ')}, got ${planted}`);
+  if (planted !== undefined && !isPlantKind(planted) && !isCapturePlantKind(planted))
+    throw new Error(
+      `--plant: expected one of ${[...Object.keys(PLANTS), ...Object.keys(CAPTURE_PLANTS)].join(', ')}, got ${planted}`,
+    );
   return {
     scenarios: scenarios.length > 0 ? scenarios : all,
     seed,
@@ -85,6 +99,7 @@ async function runScenario(
   seed: number,
   profile: Profile,
   items: Awaited<ReturnType<typeof withReferences>>,
+  capturePlant: CapturePlantKind | undefined,
 ): Promise<ScenarioResult> {
   const history: History = {
     scenario: scenario.name,
@@ -97,9 +112,12 @@ async function runScenario(
   };
   let topology: Topology | undefined;
   let load: LoadClient | undefined;
+  let watch: CaptureWatch | undefined;
   try {
     topology = await Topology.start({ ...profile.shape, ...scenario.shape });
     current = topology;
+    // The routers' capture drops, read every second (a killed router keeps its last reading).
+    watch = CaptureWatch.start(topology);
     // NATS clients on different nodes and an HTTP client per bridge (load-plans.ts).
     load = LoadClient.start(loadPlans(topology, profile, items));
     const random = mulberry32(seed);
@@ -118,16 +136,32 @@ async function runScenario(
     });
     const operations: Operation[] = await running.done;
     history.operations = operations;
+    try {
+      history.capture = await readCapture(topology, watch, history, capturePlant);
+    } catch (err) {
+      history.checks?.push({
+        name: 'capture read',
+        ok: false,
+        detail: `the capture could not be read: ${err instanceof Error ? err.message : String(err)}`,
+      });
+    }
     return { history };
   } catch (err) {
     load?.stop();
     history.operations = (await load?.done.catch(() => [])) ?? [];
     return { history, failure: err instanceof Error ? err.message : String(err) };
   } finally {
+    watch?.stop();
     load?.kill();
     if (topology !== undefined) {
       const t = topology;
-      history.events = collectEvents([...t.routers, ...t.replicas, ...t.bridges, ...t.retired]);
+      history.events = collectEvents([
+        ...t.routers,
+        ...t.replicas,
+        ...t.bridges,
+        ...t.collectors,
+        ...t.retired,
+      ]);
     }
     current = undefined;
     await topology?.stop();
@@ -179,13 +213,22 @@ async function main(): Promise<number> {
     }
     console.log(`[chaos] ${scenario.name} (seed ${seed})`);
     const result: ScenarioResult = {
-      ...(await runScenario(scenario, seed, profile, items)),
+      ...(await runScenario(
+        scenario,
+        seed,
+        profile,
+        items,
+        planting !== undefined && isCapturePlantKind(planting) ? planting : undefined,
+      )),
       invariant: scenario.invariant,
     };
-    if (planting !== undefined) plant(result.history, planting);
+    if (planting !== undefined && isPlantKind(planting)) plant(result.history, planting);
     writeHistory(dir, result.history);
     results.push(result);
-    const check = checkHistory(result.history, { allowedErrors: scenario.allowedErrors });
+    const check = checkHistory(result.history, {
+      allowedErrors: scenario.allowedErrors,
+      captureMayMiss: scenario.disturbsCapture === true,
+    });
     if (scenario.expectCaught === true) {
       // A control passes exactly when the checker caught its planted, unverifiable fault.
       const caught = caughtMistarget(check);

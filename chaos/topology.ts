@@ -39,12 +39,26 @@ export interface TopologyShape {
 /** The full shape of issue 11. */
 export const FULL_SHAPE: TopologyShape = { natsNodes: 3, routers: 2, replicas: 3, bridges: 2 };
 
+/** The collector's id in every topology. */
+export const COLLECTOR_ID = 'col1';
+
+/**
+ * How long JetStream waits for the collector's ack before redelivering (the CLI's default is
+ * 30 s): after a SIGKILL its unacked messages come back within seconds, not half a minute.
+ */
+export const COLLECTOR_ACK_WAIT_MS = 3_000;
+
+/** Replicas of the capture streams and the records bucket: one per JetStream node, at most 3. */
+export function captureReplicas(shape: TopologyShape): number {
+  return Math.min(3, shape.natsNodes);
+}
+
 /** How long the route check waits for a message to cross from the first node to the last. */
 const ROUTE_CHECK_TIMEOUT_MS = 10_000;
 
 /** How an actor of the topology was started, so that it can be started again. */
 interface Launch {
-  role: 'router' | 'replica' | 'bridge';
+  role: 'router' | 'replica' | 'bridge' | 'collector';
   id: string;
   natsUrl: string;
   env: Record<string, string>;
@@ -62,6 +76,13 @@ export class Topology {
    * scenario can read the router's own verdicts: replicas declared dead, failovers by reason.
    */
   readonly routerMetrics = new Map<string, string>();
+  /**
+   * The collector (started before the routers, so that the capture streams exist when the first
+   * event is published); `restart` puts a restarted one in its place.
+   */
+  readonly collectors: ActorProcess[] = [];
+  /** Replicas of the capture streams and records bucket, as the collector made them. */
+  captureReplicas = 1;
 
   private constructor(
     readonly nats: NatsCluster,
@@ -86,7 +107,7 @@ export class Topology {
     this.launches.delete(actor);
     this.launches.set(next, launch);
     this.retired.push(actor);
-    for (const list of [this.routers, this.replicas, this.bridges]) {
+    for (const list of [this.routers, this.replicas, this.bridges, this.collectors]) {
       const i = list.indexOf(actor);
       if (i >= 0) list[i] = next;
     }
@@ -117,6 +138,8 @@ export class Topology {
     const replicaCreds = replicaIds.map((id) => credentials.issue('replica', id));
     const bridgeIds = Array.from({ length: shape.bridges }, (_, i) => `br${i + 1}`);
     const bridgeCreds = bridgeIds.map((id) => credentials.issue('bridge', id));
+    const collectorCred = credentials.issue('collector', COLLECTOR_ID);
+    const replicasOfCapture = captureReplicas(shape);
     let nats: NatsCluster | undefined;
     const started: ActorProcess[] = [];
     try {
@@ -136,6 +159,19 @@ export class Topology {
         launches.set(a, l);
         return a;
       };
+      // The collector first: it creates the capture streams the routers publish into.
+      const collector = await launch({
+        role: 'collector',
+        id: collectorCred.id,
+        natsUrl: url(shape.natsNodes - 1),
+        env: env(collectorCred),
+        args: [
+          '--capture-replicas',
+          String(replicasOfCapture),
+          '--ack-wait-ms',
+          String(COLLECTOR_ACK_WAIT_MS),
+        ],
+      });
       const routerPorts = await Promise.all(routerCreds.map(() => freePort()));
       const routers = await Promise.all(
         routerCreds.map((c, i) =>
@@ -165,6 +201,8 @@ export class Topology {
       }
       const topology = new Topology(nats, credentials, client, operator, routers, replicas, bridges);
       for (const [a, l] of launches) topology.launches.set(a, l);
+      topology.collectors.push(collector);
+      topology.captureReplicas = replicasOfCapture;
       for (const [i, c] of routerCreds.entries())
         topology.routerMetrics.set(c.id, metricsUrl(DEFAULT_METRICS_HOST, routerPorts[i]!));
       return topology;
@@ -177,7 +215,7 @@ export class Topology {
   }
 
   async stop(): Promise<void> {
-    await killAll([...this.bridges, ...this.routers, ...this.replicas]);
+    await killAll([...this.bridges, ...this.routers, ...this.replicas, ...this.collectors]);
     await this.nats.stop();
     rmSync(this.credentials.dir, { recursive: true, force: true });
   }

@@ -3,6 +3,7 @@
  * the history alone (pure functions, no I/O). One verdict per operation, the worst finding wins;
  * the reason keeps every finding, so a gap that also changed the text says both.
  */
+import { checkCapture, type CaptureResult } from './capture.ts';
 import type {
   ChunkRecord,
   FaultRecord,
@@ -26,6 +27,11 @@ export interface CheckRules {
   allowedErrors?: Iterable<string>;
   /** How long past its deadline an operation may end before it counts as hung. @default 0 */
   deadlineSlackMs?: number;
+  /**
+   * The scenario kills routers, restarts NATS or partitions it: a request with no capture record
+   * passes when its cause is named (history/capture.ts). @default false
+   */
+  captureMayMiss?: boolean;
 }
 
 /** One thing the checker found about an operation. */
@@ -60,6 +66,8 @@ export interface CheckResult {
   faults: FaultCheck[];
   /** The runner's own invariant checks (history.checks). */
   checks: InvariantCheck[];
+  /** The capture check, where the history holds capture evidence. */
+  capture?: CaptureResult;
   /** Some operation was recorded, all passed, every fault was verified and every check held. */
   ok: boolean;
 }
@@ -113,12 +121,14 @@ export function checkHistory(history: History, rules: CheckRules = {}): CheckRes
   }
   const faults = checkFaults(history);
   const checks = history.checks ?? [];
+  const capture = checkCapture(history, { mayMiss: rules.captureMayMiss ?? false, allowedErrors: allowed });
   // A scenario that recorded no request proved nothing.
   const ok =
     operations.length > 0 &&
     operations.every((op) => PASSING_VERDICTS.has(op.verdict)) &&
     faults.every((f) => f.verified) &&
-    checks.every((c) => c.ok);
+    checks.every((c) => c.ok) &&
+    (capture?.ok ?? true);
   return {
     scenario: history.scenario,
     seed: history.seed,
@@ -127,6 +137,7 @@ export function checkHistory(history: History, rules: CheckRules = {}): CheckRes
     errorsByCode,
     faults,
     checks,
+    ...(capture === undefined ? {} : { capture }),
     ok,
   };
 }

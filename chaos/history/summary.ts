@@ -1,12 +1,15 @@
 /** One scenario's checker result as a small markdown table, for `<scenario>.md` and `summary.md`. */
+import { captureLines } from './capture.ts';
 import { PASSING_VERDICTS, type CheckResult } from './checker.ts';
+import type { CaptureEvidence } from './types.ts';
 
 /** How many failing operations the summary lists by id. */
 export const SUMMARY_MAX_LISTED = 10;
 
 /** The scenario's table (requests sent, exact, different, errors by code, lost, duplicated, gap, hung,
- * unchecked, unverified faults), then the first failing operations and unverified faults. */
-export function summarize(result: CheckResult): string {
+ * unchecked, unverified faults), then the first failing operations and unverified faults, then the
+ * capture check where the run has capture evidence. */
+export function summarize(result: CheckResult, evidence?: CaptureEvidence): string {
   const c = result.counts;
   const errors = Object.entries(result.errorsByCode)
     .sort(([a], [b]) => a.localeCompare(b))
@@ -45,5 +48,7 @@ export function summarize(result: CheckResult): string {
   for (const { fault } of unverified) {
     lines.push(`- fault \`${fault.name}\` on \`${fault.target}\` at ${fault.startedAt}: not verified`);
   }
+  if (result.capture !== undefined && evidence !== undefined)
+    lines.push('', ...captureLines(result.capture, evidence, SUMMARY_MAX_LISTED));
   return lines.join('\n') + '\n';
 }

@@ -122,6 +122,45 @@ export interface History {
   events?: ActorEvent[];
   /** Set by the runner's self-test (`--plant`): this operation was corrupted on purpose before checking. */
   planted?: { kind: string; operation: string; expectedVerdict: Verdict };
+  /** What the capture path kept of the run (absent in older histories): see {@link CaptureEvidence}. */
+  capture?: CaptureEvidence;
+}
+
+/** One collected record as the capture check compares it (the collector's `SY_RECORDS` entry). */
+export interface CapturedRecord {
+  /** The cluster request id (HTTP requests: `<tenant>:<x-request-id>`). */
+  requestId: string;
+  /** Whether the record holds a completion event, and whether that event is final. */
+  completion: 'final' | 'provisional' | 'none';
+  finishReason?: string;
+  completionTokens?: number;
+  /** The event's error code, for a request that ended in error. */
+  code?: string;
+}
+
+/**
+ * What the capture path kept of a run, read once the load was over and the collector caught up:
+ * the final completion events in the stream per request id (a count: more than one is a
+ * duplicate), every record of the records bucket, and the routers' counted drops. The capture
+ * check (`history/capture.ts`) joins it to the operations.
+ */
+export interface CaptureEvidence {
+  /** Final completion events in the completions stream, by the event's request id. */
+  finalEvents: Record<string, number>;
+  /** Provisional events in the stream (retryable errors a client may resend). */
+  provisionalEvents: number;
+  records: CapturedRecord[];
+  /**
+   * `switchyard_capture_dropped_total` by router and reason: each router's last reading (a killed
+   * router's last before it died), summed over its restarts.
+   */
+  drops: Record<string, Record<string, number>>;
+  /** Whether the routers' buffers emptied and the collector's consumer had nothing pending. */
+  caughtUp: boolean;
+  /** How the catch-up went ("buffers empty after 0.4 s; consumer idle after 1.2 s"). */
+  detail: string;
+  /** Set by the self-test (`--plant duplicate-event|drop-event`): what was corrupted in the capture. */
+  planted?: { kind: string; requestId: string; operation: string; expected: string };
 }
 
 /** How the checker classifies one operation. */

@@ -5,6 +5,7 @@ import { engineStall } from './engine-stall.ts';
 import { failSteps } from './fail-steps.ts';
 import { hostile } from './hostile.ts';
 import { hostileInsecure } from './hostile-insecure.ts';
+import { killCollector } from './kill-collector.ts';
 import { killReplica } from './kill-replica.ts';
 import { killRouter } from './kill-router.ts';
 import { mistargetedControl } from './mistargeted-control.ts';
@@ -27,6 +28,7 @@ const MIXABLE: readonly Scenario[] = [
   bridgeRestart,
   engineStall,
   failSteps,
+  killCollector,
 ];
 
 export const SCENARIOS: readonly Scenario[] = [
@@ -34,6 +36,7 @@ export const SCENARIOS: readonly Scenario[] = [
   killReplica,
   stopReplica,
   killRouter,
+  killCollector,
   rollingSigterm,
   engineStall,
   failSteps,

@@ -7,6 +7,7 @@ export const killRouter: Scenario = {
   invariant:
     'Every request on the killed router is resent by its client to the other router and completes exactly; no error is allowed.',
   allowedErrors: [],
+  disturbsCapture: true,
   short: true,
   async run(topology, ctx) {
     const victim = topology.routers[Math.floor(ctx.random() * topology.routers.length)]!;

@@ -24,6 +24,7 @@ export function mixOf(candidates: readonly Scenario[]): Scenario {
       `${MIX_FAULTS} faults drawn with the seed from ${candidates.map((c) => c.name).join(', ')}, ` +
       'the cluster healed after each: every request completes exactly; no error is allowed.',
     allowedErrors: [],
+    disturbsCapture: candidates.some((c) => c.disturbsCapture === true),
     async run(topology, ctx) {
       const drawn: string[] = [];
       for (let i = 0; i < MIX_FAULTS && !ctx.load.over; i++) {
@@ -45,7 +46,12 @@ export async function heal(topology: Topology): Promise<void> {
     if (node.child === undefined) await node.launch();
     else node.child.kill('SIGCONT');
   }
-  for (const actor of [...topology.routers, ...topology.replicas, ...topology.bridges]) {
+  for (const actor of [
+    ...topology.routers,
+    ...topology.replicas,
+    ...topology.bridges,
+    ...topology.collectors,
+  ]) {
     if (actor.child.exitCode === null && actor.child.signalCode === null) actor.signal('SIGCONT');
     else await topology.restart(actor);
   }

@@ -21,6 +21,7 @@ export const natsRestart: Scenario = {
   invariant:
     'With one NATS node killed and restarted, every actor reconnects, in-flight streams resume and complete exactly, and a request nobody serves fails fast with no-responders; no error is allowed.',
   allowedErrors: [],
+  disturbsCapture: true,
   short: true,
   async run(topology, ctx) {
     const i = pickActorNode(topology, ctx);

@@ -23,6 +23,7 @@ export const partitionNode: Scenario = {
   invariant:
     'With one NATS node silently cut off (both links down) and healed, every request completes exactly and nothing is duplicated after the heal; no error is allowed.',
   allowedErrors: [],
+  disturbsCapture: true,
   shape: { natsInNetns: true },
   skip: netnsUnavailable,
   async run(topology, ctx) {

@@ -14,6 +14,7 @@ export const partitionRoutes: Scenario = {
   invariant:
     'With one NATS node cut off from the others (cluster link down, client links up) and healed, every request completes exactly; no error is allowed.',
   allowedErrors: [],
+  disturbsCapture: true,
   shape: { natsInNetns: true },
   skip: netnsUnavailable,
   async run(topology, ctx) {

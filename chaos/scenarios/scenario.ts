@@ -38,6 +38,12 @@ export interface Scenario {
    * the checker finds nothing, the run fails. @default false
    */
   readonly expectCaught?: boolean;
+  /**
+   * The scenario kills routers, restarts NATS or partitions it, so capture may lose events: a
+   * finished request with no record passes the capture check when its cause is named (a killed
+   * router, a drop the routers counted). Otherwise every one is recorded exactly once. @default false
+   */
+  readonly disturbsCapture?: boolean;
   /** Shape changes the scenario needs over the profile's. */
   readonly shape?: Partial<TopologyShape>;
   /** Why it cannot run on this machine (missing privileges), or undefined when it can. */

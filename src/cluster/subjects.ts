@@ -220,6 +220,7 @@ export function streamConsumerSubjects(stream: string): string[] {
     `$JS.API.CONSUMER.*.${stream}`,
     `$JS.API.CONSUMER.*.${stream}.>`,
     `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.>`,
+    // A pull is `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`: two tokens before the stream.
     `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`,
     `$JS.ACK.${stream}.>`,
   ];

@@ -10,16 +10,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
-import { jetstream } from '@nats-io/jetstream';
+import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Svcm } from '@nats-io/services';
 import { SwitchyardClient } from '../../src/client/client.ts';
 import { CredentialStore, type Credential } from '../../src/cli/nats-credentials.ts';
 import { connectNats } from '../../src/cluster/connection.ts';
 import { authorizationBlock } from '../../src/cluster/permissions.ts';
+import { ensureCaptureStreams } from '../../src/capture/streams.ts';
 import {
+  COMPLETIONS_STREAM,
   GENERATE_SUBJECT,
   ROUTER_QUEUE_GROUP,
+  completionSubject,
   actorInboxPrefix,
   replicaHeartbeatSubject,
   replicaFaultSubject,
@@ -120,6 +123,8 @@ describe('per-role NATS permissions (up on nats-server 2.9)', () => {
       client: store.issue('client', 'client'),
       operator: store.issue('operator', 'operator'),
     };
+    // The collector identity: the capture test below consumes with it.
+    store.issue('collector', 'col');
     // `rb` is a second replica identity that no process runs: its subjects are another's.
     store.issue('replica', 'rb');
     server = await NatsServer.start({ jetstream: true, extraConfig: authorizationBlock(store.users) });
@@ -225,6 +230,33 @@ describe('per-role NATS permissions (up on nats-server 2.9)', () => {
       await op.request(replicaFaultSubject('ra'), JSON.stringify({ step_delay_ms: 0 }));
       await client.close();
     }
+  });
+
+  it('lets the collector credential create the capture streams, pull and ack its consumer', async () => {
+    const collector = store.issue('collector', 'col');
+    const nc = await as(collector, 'collector');
+    await ensureCaptureStreams(nc);
+    const jsm = await jetstreamManager(nc);
+    // Its own model's subject: the router's own events of the tests above are not this test's.
+    const subject = completionSubject('perm-test');
+    await jsm.consumers.add(COMPLETIONS_STREAM, {
+      durable_name: 'perm-test',
+      ack_policy: AckPolicy.Explicit,
+      filter_subject: subject,
+    });
+    // A router publishes an event (its inbox takes the ack); the collector pulls it and acks it.
+    const routerNc = await as(cred.router, 'router');
+    await jetstream(routerNc).publish(subject, '{"perm":"test"}', {
+      msgID: 'perm-test-1',
+    });
+    const consumer = await jetstream(nc).consumers.get(COMPLETIONS_STREAM, 'perm-test');
+    const msg = await consumer.next({ expires: 5_000 });
+    assert.ok(msg, 'the collector pulled no message ($JS.API.CONSUMER.MSG.NEXT refused?)');
+    assert.equal(msg.string(), '{"perm":"test"}');
+    assert.ok(await msg.ackAck(), 'the ack was not confirmed');
+    const info = await jsm.consumers.info(COMPLETIONS_STREAM, 'perm-test');
+    assert.equal(info.num_ack_pending, 0);
+    assert.equal(info.num_pending, 0);
   });
 
   it('lets the operator credential discover replicas over $SRV, and the cluster still serves', async () => {

@@ -14,6 +14,9 @@ import { COLLECTOR_DURABLE } from './options.ts';
 /** Nanoseconds per millisecond. */
 const NS_PER_MS = 1_000_000;
 
+/** How long one pull waits at the server; its idle heartbeat is half of it. */
+export const PULL_EXPIRES_MS = 5_000;
+
 /** What a consumer does with one message: resolves once its record is written. */
 export type MessageHandler = (msg: JsMsg) => Promise<void>;
 
@@ -52,7 +55,9 @@ export async function runConsumer(
   const existing = await jsm.consumers.info(stream, COLLECTOR_DURABLE).catch(() => undefined);
   if (existing === undefined) await jsm.consumers.add(stream, config);
   const consumer = await jetstream(nc).consumers.get(stream, COLLECTOR_DURABLE);
-  const messages = await consumer.consume({ max_messages: opts.maxInFlight });
+  // A short pull expiry: a pull lost with a NATS node is noticed within two idle heartbeats
+  // (half the expiry each), not nats.js' default 30 s.
+  const messages = await consumer.consume({ max_messages: opts.maxInFlight, expires: PULL_EXPIRES_MS });
   let inFlight = 0;
   let wake: (() => void) | undefined;
   const work = new Set<Promise<void>>();

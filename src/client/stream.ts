@@ -212,18 +212,19 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
         ? // We did not cancel (that settles the stream first): the router dropped the request.
           new UnavailableError(`router ${attempt.routerId ?? '?'} ended the request as cancelled unasked`)
         : outcome.error;
-      if (attempt.routerId !== undefined && !attempt.remoteEnded) {
-        // It may be alive but cut off from us: stop it before a second router takes over.
-        this.sendCancel(attempt, attempt.routerId, `client gave up on it: ${error.code}`);
-      }
       const failover = FAILOVER_CODES.has(error.code);
       // A send no router acked within the ack timeout was lost on the way (a NATS route that
       // died silently still takes its share of the queue group, a throttled link delays acks):
       // it reached no router and spent no replica attempt, so only the deadline bounds resends.
       if (!outcome.ok && outcome.failure === 'no_ack' && attempt.routerId === undefined) lostSends++;
       const spent = sendNo - lostSends;
-      if (!failover || this.ctx.options.maxAttempts === 1 || spent >= this.ctx.options.maxAttempts)
-        return this.fail(error);
+      const giveUp = !failover || this.ctx.options.maxAttempts === 1 || spent >= this.ctx.options.maxAttempts;
+      if (attempt.routerId !== undefined && !attempt.remoteEnded) {
+        // It may be alive but cut off from us: stop it before a second router takes over, and
+        // say that we resend, so its end is not recorded as the request's.
+        this.sendCancel(attempt, attempt.routerId, `client gave up on it: ${error.code}`, !giveUp);
+      }
+      if (giveUp) return this.fail(error);
       await this.pause(sendNo);
       if (this.settled) return;
     }
@@ -354,7 +355,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
   }
 
   /** Tells `routerId` to stop `attempt`; its inbox proves to the router that we sent the request. */
-  private sendCancel(attempt: Attempt, routerId: string, reason: string): void {
+  private sendCancel(attempt: Attempt, routerId: string, reason: string, resending = false): void {
     try {
       this.ctx.nc.publish(
         routerCancelSubject(routerId),
@@ -362,6 +363,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
           requestId: this.requestId,
           reason: reason.slice(0, CANCEL_REASON_MAX_LENGTH),
           reply: attempt.handle.inbox,
+          ...(resending ? { resending } : {}),
         }),
       );
     } catch {

@@ -32,7 +32,7 @@ export interface CaptureSubject {
 /** The outcome of a request as its router ends it. */
 export type CaptureOutcome =
   | { kind: 'end'; end: End; attemptResumed: boolean }
-  | { kind: 'cancelled' }
+  | { kind: 'cancelled'; final: boolean }
   | { kind: 'error'; error: SwitchyardError; final: boolean };
 
 /** One request's capture record in the making. */
@@ -87,7 +87,7 @@ export class RequestCapture {
     const event: CompletionEvent = {
       v: CAPTURE_FORMAT_VERSION,
       request_id: requestId,
-      final: outcome.kind !== 'error' || outcome.final,
+      final: outcome.kind === 'end' || outcome.final,
       attempt: this.lastAttempt,
       router,
       model: req.model,

@@ -158,8 +158,11 @@ export class RoutedRequest {
     );
   }
 
-  /** The client cancelled: stop the attempt and end the stream as cancelled. */
-  cancel(reason: string): void {
+  /**
+   * The client cancelled: stop the attempt and end the stream as cancelled. `resending`: the
+   * client sends the request again elsewhere, so this is not the request's end (for capture).
+   */
+  cancel(reason: string, resending = false): void {
     if (this.done) return;
     const err = new CancelledError(reason);
     this.abandonCurrent(reason, err);
@@ -168,7 +171,7 @@ export class RoutedRequest {
       usage: { promptTokens: 0, completionTokens: this.delivered.length },
       attempts: this.attemptsMade,
     });
-    this.close(err.code, 0, { kind: 'cancelled' }, err);
+    this.close(err.code, 0, { kind: 'cancelled', final: !resending }, err);
   }
 
   /** Ends the request with an error (retryable ones make the client resend elsewhere). */

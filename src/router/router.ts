@@ -406,7 +406,7 @@ class RouterActor implements Router, RouterContext {
           ? undefined
           : this.requests.get(requestKey(requesterOf(cancel.reply), cancel.requestId));
       if (request !== undefined && cancel.reply === this.replies.get(request)) {
-        request.cancel(cancel.reason ?? 'cancelled by the client');
+        request.cancel(cancel.reason ?? 'cancelled by the client', cancel.resending === true);
       } else if (request !== undefined || cancel.reply === undefined) {
         // Not from the requester (or from a client that predates the proof): no stream is touched.
         this.log.warn({ requestId: cancel.requestId }, "cancel without the request's reply subject ignored");

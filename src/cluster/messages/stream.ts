@@ -6,6 +6,7 @@
 import { ID_PATTERN, MODEL_VERSION_PATTERN } from '../subjects.ts';
 import {
   encodeObject,
+  invalidField,
   parseObject,
   readEnum,
   readInt,
@@ -152,6 +153,11 @@ export interface Cancel {
    * cancel only when it matches the request's reply subject.
    */
   reply?: string;
+  /**
+   * The requester gave up on this stream and sends the request again elsewhere: the stream's end
+   * here is not the request's end (a router captures it as provisional, not final).
+   */
+  resending?: boolean;
 }
 
 /** The one decoder of acks. */
@@ -285,6 +291,11 @@ export function decodeCancel(data: Uint8Array | string): Cancel {
     readPattern(f, v, REPLY_SUBJECT_PATTERN, 'a NATS subject of at most 256 characters'),
   );
   if (reply !== undefined) cancel.reply = reply;
+  const resending = readOptional(o, 'resending', (f, v) => {
+    if (typeof v !== 'boolean') invalidField(f, 'a boolean', v);
+    return v;
+  });
+  if (resending !== undefined) cancel.resending = resending;
   return cancel;
 }
 
@@ -296,5 +307,6 @@ export function encodeCancel(cancel: Cancel): Uint8Array {
     attempt: cancel.attempt,
     reason: cancel.reason,
     reply: cancel.reply,
+    resending: cancel.resending,
   });
 }

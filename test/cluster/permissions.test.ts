@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Svcm } from '@nats-io/services';
@@ -33,67 +33,10 @@ import {
 import { UnauthorizedError } from '../../src/errors/errors.ts';
 import { ActorProcess, killAll } from '../helpers/cluster.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
+import { publishRefused, subscribeRefused } from '../helpers/permissions.ts';
 
 /** The bundled model's context, in tokens. */
 const CONTEXT_LENGTH = 512;
-
-/** How long to wait for the server's asynchronous -ERR of a refused operation. */
-const REFUSAL_TIMEOUT_MS = 2_000;
-
-/** Resolves with the permission violation the server reports for `subject`. */
-function violation(nc: NatsConnection, subject: string): Promise<PermissionViolationError> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`no permission violation for ${subject}`)),
-      REFUSAL_TIMEOUT_MS,
-    );
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (
-          s.type === 'error' &&
-          s.error instanceof PermissionViolationError &&
-          s.error.subject === subject
-        ) {
-          clearTimeout(timer);
-          resolve(s.error);
-          return;
-        }
-      }
-    })();
-  });
-}
-
-/** Subscribing to `subject` (in `queue`) is refused: the subscription's callback gets the error. */
-async function subscribeRefused(nc: NatsConnection, subject: string, queue?: string): Promise<void> {
-  const refused = new Promise<Error>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`subscribe ${subject} was not refused`)),
-      REFUSAL_TIMEOUT_MS,
-    );
-    nc.subscribe(subject, {
-      queue,
-      callback: (err) => {
-        if (err === null) return;
-        clearTimeout(timer);
-        resolve(err);
-      },
-    });
-  });
-  const err = await refused;
-  assert.ok(err instanceof PermissionViolationError, String(err));
-  assert.equal(err.operation, 'subscription');
-  assert.equal(err.subject, subject);
-  if (queue !== undefined) assert.equal(err.queue, queue);
-}
-
-/** Publishing to `subject` is refused (the server says so; the connection stays up). */
-async function publishRefused(nc: NatsConnection, subject: string): Promise<void> {
-  const refused = violation(nc, subject);
-  nc.publish(subject, '{}');
-  const err = await refused;
-  assert.equal(err.operation, 'publish');
-  assert.equal(nc.isClosed(), false);
-}
 
 describe('per-role NATS permissions (up on nats-server 2.9)', () => {
   let server: NatsServer;

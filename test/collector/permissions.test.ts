@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { SwitchyardClient } from '../../src/client/client.ts';
 import { CredentialStore, type Credential } from '../../src/cli/nats-credentials.ts';
@@ -26,55 +26,7 @@ import {
 } from '../../src/cluster/subjects.ts';
 import { ActorProcess, killAll, waitFor } from '../helpers/cluster.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
-
-const REFUSAL_TIMEOUT_MS = 2_000;
-
-function violation(nc: NatsConnection, subject: string): Promise<PermissionViolationError> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`no permission violation for ${subject}`)),
-      REFUSAL_TIMEOUT_MS,
-    );
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (
-          s.type === 'error' &&
-          s.error instanceof PermissionViolationError &&
-          s.error.subject === subject
-        ) {
-          clearTimeout(timer);
-          resolve(s.error);
-          return;
-        }
-      }
-    })();
-  });
-}
-
-async function publishRefused(nc: NatsConnection, subject: string): Promise<void> {
-  const refused = violation(nc, subject);
-  nc.publish(subject, '{}');
-  assert.equal((await refused).operation, 'publish');
-}
-
-async function subscribeRefused(nc: NatsConnection, subject: string, queue?: string): Promise<void> {
-  const err = await new Promise<Error>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`subscribe ${subject} was not refused`)),
-      REFUSAL_TIMEOUT_MS,
-    );
-    nc.subscribe(subject, {
-      ...(queue !== undefined ? { queue } : {}),
-      callback: (e) => {
-        if (e === null) return;
-        clearTimeout(timer);
-        resolve(e);
-      },
-    });
-  });
-  assert.ok(err instanceof PermissionViolationError, String(err));
-  assert.equal(err.operation, 'subscription');
-}
+import { publishRefused, subscribeRefused } from '../helpers/permissions.ts';
 
 describe('capture under the per-role permissions', () => {
   let server: NatsServer;

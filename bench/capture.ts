@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { jetstream } from '@nats-io/jetstream';
 import { connectNats } from '../src/cluster/connection.ts';
 import {
+  BRIDGE_REQUESTER,
   CAPTURE_FORMAT_VERSION,
   completionMsgId,
   encodeCaptureRecord,
@@ -131,6 +132,7 @@ function syntheticEvent(i: number): CompletionEvent {
   return {
     v: CAPTURE_FORMAT_VERSION,
     request_id: `bench-synthetic-${i}`,
+    requester: BRIDGE_REQUESTER,
     final: true,
     attempt: 1,
     router: 'bench',

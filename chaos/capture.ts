@@ -6,6 +6,8 @@
  * request id and every record of the records bucket. `--plant duplicate-event|drop-event`
  * corrupts the capture here, on the live cluster, before it is read.
  */
+import { isLoadRequester } from './capture-requesters.ts';
+import { captureKey } from '../src/cluster/messages/capture.ts';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -146,6 +148,11 @@ async function readStream(nc: NatsConnection): Promise<StreamCounts> {
         if (m.seq >= last) break;
         continue;
       }
+      // Another requester's request with a load request's id (hostile) is another request.
+      if (!isLoadRequester(event.requester)) {
+        if (m.seq >= last) break;
+        continue;
+      }
       if (event.final) counts.finalEvents[event.request_id] = (counts.finalEvents[event.request_id] ?? 0) + 1;
       else counts.provisionalEvents++;
       if (m.seq >= last) break;
@@ -168,6 +175,13 @@ function captured(record: CollectedRecord): CapturedRecord {
     ...(c === undefined ? {} : { completionTokens: c.completion_tokens }),
     ...(c?.error === undefined ? {} : { code: c.error.code }),
   };
+}
+
+/** The records of the load clients' and bridges' requests, by request id. */
+function loadRecords(store: RecordStore): Map<string, CollectedRecord> {
+  const out = new Map<string, CollectedRecord>();
+  for (const r of store.records()) if (isLoadRequester(r.requester)) out.set(r.request_id, r);
+  return out;
 }
 
 /** Polls `done` until it holds or `timeoutMs` passes; resolves with whether it held, and when. */
@@ -248,8 +262,9 @@ export async function readCapture(
         size = store.size;
         since = Date.now();
       }
+      const records = loadRecords(store);
       const complete = Object.keys(stream.finalEvents).every(
-        (id) => store.get(id)?.completion?.final === true || id === planted?.requestId,
+        (id) => records.get(id)?.completion?.final === true || id === planted?.requestId,
       );
       return complete && Date.now() - since >= SETTLED_MS;
     }, CATCH_UP_TIMEOUT_MS);
@@ -261,7 +276,7 @@ export async function readCapture(
     return {
       finalEvents: stream.finalEvents,
       provisionalEvents: stream.provisionalEvents,
-      records: [...store.records()].map(captured),
+      records: [...store.records()].filter((r) => isLoadRequester(r.requester)).map(captured),
       drops: watch.drops(),
       caughtUp,
       detail: notes.join('; '),
@@ -284,20 +299,22 @@ async function plantCapture(
   store: RecordStore,
   history: History,
 ): Promise<NonNullable<CaptureEvidence['planted']>> {
+  const records = loadRecords(store);
   const target = history.operations.find(
-    (op) => op.outcome.kind === 'ok' && store.get(clusterRequestId(op))?.completion?.final === true,
+    (op) => op.outcome.kind === 'ok' && records.get(clusterRequestId(op))?.completion?.final === true,
   );
   if (target === undefined) throw new Error(`--plant ${kind}: no completed request has a final record`);
   const requestId = clusterRequestId(target);
-  const event: CompletionEvent = store.get(requestId)!.completion!;
+  const record = records.get(requestId)!;
+  const event: CompletionEvent = record.completion!;
   if (kind === 'duplicate-event') {
     await jetstream(nc).publish(completionSubject(event.model), encodeCaptureRecord(event), {
       msgID: `${completionMsgId(event)}#planted`,
     });
   } else {
     const kv = await new Kvm(nc).open(RECORDS_BUCKET);
-    await kv.delete(recordKey(requestId));
-    await until(() => store.get(requestId) === undefined, CATCH_UP_TIMEOUT_MS);
+    await kv.delete(recordKey(captureKey(requestId, record.requester)));
+    await until(() => loadRecords(store).get(requestId) === undefined, CATCH_UP_TIMEOUT_MS);
   }
   return { kind, requestId, operation: target.id, expected: CAPTURE_PLANTS[kind] };
 }

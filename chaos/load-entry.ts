@@ -4,6 +4,7 @@
  * in count and time, records every chunk of every request as the history format says, and sends
  * the operations back over IPC. Started by chaos/load.ts.
  */
+import { LOAD_INBOX_PREFIX } from './capture-requesters.ts';
 import { SwitchyardClient } from '../src/client/client.ts';
 import { SwitchyardError } from '../src/errors/errors.ts';
 import type { ChunkRecord, Operation, Outcome } from './history/types.ts';
@@ -106,6 +107,8 @@ async function runPlan(plan: LoadPlan, stopped: Promise<void>): Promise<Operatio
     plan.bridgeUrl === undefined
       ? await SwitchyardClient.connect({
           nats: { servers: plan.servers, nkeySeedFile: plan.nkeySeedFile },
+          // One requester for every load client: the capture check finds their records by it.
+          inboxPrefix: LOAD_INBOX_PREFIX,
           defaultTimeoutMs: plan.timeoutMs,
         })
       : undefined;

@@ -37,6 +37,8 @@ export interface FeedbackOrigin {
   apiKeyId?: string;
   /** When it was received. @default now */
   receivedAt?: Date;
+  /** A NATS client's inbox prefix: the requester of its requests (CompletionEvent.requester). */
+  requester?: string;
 }
 
 /** Rating of each thumb. */
@@ -77,6 +79,7 @@ export function feedbackEvent(
     tags: o.tags,
     comment: o.comment,
     api_key_id: origin.apiKeyId,
+    requester: origin.requester,
     received_at: (origin.receivedAt ?? new Date()).toISOString(),
   });
 }

@@ -5,6 +5,7 @@
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../cluster/connection.ts';
+import { replyRequester } from '../cluster/reply-mux.ts';
 import type { FeedbackInput } from '../capture/feedback-input.ts';
 import type { FeedbackEvent } from '../cluster/messages/capture.ts';
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
@@ -129,7 +130,14 @@ export class SwitchyardClient {
     opts: FeedbackOptions = {},
   ): Promise<FeedbackEvent> {
     if (this.closing !== undefined) throw new UnavailableError('this SwitchyardClient is closed');
-    return sendFeedback(this.nc, requestId, feedback, opts);
+    // Our requests' requester is our reply mux (a router keys them by it): the feedback says so.
+    return sendFeedback(
+      this.nc,
+      requestId,
+      feedback,
+      opts,
+      replyRequester(this.nc, this.options.inboxPrefix),
+    );
   }
 
   /**

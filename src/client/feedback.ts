@@ -21,8 +21,9 @@ export async function sendFeedback(
   requestId: string,
   input: FeedbackInput,
   opts: FeedbackOptions = {},
+  requester?: string,
 ): Promise<FeedbackEvent> {
-  const event = feedbackEvent(requestId, input);
+  const event = feedbackEvent(requestId, input, requester === undefined ? {} : { requester });
   await publishFeedback(nc, event, opts.timeoutMs ?? DEFAULT_FEEDBACK_TIMEOUT_MS);
   return event;
 }

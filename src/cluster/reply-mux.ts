@@ -44,6 +44,14 @@ class ReplyMux {
 
 const muxes = new WeakMap<NatsConnection, Map<string, ReplyMux>>();
 
+/**
+ * The requester identity of a connection's streamed requests: its reply mux's subject prefix,
+ * which is what routers key requests by (all but the last token of the reply subject).
+ */
+export function replyRequester(nc: NatsConnection, inboxPrefix?: string): string {
+  return replyMux(nc, inboxPrefix).prefix;
+}
+
 /** The reply mux of a connection (one per inbox prefix), created on first use. */
 export function replyMux(nc: NatsConnection, inboxPrefix?: string): ReplyMux {
   let byPrefix = muxes.get(nc);

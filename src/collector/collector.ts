@@ -15,7 +15,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import type { JsMsg } from '@nats-io/jetstream';
 import { SpanKind, context } from '@opentelemetry/api';
 import { connectNats } from '../cluster/connection.ts';
-import { decodeCompletionEvent, decodeFeedback } from '../cluster/messages/capture.ts';
+import { captureKey, decodeCompletionEvent, decodeFeedback } from '../cluster/messages/capture.ts';
 import {
   EXPORT_PAGE_BYTES,
   decodeExportRequest,
@@ -194,7 +194,7 @@ class CollectorActor implements Collector {
         throw new UnreadableMessage(toSwitchyardError(err).message);
       }
       let joined = false;
-      const result = await this.records.merge(event.request_id, (record) => {
+      const result = await this.records.merge(captureKey(event.request_id, event.requester), (record) => {
         const next = mergeCompletion(record, event, msg.seq);
         joined = next !== record && record?.feedback !== undefined && record.completion === undefined;
         return next;
@@ -212,11 +212,14 @@ class CollectorActor implements Collector {
         throw new UnreadableMessage(toSwitchyardError(err).message);
       }
       let joined = false;
-      const result = await this.records.merge(feedback.request_id, (record) => {
-        const next = mergeFeedback(record, feedback, msg.seq);
-        joined = next !== record && record?.completion !== undefined;
-        return next;
-      });
+      const result = await this.records.merge(
+        captureKey(feedback.request_id, feedback.requester),
+        (record) => {
+          const next = mergeFeedback(record, feedback, msg.seq);
+          joined = next !== record && record?.completion !== undefined;
+          return next;
+        },
+      );
       if (result === 'changed' && joined) this.metrics.feedbackJoined.inc();
     });
   }

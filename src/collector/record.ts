@@ -6,11 +6,13 @@
  * restart counts nothing twice, and feedback that arrives before its completion waits in the
  * record for it.
  */
-import type { CompletionEvent, FeedbackEvent } from '../cluster/messages/capture.ts';
+import { BRIDGE_REQUESTER, type CompletionEvent, type FeedbackEvent } from '../cluster/messages/capture.ts';
 
 /** One request's durable record. */
 export interface CollectedRecord {
   request_id: string;
+  /** The requester of a NATS client's request (see CompletionEvent.requester); absent for a bridge's. */
+  requester?: string;
   /** The winning completion event (see {@link mergeCompletion}); absent while only feedback arrived. */
   completion?: CompletionEvent;
   /** Stream sequence of `completion` in the completions stream. */
@@ -40,7 +42,10 @@ export function mergeCompletion(
   event: CompletionEvent,
   seq: number,
 ): CollectedRecord {
-  const base = record ?? { request_id: event.request_id };
+  const base = record ?? {
+    request_id: event.request_id,
+    ...(event.requester !== BRIDGE_REQUESTER ? { requester: event.requester } : {}),
+  };
   if (!beats(event, seq, base)) return base;
   return { ...base, completion: event, completion_seq: seq };
 }
@@ -51,7 +56,10 @@ export function mergeFeedback(
   feedback: FeedbackEvent,
   seq: number,
 ): CollectedRecord {
-  const base = record ?? { request_id: feedback.request_id };
+  const base = record ?? {
+    request_id: feedback.request_id,
+    ...(feedback.requester !== undefined ? { requester: feedback.requester } : {}),
+  };
   if (base.feedback_seq !== undefined && base.feedback_seq >= seq) return base;
   return { ...base, feedback, feedback_seq: seq };
 }

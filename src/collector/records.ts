@@ -9,15 +9,19 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { Kvm, type KV } from '@nats-io/kv';
 import { RECORDS_BUCKET } from '../cluster/subjects.ts';
+import { captureKey } from '../cluster/messages/capture.ts';
 import type { CollectedRecord } from './record.ts';
 import type { Logger } from '../telemetry/logger.ts';
 
 /** Compare-and-set retries of one merge before it gives up (and the message is redelivered). */
 const MAX_MERGE_RETRIES = 16;
 
-/** The bucket key of a request id: base64url, since KV keys take neither `:` nor every id character. */
-export function recordKey(requestId: string): string {
-  return Buffer.from(requestId, 'utf8').toString('base64url');
+/**
+ * The bucket key of a record's capture key (captureKey: the request id, with the requester for a
+ * NATS client's request): base64url, since KV keys take neither `:` nor every id character.
+ */
+export function recordKey(key: string): string {
+  return Buffer.from(key, 'utf8').toString('base64url');
 }
 
 interface Held {
@@ -75,20 +79,21 @@ export class RecordStore {
     return this.view.size;
   }
 
-  /** One record from the view. */
-  get(requestId: string): CollectedRecord | undefined {
-    return this.view.get(recordKey(requestId))?.record;
+  /** One record from the view, by request id (and requester, for a NATS client's request). */
+  get(requestId: string, requester?: string): CollectedRecord | undefined {
+    return this.view.get(recordKey(captureKey(requestId, requester)))?.record;
   }
 
   /**
-   * Applies `merge` to the stored record of `requestId` and writes the result, retrying on a
-   * concurrent write. `merge` must return its argument unchanged when it changes nothing.
+   * Applies `merge` to the stored record under `captureKey` (see captureKey) and writes the
+   * result, retrying on a concurrent write. `merge` must return its argument unchanged when it
+   * changes nothing.
    */
   merge(
-    requestId: string,
+    captureKey: string,
     merge: (record: CollectedRecord | undefined) => CollectedRecord,
   ): Promise<MergeResult> {
-    const key = recordKey(requestId);
+    const key = recordKey(captureKey);
     const previous = this.chains.get(key) ?? Promise.resolve();
     const run = previous.then(() => this.mergeNow(key, merge));
     const settled = run.catch(() => undefined);

@@ -20,6 +20,8 @@ import type { SwitchyardError } from '../errors/errors.ts';
 /** Who and what a captured request is, known at admission. */
 export interface CaptureSubject {
   requestId: string;
+  /** BRIDGE_REQUESTER, or the client's inbox prefix (see CompletionEvent.requester). */
+  requester: string;
   router: string;
   req: GenerateRequest;
   /** From a bridge's request only (see RequestMeta.keyId). */
@@ -73,7 +75,7 @@ export class RequestCapture {
 
   /** The event for this request's end, as it will be stored (before redaction). */
   event(outcome: CaptureOutcome, attempts: number, promptTokens: number): CompletionEvent {
-    const { req, requestId, router, keyId, span, text } = this.subject;
+    const { req, requestId, requester, router, keyId, span, text } = this.subject;
     const endedAt = Date.now();
     const durationMs = performance.now() - this.startedMs;
     const resumed = req.resumeTokenIds ?? [];
@@ -87,6 +89,7 @@ export class RequestCapture {
     const event: CompletionEvent = {
       v: CAPTURE_FORMAT_VERSION,
       request_id: requestId,
+      requester,
       final: outcome.kind === 'end' || outcome.final,
       attempt: this.lastAttempt,
       router,

@@ -48,7 +48,7 @@ import type { RoutingStrategy } from './strategies/strategy.ts';
 import { CaptureMetrics, CapturePublisher } from '../capture/publisher.ts';
 import { isCaptured } from '../capture/options.ts';
 import { redactCompletion } from '../capture/redaction.ts';
-import type { CompletionEvent } from '../cluster/messages/capture.ts';
+import { BRIDGE_REQUESTER, type CompletionEvent } from '../cluster/messages/capture.ts';
 import { RequestCapture } from './request-capture.ts';
 import type { SwitchyardError } from '../errors/errors.ts';
 import type { RequestMeta } from '../cluster/headers.ts';
@@ -345,9 +345,11 @@ class RouterActor implements Router, RouterContext {
     if (this.capture === undefined || !isCaptured(this.options.capture, req.model, requestId))
       return undefined;
     // Only a bridge may say which API key sent a request: clients cannot publish from its inboxes.
-    const keyId = meta.keyId !== undefined && reply.startsWith(BRIDGE_INBOXES) ? meta.keyId : undefined;
+    const fromBridge = reply.startsWith(BRIDGE_INBOXES);
+    const keyId = meta.keyId !== undefined && fromBridge ? meta.keyId : undefined;
     return new RequestCapture({
       requestId,
+      requester: fromBridge ? BRIDGE_REQUESTER : requesterOf(reply),
       router: this.id,
       req,
       ...(keyId !== undefined ? { keyId } : {}),

@@ -246,6 +246,7 @@ function event(over: Partial<CompletionEvent> = {}): CompletionEvent {
   return {
     v: 1,
     request_id: 'req-1',
+    requester: 'bridge',
     final: true,
     attempt: 1,
     router: 'router-a',

@@ -70,7 +70,9 @@ describe('capture: every request that reaches a router is recorded once', () => 
     await server?.stop();
   });
 
-  const record = (id: string): CollectedRecord | undefined => store.get(id);
+  // One requester in this test (its client's connection): a request id names one record.
+  const record = (id: string): CollectedRecord | undefined =>
+    [...store.records()].find((r) => r.request_id === id);
 
   it('plain, streamed, chat and cancelled requests: one record each, with outcome and text', async () => {
     const plain = await client.generate(

@@ -10,6 +10,7 @@ export function completion(seq: number, overrides: Partial<CompletionEvent> = {}
   return {
     v: 1,
     request_id: `req-${seq}`,
+    requester: 'bridge',
     final: true,
     attempt: 1,
     router: 'rt-1',

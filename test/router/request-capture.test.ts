@@ -14,6 +14,7 @@ const span = trace.wrapSpanContext({ traceId: 'ab'.repeat(16), spanId: 'cd'.repe
 function capture(resumeTokenIds?: number[]): RequestCapture {
   return new RequestCapture({
     requestId: 'k1:req',
+    requester: 'bridge',
     router: 'rt',
     req: {
       model: 'm',

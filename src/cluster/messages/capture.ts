@@ -10,7 +10,8 @@
  */
 import type { ChatMessage } from './params.ts';
 import type { FinishReason } from './stream.ts';
-import { REQUEST_ID_PATTERN } from './stream.ts';
+import { REPLY_SUBJECT_PATTERN, REQUEST_ID_PATTERN } from './stream.ts';
+import { createHash } from 'node:crypto';
 import {
   invalidField,
   parseObject,
@@ -68,6 +69,11 @@ export type RedactionKind = 'EMAIL' | 'PHONE' | 'CARD' | 'IBAN' | 'IP' | 'SECRET
 export interface CompletionEvent {
   v: typeof CAPTURE_FORMAT_VERSION;
   request_id: string;
+  /**
+   * Whose request id it is ({@link BRIDGE_REQUESTER}, or a client's inbox prefix): routers key
+   * requests by (requester, id), so two requesters' equal ids are two requests, and two records.
+   */
+  requester: string;
   final: boolean;
   /** The last attempt number this router made (attempts count across routers). */
   attempt: number;
@@ -135,7 +141,27 @@ export interface FeedbackEvent {
   tags?: string[];
   comment?: string;
   api_key_id?: string;
+  /**
+   * The requester of the completion for a NATS client's request: its inbox prefix (see
+   * {@link CompletionEvent.requester}); absent for requests that came through a bridge.
+   */
+  requester?: string;
   received_at: string;
+}
+
+/**
+ * The requester of every request that came through a bridge: bridges scope request ids per API
+ * key, and only bridges can send from bridge inboxes, so their ids share one namespace.
+ */
+export const BRIDGE_REQUESTER = 'bridge';
+
+/**
+ * The record key of a request: its id for a bridge's request (so HTTP feedback joins by the id
+ * alone), its id and requester otherwise (so no client can shadow another's record by reusing
+ * its id).
+ */
+export function captureKey(requestId: string, requester: string | undefined): string {
+  return requester === undefined || requester === BRIDGE_REQUESTER ? requestId : `${requestId} ${requester}`;
 }
 
 /**
@@ -157,8 +183,15 @@ export const REQUEST_ID_MAX_LENGTH = 128;
  * final event is stored once, however often its router retries the publish), the request id and
  * attempt for a provisional one (so it never blocks the final event that follows).
  */
-export function completionMsgId(event: Pick<CompletionEvent, 'request_id' | 'final' | 'attempt'>): string {
-  return event.final ? `c:${event.request_id}` : `c:${event.request_id}#${event.attempt}`;
+export function completionMsgId(
+  event: Pick<CompletionEvent, 'request_id' | 'final' | 'attempt' | 'requester'>,
+): string {
+  const scope =
+    event.requester === BRIDGE_REQUESTER
+      ? ''
+      : `@${createHash('sha256').update(event.requester).digest('hex').slice(0, 16)}`;
+  const id = `c:${event.request_id}${scope}`;
+  return event.final ? id : `${id}#${event.attempt}`;
 }
 
 /** Reads caller metadata: an object of at most 16 string pairs (as OpenAI's `metadata`). */
@@ -199,6 +232,9 @@ export function readFeedback(o: WireObject): FeedbackEvent {
   );
   const tags = readOptional(o, 'tags', readTags);
   const api_key_id = readOptional(o, 'api_key_id', (f, v) => readString(f, v, { maxLength: 64 }));
+  const requester = readOptional(o, 'requester', (f, v) =>
+    readPattern(f, v, REPLY_SUBJECT_PATTERN, 'a NATS inbox prefix of at most 256 characters'),
+  );
   const received_at = readString('received_at', o.received_at, { maxLength: 64 });
   return {
     v: CAPTURE_FORMAT_VERSION,
@@ -209,6 +245,7 @@ export function readFeedback(o: WireObject): FeedbackEvent {
     ...(tags !== undefined ? { tags } : {}),
     ...(comment !== undefined ? { comment } : {}),
     ...(api_key_id !== undefined ? { api_key_id } : {}),
+    ...(requester !== undefined ? { requester } : {}),
     received_at,
   };
 }
@@ -236,6 +273,7 @@ export function decodeCompletionEvent(data: Uint8Array | string): CompletionEven
   readInt('completion_tokens', o.completion_tokens, { min: 0, max: Infinity });
   readNumber('duration_ms', o.duration_ms, { min: 0, max: Infinity });
   if (typeof o.final !== 'boolean') invalidField('final', 'a boolean', o.final);
+  readString('requester', o.requester, { minLength: 1, maxLength: 256 });
   return o as unknown as CompletionEvent;
 }
 

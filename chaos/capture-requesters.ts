@@ -11,11 +11,12 @@ import { actorInboxPrefix } from '../src/cluster/subjects.ts';
 export const LOAD_INBOX_PREFIX = actorInboxPrefix('client', 'chaos-load');
 
 /**
- * Whether a requester is one the history recorded: a bridge, or a load client (whose requester
- * is its connection's reply mux, `<LOAD_INBOX_PREFIX>.<nuid>`).
+ * Whether a record or event is of a request the history recorded: a load client's over NATS
+ * (its requester is its connection's reply mux, `<LOAD_INBOX_PREFIX>.<nuid>`), or one through a
+ * bridge, whose ids the bridge scoped (`<tenant>:<id>`, always with a colon; the NATS load's ids
+ * have none). A hostile bridge credential's request with a NATS load id is another request.
  */
-export function isLoadRequester(requester: string | undefined): boolean {
-  return (
-    requester === undefined || requester === BRIDGE_REQUESTER || requester.startsWith(`${LOAD_INBOX_PREFIX}.`)
-  );
+export function isLoadRequester(requester: string | undefined, requestId: string): boolean {
+  if (requester === undefined || requester === BRIDGE_REQUESTER) return requestId.includes(':');
+  return requester.startsWith(`${LOAD_INBOX_PREFIX}.`);
 }

@@ -149,7 +149,7 @@ async function readStream(nc: NatsConnection): Promise<StreamCounts> {
         continue;
       }
       // Another requester's request with a load request's id (hostile) is another request.
-      if (!isLoadRequester(event.requester)) {
+      if (!isLoadRequester(event.requester, event.request_id)) {
         if (m.seq >= last) break;
         continue;
       }
@@ -180,7 +180,7 @@ function captured(record: CollectedRecord): CapturedRecord {
 /** The records of the load clients' and bridges' requests, by request id. */
 function loadRecords(store: RecordStore): Map<string, CollectedRecord> {
   const out = new Map<string, CollectedRecord>();
-  for (const r of store.records()) if (isLoadRequester(r.requester)) out.set(r.request_id, r);
+  for (const r of store.records()) if (isLoadRequester(r.requester, r.request_id)) out.set(r.request_id, r);
   return out;
 }
 
@@ -276,7 +276,7 @@ export async function readCapture(
     return {
       finalEvents: stream.finalEvents,
       provisionalEvents: stream.provisionalEvents,
-      records: [...store.records()].filter((r) => isLoadRequester(r.requester)).map(captured),
+      records: [...store.records()].filter((r) => isLoadRequester(r.requester, r.request_id)).map(captured),
       drops: watch.drops(),
       caughtUp,
       detail: notes.join('; '),

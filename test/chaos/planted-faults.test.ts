@@ -15,20 +15,25 @@ import { runChaos } from '../helpers/chaos-run.ts';
 /** Topology start, references and a few seconds of load, on a busy 2-core machine. */
 const RUN_TIMEOUT_MS = 240_000;
 
+/** A short kill-replica run with one planted fault of `kind`. */
+function plantedRun(kind: string): ReturnType<typeof runChaos> {
+  return runChaos([
+    '--profile',
+    'short',
+    '--duration',
+    '5',
+    '--load',
+    '100',
+    '--plant',
+    kind,
+    'kill-replica',
+  ]);
+}
+
 describe('chaos runner: planted faults', () => {
   for (const kind of Object.keys(PLANTS) as PlantKind[]) {
     it(`catches a planted ${kind} (${PLANTS[kind]})`, { timeout: RUN_TIMEOUT_MS }, async () => {
-      const run = await runChaos([
-        '--profile',
-        'short',
-        '--duration',
-        '5',
-        '--load',
-        '100',
-        '--plant',
-        kind,
-        'kill-replica',
-      ]);
+      const run = await plantedRun(kind);
       try {
         assert.equal(run.status, 1, `a planted ${kind} must fail the run:\n${run.output}`);
         const summary = readFileSync(`${run.dir}/summary.md`, 'utf8');
@@ -50,17 +55,7 @@ describe('chaos runner: planted faults', () => {
   };
   for (const kind of Object.keys(CAPTURE_PLANTS) as CapturePlantKind[]) {
     it(`catches a planted ${kind} (${CAPTURE_PLANTS[kind]})`, { timeout: RUN_TIMEOUT_MS }, async () => {
-      const run = await runChaos([
-        '--profile',
-        'short',
-        '--duration',
-        '5',
-        '--load',
-        '100',
-        '--plant',
-        kind,
-        'kill-replica',
-      ]);
+      const run = await plantedRun(kind);
       try {
         assert.equal(run.status, 1, `a planted ${kind} must fail the run:\n${run.output}`);
         const summary = readFileSync(`${run.dir}/summary.md`, 'utf8');

@@ -7,6 +7,8 @@ import {
   type GenerateRequest,
 } from '../../src/cluster/messages/generate.ts';
 import { validateGenerateParams } from '../../src/cluster/messages/params.ts';
+import { decodeCompletionEvent, decodeFeedback } from '../../src/cluster/messages/capture.ts';
+import { decodeExportRequest, decodePageRequest } from '../../src/cluster/messages/collector.ts';
 import {
   decodeAck,
   decodeCancel,
@@ -16,6 +18,7 @@ import {
   encodeCancel,
   encodeChunk,
   encodeEnd,
+  RESUMED_TEXT_MAX_LENGTH,
   type End,
 } from '../../src/cluster/messages/stream.ts';
 import {
@@ -378,5 +381,84 @@ describe('subjects', () => {
     assert.equal(heartbeatSubjectId('sy.v2.hb.replica.r1'), undefined);
     assert.equal(heartbeatSubjectId('sy.v1.hb.other.r1'), undefined);
     assert.equal(heartbeatSubjectId(GENERATE_SUBJECT), undefined);
+  });
+});
+
+describe('capture fields on the wire', () => {
+  it('cancel `resending`, end `resumed_text` and `model_sha256` round-trip and refuse the wrong shape', () => {
+    const cancel = { requestId: 'r1', reply: '_INBOX_client.x.1', resending: true };
+    assert.deepEqual(decodeCancel(encodeCancel(cancel)), cancel);
+    rejects(() => decodeCancel(body({ request_id: 'r1', resending: 'yes' })), /^resending must be a boolean/);
+    const end: End = {
+      seq: 1,
+      attempt: 2,
+      finishReason: 'length',
+      usage: { promptTokens: 1, completionTokens: 1 },
+      attempts: 2,
+      resumedText: 'earlier',
+      modelSha256: 'a'.repeat(64),
+    };
+    assert.deepEqual(decodeEnd(encodeEnd(end)), end);
+    const wire = {
+      seq: 0,
+      attempt: 1,
+      finish_reason: 'stop',
+      usage: { prompt_tokens: 1, completion_tokens: 0 },
+      attempts: 1,
+    };
+    rejects(
+      () => decodeEnd(body({ ...wire, model_sha256: 'not-hex' })),
+      /^model_sha256 must be a string matching 64 hex digits/,
+    );
+    rejects(() => decodeEnd(body({ ...wire, resumed_text: 5 })), /^resumed_text must be a string/);
+    rejects(
+      () => decodeEnd(body({ ...wire, resumed_text: 'x'.repeat(RESUMED_TEXT_MAX_LENGTH + 1) })),
+      /^resumed_text must be a string of at most 262144 characters/,
+    );
+    // Past the limit the sender leaves it out (the router marks the text incomplete) rather than fail the end.
+    const long = decodeEnd(encodeEnd({ ...end, resumedText: 'x'.repeat(RESUMED_TEXT_MAX_LENGTH + 1) }));
+    assert.equal(long.resumedText, undefined);
+  });
+
+  it('feedback and dataset requests refuse forged or malformed fields, naming them', () => {
+    const fb = { request_id: 'r1', rating: 1, received_at: '2026-12-01T00:00:00.000Z' };
+    assert.equal(
+      decodeFeedback(body({ ...fb, requester: '_INBOX_client.a.b' })).requester,
+      '_INBOX_client.a.b',
+    );
+    rejects(
+      () => decodeFeedback(body({ ...fb, requester: 'a b' })),
+      /^requester must be a string matching a NATS inbox prefix/,
+    );
+    rejects(() => decodeFeedback(body({ ...fb, rating: 2 })), /^rating must be/);
+    rejects(
+      () => decodeFeedback(body({ ...fb, request_id: 'x'.repeat(200) })),
+      /^request_id must be a string matching/,
+    );
+    rejects(
+      () => decodeFeedback(body({ ...fb, tags: Array(17).fill('t') })),
+      /^tags must be an array of at most 16/,
+    );
+    rejects(
+      () => decodeExportRequest(body({ format: 'csv' })),
+      /^format must be one of 'sft', 'preference', 'kto'/,
+    );
+    rejects(
+      () => decodeExportRequest(body({ format: 'sft', filters: { min_rating: 'high' } })),
+      /^min_rating must be/,
+    );
+    rejects(
+      () => decodeExportRequest(body({ format: 'sft', filters: { modle: 'x' } })),
+      /^unknown dataset filter modle/,
+    );
+    rejects(
+      () => decodePageRequest(body({ snapshot: '', offset: 0 })),
+      /^snapshot must be a string of 1 to 64/,
+    );
+    rejects(
+      () => decodePageRequest(body({ snapshot: 's', offset: -1 })),
+      /^offset must be an integer between 0 and/,
+    );
+    rejects(() => decodeCompletionEvent(body({ v: 1, request_id: 'r1' })), /must be/);
   });
 });

@@ -23,7 +23,6 @@ import {
   GENERATE_SUBJECT,
   ROUTER_QUEUE_GROUP,
   completionSubject,
-  actorInboxPrefix,
   replicaHeartbeatSubject,
   replicaFaultSubject,
   replicaSubjects,
@@ -33,7 +32,7 @@ import {
 import { UnauthorizedError } from '../../src/errors/errors.ts';
 import { ActorProcess, killAll } from '../helpers/cluster.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
-import { publishRefused, subscribeRefused } from '../helpers/permissions.ts';
+import { connectAs, publishRefused, subscribeRefused } from '../helpers/permissions.ts';
 
 /** The bundled model's context, in tokens. */
 const CONTEXT_LENGTH = 512;
@@ -48,11 +47,7 @@ describe('per-role NATS permissions (up on nats-server 2.9)', () => {
 
   /** A connection with `credential`, its inboxes named as the actor's would be. */
   async function as(credential: Credential, role: InboxRole, id = credential.id): Promise<NatsConnection> {
-    const nc = await connectNats({
-      servers: server.url,
-      nkeySeedFile: credential.seedFile,
-      inboxPrefix: actorInboxPrefix(role, id),
-    });
+    const nc = await connectAs(server.url, credential, role, id);
     open.push(nc);
     return nc;
   }

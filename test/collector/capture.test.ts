@@ -181,6 +181,15 @@ describe('capture: every request that reaches a router is recorded once', () => 
     }
   });
 
+  it('a client cannot claim an API key: Sy-Key-Id from outside a bridge inbox is not recorded', async () => {
+    await client.generate(
+      { model: MODEL, prompt: 'forged key', maxTokens: 2, temperature: 0 },
+      { requestId: 'cap-forged-key', keyId: 'someone-else' },
+    );
+    await waitFor('the record', () => record('cap-forged-key')?.completion !== undefined);
+    assert.equal(record('cap-forged-key')!.completion!.api_key_id, undefined);
+  });
+
   it('a request refused as busy at admission is recorded once, with its code', async () => {
     await injectFault(nc, 'rep-1', { step_delay_ms: 20 });
     const long = ['cap-hold-1', 'cap-hold-2'].map((requestId) =>
@@ -229,6 +238,7 @@ describe('capture: every request that reaches a router is recorded once', () => 
       'cap-chat',
       'cap-cancel',
       'cap-failover',
+      'cap-forged-key',
       'cap-hold-1',
       'cap-hold-2',
       'cap-busy',

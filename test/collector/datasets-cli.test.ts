@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { SwitchyardClient } from '../../src/client/client.ts';
 import { freePort } from '../../src/cli/nats-server.ts';
 import { SWITCHYARD_BIN } from '../../chaos/paths.ts';
+import { collectorPageSubject, collectorSubject } from '../../src/cluster/subjects.ts';
 import { ActorProcess, killAll, waitFor } from '../helpers/cluster.ts';
 import { waitForAliveReplicas } from '../helpers/metrics.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
@@ -137,6 +138,23 @@ describe('feedback joins and `switchyard dataset`', () => {
         .stdout,
     ) as { counts: { exported: number } };
     assert.equal(none.counts.exported, 0);
+  });
+
+  it('answers malformed dataset requests with a typed error and keeps serving', async () => {
+    const nc = client.nc;
+    const ask = async (
+      subject: string,
+      data: string,
+    ): Promise<{ error?: { code: string; message: string } }> =>
+      (await nc.request(subject, data, { timeout: 5_000 })).json();
+    const bad = await ask(collectorSubject('export'), '{"format": "csv"}');
+    assert.equal(bad.error?.code, 'invalid_request');
+    assert.match(bad.error?.message ?? '', /format must be one of/);
+    assert.equal((await ask(collectorSubject('export'), 'not json')).error?.code, 'invalid_request');
+    const stats = (await ask(collectorSubject('stats'), '{}')) as { collector?: string };
+    assert.ok(stats.collector, 'the collector still answers');
+    const gone = await ask(collectorPageSubject(stats.collector), '{"snapshot": "nope", "offset": 0}');
+    assert.match(gone.error?.message ?? '', /snapshot nope is gone/);
   });
 
   it('refuses an export without --format, naming the flag', async () => {

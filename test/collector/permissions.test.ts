@@ -13,20 +13,18 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { SwitchyardClient } from '../../src/client/client.ts';
 import { CredentialStore, type Credential } from '../../src/cli/nats-credentials.ts';
-import { connectNats } from '../../src/cluster/connection.ts';
 import { CAPTURE_FORMAT_VERSION, encodeCaptureRecord } from '../../src/cluster/messages/capture.ts';
 import { authorizationBlock } from '../../src/cluster/permissions.ts';
 import {
   COLLECTOR_QUEUE_GROUP,
   FEEDBACK_SUBJECT,
-  actorInboxPrefix,
   collectorSubject,
   completionSubject,
   type InboxRole,
 } from '../../src/cluster/subjects.ts';
 import { ActorProcess, killAll, waitFor } from '../helpers/cluster.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
-import { publishRefused, subscribeRefused } from '../helpers/permissions.ts';
+import { connectAs, publishRefused, subscribeRefused } from '../helpers/permissions.ts';
 
 describe('capture under the per-role permissions', () => {
   let server: NatsServer;
@@ -36,11 +34,7 @@ describe('capture under the per-role permissions', () => {
   const open: NatsConnection[] = [];
 
   async function as(credential: Credential, role: InboxRole, id = credential.id): Promise<NatsConnection> {
-    const nc = await connectNats({
-      servers: server.url,
-      nkeySeedFile: credential.seedFile,
-      inboxPrefix: actorInboxPrefix(role, id),
-    });
+    const nc = await connectAs(server.url, credential, role, id);
     open.push(nc);
     return nc;
   }

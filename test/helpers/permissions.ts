@@ -1,6 +1,23 @@
 /** Asserting that nats-server refuses a publish or a subscription (permission tests). */
 import assert from 'node:assert/strict';
 import { PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
+import type { Credential } from '../../src/cli/nats-credentials.ts';
+import { connectNats } from '../../src/cluster/connection.ts';
+import { actorInboxPrefix, type InboxRole } from '../../src/cluster/subjects.ts';
+
+/** A connection with `credential`, its inboxes named as the actor's would be. */
+export function connectAs(
+  url: string,
+  credential: Credential,
+  role: InboxRole,
+  id = credential.id,
+): Promise<NatsConnection> {
+  return connectNats({
+    servers: url,
+    nkeySeedFile: credential.seedFile,
+    inboxPrefix: actorInboxPrefix(role, id),
+  });
+}
 
 /** How long to wait for the server's asynchronous -ERR of a refused operation. */
 export const REFUSAL_TIMEOUT_MS = 2_000;

@@ -4,7 +4,11 @@
  * Nothing is downloaded, the build takes seconds, and the same inputs give byte-identical files,
  * so tests and every replica of a cluster agree on the model without shipping 14 MB in git.
  *
- *   tsx models/build.ts [--out DIR] [--use-cache-branch] [--version V] [--force]
+ *   tsx models/build.ts [--out DIR] [--use-cache-branch] [--version V] [--weight-seed N] [--force]
+ *
+ * `--all` builds the bundled variants: the model, the same model with a `use_cache_branch`
+ * input, and a second version of it (other seeded weights, version 2) that hot swap and
+ * rollouts are shown and tested with.
  */
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
@@ -23,7 +27,7 @@ import {
   VOCAB_SIZE,
   LAYER_NORM_EPSILON,
 } from './onnx/gpt2-graph.ts';
-import { buildGpt2Onnx } from './onnx/gpt2-graph.ts';
+import { DEFAULT_WEIGHT_SEED, buildGpt2Onnx } from './onnx/gpt2-graph.ts';
 import { toTokenizerJson, trainByteLevelBpe } from './tokenizer/train-bpe.ts';
 
 export type { ModelManifest } from '../src/engine/manifest.ts';
@@ -70,6 +74,13 @@ export function defaultOutDir(useCacheBranch = false): string {
   return path.join(MODELS_DIR, useCacheBranch ? 'tiny-gpt2-cache-branch' : 'tiny-gpt2');
 }
 
+/** The bundled second version: same architecture and tokenizer, other weights. */
+export const SECOND_VERSION: Readonly<Required<Omit<BuildOptions, 'useCacheBranch'>>> = {
+  outDir: path.join(MODELS_DIR, 'tiny-gpt2-v2'),
+  version: '2',
+  weightSeed: 20261202,
+};
+
 /** Options for {@link buildModel}. */
 export interface BuildOptions {
   /** Folder to write; created if missing. */
@@ -78,6 +89,8 @@ export interface BuildOptions {
   useCacheBranch?: boolean;
   /** Manifest `version`; weights do not depend on it. @default DEFAULT_MODEL_VERSION */
   version?: string;
+  /** Seed of the random weights: another seed, another model. @default DEFAULT_WEIGHT_SEED */
+  weightSeed?: number;
 }
 
 /** Git may check text out with CRLF; hash and train on LF so every checkout builds the same. */
@@ -92,13 +105,14 @@ async function readCorpus(): Promise<Array<{ name: string; text: string }>> {
 }
 
 /** The manifest's `builder`: version, variant and a digest of every input of the build. */
-async function builderId(useCacheBranch: boolean): Promise<string> {
+async function builderId(useCacheBranch: boolean, weightSeed?: number): Promise<string> {
   const hash = createHash('sha256');
   for (const { name, text } of await readCorpus()) hash.update(`corpus/${name}\0${text}\0`);
   for (const file of SOURCE_FILES) {
     hash.update(`${file}\0${toLf(await readFile(path.join(MODELS_DIR, file), 'utf8'))}\0`);
   }
-  const variant = useCacheBranch ? 'cache-branch' : 'plain';
+  const seeded = weightSeed === undefined || weightSeed === DEFAULT_WEIGHT_SEED ? '' : `-seed${weightSeed}`;
+  const variant = `${useCacheBranch ? 'cache-branch' : 'plain'}${seeded}`;
   return `${BUILDER_VERSION}/${variant}/${hash.digest('hex').slice(0, DIGEST_HEX_CHARS)}`;
 }
 
@@ -161,7 +175,10 @@ function tokenizerConfig(): Record<string, unknown> {
 }
 
 /** Every file of the folder except the manifest, by relative path. */
-async function renderFiles(useCacheBranch: boolean): Promise<Map<string, Uint8Array | string>> {
+async function renderFiles(
+  useCacheBranch: boolean,
+  weightSeed: number | undefined,
+): Promise<Map<string, Uint8Array | string>> {
   const corpus = (await readCorpus()).map((f) => f.text).join('\n');
   const bpe = trainByteLevelBpe(corpus, { vocabSize: VOCAB_SIZE, specialTokens: SPECIAL_TOKENS });
   const [eot = '', imStart = '', imEnd = ''] = SPECIAL_TOKENS;
@@ -185,7 +202,14 @@ async function renderFiles(useCacheBranch: boolean): Promise<Map<string, Uint8Ar
     ],
     // Only the hand-bumped version goes into the ONNX file, so its sha256 moves when the graph
     // or weights do and not when a comment in these sources changes.
-    [ONNX_PATH, buildGpt2Onnx({ useCacheBranch, producerVersion: BUILDER_VERSION })],
+    [
+      ONNX_PATH,
+      buildGpt2Onnx({
+        useCacheBranch,
+        producerVersion: BUILDER_VERSION,
+        ...(weightSeed !== undefined ? { seed: weightSeed } : {}),
+      }),
+    ],
   ]);
 }
 
@@ -195,8 +219,8 @@ async function renderFiles(useCacheBranch: boolean): Promise<Map<string, Uint8Ar
  */
 export async function buildModel(opts: BuildOptions): Promise<ModelManifest> {
   const useCacheBranch = opts.useCacheBranch ?? false;
-  const builder = await builderId(useCacheBranch);
-  const files = await renderFiles(useCacheBranch);
+  const builder = await builderId(useCacheBranch, opts.weightSeed);
+  const files = await renderFiles(useCacheBranch, opts.weightSeed);
   await mkdir(path.join(opts.outDir, path.dirname(ONNX_PATH)), { recursive: true });
   await rm(path.join(opts.outDir, MANIFEST_FILE), { force: true });
   for (const [rel, data] of files) await writeFile(path.join(opts.outDir, rel), data);
@@ -228,7 +252,7 @@ export async function upToDateManifest(opts: BuildOptions): Promise<ModelManifes
   } catch {
     return undefined;
   }
-  const builder = await builderId(opts.useCacheBranch ?? false);
+  const builder = await builderId(opts.useCacheBranch ?? false, opts.weightSeed);
   if (manifest.builder !== builder || manifest.version !== (opts.version ?? DEFAULT_MODEL_VERSION))
     return undefined;
   try {
@@ -246,6 +270,7 @@ async function main(argv: string[]): Promise<void> {
       out: { type: 'string' },
       'use-cache-branch': { type: 'boolean', default: false },
       version: { type: 'string' },
+      'weight-seed': { type: 'string' },
       force: { type: 'boolean', default: false },
       all: { type: 'boolean', default: false },
     },
@@ -256,6 +281,7 @@ async function main(argv: string[]): Promise<void> {
     for (const variant of [false, true]) {
       await buildOne({ outDir: defaultOutDir(variant), useCacheBranch: variant }, values.force);
     }
+    await buildOne(SECOND_VERSION, values.force);
     return;
   }
   const useCacheBranch = values['use-cache-branch'];
@@ -263,8 +289,17 @@ async function main(argv: string[]): Promise<void> {
     outDir: values.out !== undefined ? path.resolve(values.out) : defaultOutDir(useCacheBranch),
     useCacheBranch,
     ...(values.version !== undefined ? { version: values.version } : {}),
+    ...(values['weight-seed'] !== undefined ? { weightSeed: seedOf(values['weight-seed']) } : {}),
   };
   await buildOne(opts, values.force);
+}
+
+function seedOf(text: string): number {
+  const seed = Number(text);
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw new Error(`--weight-seed must be an integer in [0, 2^32), got '${text}'`);
+  }
+  return seed;
 }
 
 async function buildOne(opts: BuildOptions, force: boolean): Promise<void> {

@@ -36,8 +36,8 @@ export class EchoEngine implements ServingEngine {
     this.maxBatch = opts.maxBatchSize ?? DEFAULT_ECHO_BATCH;
     this.maxQueue = opts.maxQueue ?? 0;
     this.info = {
-      id: ECHO_MODEL_ID,
-      version: '1',
+      id: opts.identity?.id ?? ECHO_MODEL_ID,
+      version: opts.identity?.version ?? '1',
       dir: '',
       onnxPath: '',
       sha256: '',

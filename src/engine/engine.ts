@@ -97,7 +97,7 @@ export class Engine implements ServingEngine {
   /** Loads the model and tokenizer, starts the workers, and resolves once the session is ready. */
   static async start(opts: EngineOptions): Promise<Engine> {
     const options = compileEngineOptions(opts, availableParallelism());
-    const info = await loadModelInfo(options.modelDir, options.onnxFile);
+    const info = { ...(await loadModelInfo(options.modelDir, options.onnxFile)), ...options.identity };
     const tokenizer = await ModelTokenizer.load(info.dir);
     const init: WorkerInit = {
       info,

@@ -45,6 +45,18 @@ export interface EngineOptions {
   spinning?: boolean;
   /** Allow fault injection (tests and the chaos suite only). @default false */
   allowFaultInjection?: boolean;
+  /**
+   * The id and version served, overriding the folder's manifest: a folder fetched from the model
+   * registry is served as the registry's `id@version`, whatever its own manifest says.
+   * @default from manifest.json, else the folder name and the ONNX file's hash
+   */
+  identity?: ModelIdentity;
+}
+
+/** Who a loaded model is to the cluster: what clients name (`model`) and which version. */
+export interface ModelIdentity {
+  id: string;
+  version: string;
 }
 
 /** Options with every default filled in and checked. */
@@ -61,6 +73,7 @@ export interface CompiledEngineOptions {
   onnxFile: string | undefined;
   spinning: boolean;
   allowFaultInjection: boolean;
+  identity: ModelIdentity | undefined;
 }
 
 function positiveInt(name: string, value: number | undefined, fallback: number, min = 1): number {
@@ -89,6 +102,7 @@ export function compileEngineOptions(opts: EngineOptions, cores: number): Compil
     onnxFile: opts.onnxFile,
     spinning: opts.spinning ?? false,
     allowFaultInjection: opts.allowFaultInjection ?? false,
+    identity: opts.identity,
   };
   return compiled;
 }

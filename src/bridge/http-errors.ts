@@ -72,6 +72,8 @@ const BY_CODE: Readonly<Record<ErrorCode, { status: number; type: string }>> = {
   cancelled: { status: STATUS_CLIENT_CLOSED, type: 'cancelled_error' },
   internal: { status: 500, type: 'server_error' },
   engine_failed: { status: 500, type: 'server_error' },
+  // The pinned version is gone mid-request: a retry from scratch gets the version served now.
+  version_unavailable: { status: 503, type: 'unavailable_error' },
 };
 
 function retryAfterSeconds(ms: number): string {

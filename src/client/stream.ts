@@ -127,6 +127,12 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
   private seedKnown = false;
   /** max_tokens of the caller's request as the cluster settled it (its own value, or the default). */
   private settledMaxTokens: number | undefined;
+  /**
+   * The model version the request is pinned to: the caller's, else the one its router announced
+   * (in the ack, final with the first chunk). A resend that carries tokens names it, so they
+   * resume only on that version.
+   */
+  private pinnedVersion: string | undefined;
   /** The highest replica attempt number seen in a chunk: where the next router's attempts start. */
   private highestAttempt = 0;
   /** Sends a router acked (each may have spent replica attempts this client never saw). */
@@ -150,6 +156,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     this.requestId = prepared.requestId;
     this.effectiveSeed = prepared.request.seed;
     this.settledMaxTokens = prepared.request.maxTokens;
+    this.pinnedVersion = prepared.request.version;
     this.traceParent =
       prepared.traceparent === undefined
         ? context.active()
@@ -171,6 +178,11 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
     }
     prepared.signal?.addEventListener('abort', this.onAbort, { once: true });
     void this.run();
+  }
+
+  /** The model version the request is pinned to, once a router announced it (or the caller's). */
+  get modelVersion(): string | undefined {
+    return this.pinnedVersion;
   }
 
   /** The router that owns the request right now (undefined before the first ack). */
@@ -240,6 +252,8 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
       maxTokens: this.settledMaxTokens,
       seed: this.effectiveSeed,
     });
+    // Tokens resume only on the version that made them; without tokens any version may start it.
+    if (resumed > 0 && this.pinnedVersion !== undefined) body.version = this.pinnedVersion;
     // Past every attempt an earlier router made (at least one per earlier send a router took).
     const attemptNo = Math.max(this.highestAttempt, this.ackedSends) + 1;
     const headers = writeRequestMeta({ requestId, deadline, attempt: attemptNo, keyId: this.prepared.keyId });
@@ -289,6 +303,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
       return;
     }
     this.learnSeed(ack.seed ?? this.effectiveSeed);
+    if (ack.modelVersion !== undefined && this.delivered.length === 0) this.pinnedVersion = ack.modelVersion;
     attempt.lease = this.ctx.watch.watch(ack.by, (reason) => attempt.handle.close(reason));
   }
 
@@ -300,6 +315,7 @@ export class ClientStream implements AsyncIterable<StreamDelta> {
       this.settledMaxTokens = attempt.resumed + chunk.maxTokens;
     }
     this.highestAttempt = Math.max(this.highestAttempt, chunk.attempt);
+    if (chunk.modelVersion !== undefined) this.pinnedVersion = chunk.modelVersion;
     const { tokenIds, text } = chunk;
     if (tokenIds.length === 0 && text === '') return;
     this.delivered.push(...tokenIds);

@@ -79,6 +79,15 @@ export function replicaFaultSubject(replicaId: string): string {
   return `${PROTOCOL_PREFIX}.replica.${replicaId}.fault`;
 }
 
+/**
+ * Where an operator tells one replica to hot swap its model (a folder or a registry URL). Only
+ * the operator and the collector may publish here; the replica answers when the swap is done.
+ */
+export function replicaSwapSubject(replicaId: string): string {
+  assertId('replica id', replicaId);
+  return `${PROTOCOL_PREFIX}.replica.${replicaId}.swap`;
+}
+
 /** Where a client cancels a request: at the router that acked it, which owns its state. */
 export function routerCancelSubject(routerId: string): string {
   assertId('router id', routerId);

@@ -20,6 +20,7 @@ export const ERROR_CODES = [
   'cancelled',
   'internal',
   'engine_failed',
+  'version_unavailable',
 ] as const;
 
 /** One of {@link ERROR_CODES}. */
@@ -40,6 +41,9 @@ const RETRYABLE: Readonly<Record<ErrorCode, boolean>> = {
   // A router retries an engine failure on one other replica itself (at most once); nobody resends
   // it after that, so that one request that breaks engines cannot take down every replica.
   engine_failed: false,
+  // A request pinned to a version that no replica serves any more, with tokens already delivered:
+  // resuming on another version would not be exact, and resending cannot bring the version back.
+  version_unavailable: false,
 };
 
 /** True when `value` is one of the known error codes. */
@@ -156,6 +160,18 @@ export class EngineFailedError extends SwitchyardError {
   }
 }
 
+/**
+ * The model version a request was pinned to at admission is served by no replica any more (a
+ * hot swap or rollout retired it), and the request has delivered tokens: it cannot resume on
+ * another version exactly. Nobody resends it; a caller that starts over gets the version served now.
+ */
+export class VersionUnavailableError extends SwitchyardError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('version_unavailable', message, options);
+    this.name = 'VersionUnavailableError';
+  }
+}
+
 /** Builds the matching error class for a code (used when rebuilding errors from the wire). */
 export function errorFromCode(code: ErrorCode, message: string, retryAfterMs = 0): SwitchyardError {
   switch (code) {
@@ -181,6 +197,8 @@ export function errorFromCode(code: ErrorCode, message: string, retryAfterMs = 0
       return new InternalError(message);
     case 'engine_failed':
       return new EngineFailedError(message);
+    case 'version_unavailable':
+      return new VersionUnavailableError(message);
   }
 }
 

@@ -8,7 +8,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { encodeReplicaHeartbeat } from '../cluster/messages/heartbeat.ts';
 import { replicaHeartbeatSubject } from '../cluster/subjects.ts';
-import type { ServingEngine } from '../engine/types.ts';
+import type { VersionedEngine } from './versions.ts';
 import type { CompiledReplicaOptions } from './options.ts';
 import { heartbeatStateOf, type ActorState } from '../cluster/actor-state.ts';
 import { AnnouncedInterval } from './heartbeat-pace.ts';
@@ -27,8 +27,10 @@ export class HeartbeatPublisher {
   constructor(
     private readonly nc: NatsConnection,
     private readonly options: CompiledReplicaOptions,
-    private readonly engine: ServingEngine,
+    private readonly engine: VersionedEngine,
     private readonly state: () => ActorState,
+    /** A hot swap in progress (the version it loads) or the last one's failure. */
+    private readonly swap: () => { to?: string; error?: string } = () => ({}),
   ) {
     this.subject = replicaHeartbeatSubject(options.id);
     this.announced = new AnnouncedInterval(options.heartbeatIntervalMs);
@@ -52,6 +54,8 @@ export class HeartbeatPublisher {
     const stats = this.engine.stats();
     const { info } = this.engine;
     const state = this.state();
+    const swap = this.swap();
+    const retiring = this.engine.retiring.map((v) => v.engine.info.version);
     try {
       this.nc.publish(
         this.subject,
@@ -73,6 +77,10 @@ export class HeartbeatPublisher {
           stepTokens: stats.stepTokens,
           sentAt: Date.now(),
           intervalMs: this.announced.current(),
+          ...(this.engine.current.digest ? { modelDigest: this.engine.current.digest } : {}),
+          ...(retiring.length > 0 ? { retiringVersions: retiring } : {}),
+          ...(swap.to !== undefined ? { swappingTo: swap.to } : {}),
+          ...(swap.error !== undefined ? { swapError: swap.error } : {}),
         }),
       );
       this.sent++;

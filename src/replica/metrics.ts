@@ -22,6 +22,7 @@ export class ReplicaMetrics {
   readonly accepted: Counter;
   readonly refused: Counter<'code'>;
   readonly orphansCancelled: Counter;
+  readonly swaps: Counter<'outcome'>;
 
   constructor(source: ReplicaMetricsSource) {
     const { engine } = source;
@@ -87,6 +88,12 @@ export class ReplicaMetrics {
     this.orphansCancelled = new Counter({
       name: 'switchyard_orphans_cancelled_total',
       help: 'Requests cancelled because their router went silent.',
+      registers,
+    });
+    this.swaps = new Counter({
+      name: 'switchyard_model_swaps_total',
+      help: 'Hot swaps, by outcome: swapped (new requests get the new version), failed (the old one serves on), released (a retired version was stopped).',
+      labelNames: ['outcome'],
       registers,
     });
     scraped(registry, 'counter', 'switchyard_heartbeats_sent_total', 'Heartbeats published.', () =>

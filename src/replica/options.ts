@@ -2,6 +2,7 @@
 import type { ConnectionOptions } from '../cluster/connection.ts';
 import { checkActorId, checkMetricsHost, checkMs } from '../config/checks.ts';
 import type { EngineOptions } from '../engine/options.ts';
+import { defaultModelCacheDir } from '../config/paths.ts';
 
 /** Heartbeat period: routers count missed beats, so failover speed follows from it. */
 export const DEFAULT_REPLICA_HEARTBEAT_INTERVAL_MS = 200;
@@ -42,7 +43,17 @@ export interface ReplicaOptions {
    * @default false
    */
   echo?: boolean;
+  /** Where registry versions are cached by digest. @default defaultModelCacheDir() */
+  modelCacheDir?: string;
+  /**
+   * How long resolving a registry model may wait for JetStream before the replica falls back to
+   * its local digest cache. @default DEFAULT_REGISTRY_TIMEOUT_MS
+   */
+  registryTimeoutMs?: number;
 }
+
+/** How long a replica waits for the registry before it starts from its local cache instead. */
+export const DEFAULT_REGISTRY_TIMEOUT_MS = 5_000;
 
 /** Replica options with every default filled in. */
 export interface CompiledReplicaOptions {
@@ -58,6 +69,8 @@ export interface CompiledReplicaOptions {
   metricsHost: string;
   logPrompts: boolean;
   echo: boolean;
+  modelCacheDir: string;
+  registryTimeoutMs: number;
 }
 
 /** Fills defaults and rejects contradictions with a message naming the option. */
@@ -81,5 +94,7 @@ export function compileReplicaOptions(opts: ReplicaOptions): CompiledReplicaOpti
     metricsHost: checkMetricsHost(opts.metricsHost),
     logPrompts: opts.logPrompts ?? false,
     echo: opts.echo ?? false,
+    modelCacheDir: opts.modelCacheDir ?? defaultModelCacheDir(),
+    registryTimeoutMs: checkMs('registryTimeoutMs', opts.registryTimeoutMs, DEFAULT_REGISTRY_TIMEOUT_MS),
   };
 }

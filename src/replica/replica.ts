@@ -4,7 +4,7 @@
  * load and engine progress, registers as a NATS micro service ($SRV.PING/INFO/STATS), cancels
  * work whose router has gone, and drains on stop().
  */
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { Msg, NatsConnection } from '@nats-io/nats-core';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import { connectNats } from '../cluster/connection.ts';
 import { readRequestMeta } from '../cluster/headers.ts';
@@ -18,16 +18,20 @@ import {
   replicaCancelSubject,
   replicaFaultSubject,
   replicaGenerateSubject,
+  replicaSwapSubject,
 } from '../cluster/subjects.ts';
 import { EchoEngine } from '../engine/echo.ts';
 import { Engine } from '../engine/engine.ts';
 import type { ServingEngine } from '../engine/types.ts';
 import {
   DeadlineExceededError,
+  InvalidRequestError,
   ModelNotFoundError,
   UnavailableError,
   toSwitchyardError,
 } from '../errors/errors.ts';
+import { resolveTarget, type ModelTarget } from './model-source.ts';
+import { VersionedEngine, type LoadedVersion } from './versions.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { applyFault } from './faults.ts';
 import { HeartbeatPublisher } from './heartbeat.ts';
@@ -41,6 +45,7 @@ import { describeRequest, startRequestTrace, type RequestTrace } from './request
 import type { ActorState } from '../cluster/actor-state.ts';
 import { ServedRequest, workKey, type ServingContext } from './served-request.ts';
 import type { RequestMeta } from '../cluster/headers.ts';
+import { decodeSwapCommand, encodeSwapReply, type SwapReply } from '../cluster/messages/swap.ts';
 
 /** Lifecycle of a replica (the one actor lifecycle). */
 export type ReplicaState = ActorState;
@@ -58,6 +63,15 @@ export interface Replica {
   stop(): Promise<void>;
   /** Resolves once the replica has stopped, whatever stopped it. */
   readonly closed: Promise<void>;
+  /**
+   * Hot swap: loads `model` (a folder or a registry URL) beside the version served now, warms
+   * it, then gives it the new requests; requests in flight finish on the version they started
+   * on, and the old version is stopped once they have. Rejects, serving on with the old version,
+   * when the new one fails to load or warm. Swaps queue: one runs at a time.
+   */
+  swap(model: string): Promise<SwapReply>;
+  /** The version new requests get. */
+  readonly serving: { version: string; digest: string };
 }
 
 /** Progress lines for humans (the CLI prints them while models load). */
@@ -74,7 +88,9 @@ export async function startReplica(opts: ReplicaOptions, hooks: ReplicaHooks = {
     hooks.onProgress?.(`replica ${options.id}: ${line}`);
   };
   progress(`loading ${options.engine.modelDir} on ${options.engine.device ?? 'cpu'}…`);
-  const engine = options.echo ? await EchoEngine.start(options.engine) : await Engine.start(options.engine);
+  const target = await resolveTarget(options.engine.modelDir, sourceContext(options, undefined));
+  const first = await loadEngine(options, target);
+  const engine = new VersionedEngine(first, digestOf(target, first), retireGraceMs(options));
   let nc: NatsConnection;
   try {
     nc = await connectNats({
@@ -96,12 +112,48 @@ export async function startReplica(opts: ReplicaOptions, hooks: ReplicaHooks = {
   return replica;
 }
 
+/** Starts an engine for `target` with the replica's engine settings. */
+async function loadEngine(options: CompiledReplicaOptions, target: ModelTarget): Promise<ServingEngine> {
+  const engineOptions = {
+    ...options.engine,
+    modelDir: target.dir,
+    ...(target.identity !== undefined ? { identity: target.identity } : {}),
+  };
+  return options.echo ? await EchoEngine.start(engineOptions) : await Engine.start(engineOptions);
+}
+
+/** The digest a replica announces for a loaded version. */
+function digestOf(target: ModelTarget, engine: ServingEngine): string {
+  return target.digest ?? engine.info.sha256;
+}
+
+function sourceContext(options: CompiledReplicaOptions, nc: NatsConnection | undefined) {
+  return { nc, cacheDir: options.modelCacheDir, timeoutMs: options.registryTimeoutMs };
+}
+
+/**
+ * How long a retired version stays loaded at least after a swap: enough for every router to
+ * have seen the swap's heartbeat, so that a request pinned just before it still finds its version.
+ */
+function retireGraceMs(options: CompiledReplicaOptions): number {
+  return Math.max(MIN_RETIRE_GRACE_MS, RETIRE_GRACE_BEATS * options.heartbeatIntervalMs);
+}
+
+/** Floor of {@link retireGraceMs}. */
+const MIN_RETIRE_GRACE_MS = 2_000;
+/** Heartbeat periods in {@link retireGraceMs}. */
+const RETIRE_GRACE_BEATS = 10;
+
 class ReplicaActor implements Replica {
   state: ReplicaState = 'starting';
   readonly closed: Promise<void>;
   /** Work by (origin, request id, attempt, reply subject): see {@link workKey}. */
   private readonly inFlight = new Map<string, ServedRequest>();
-  private readonly serving: ServingContext;
+  /** The serving context of each loaded version (what its requests' ends say). */
+  private readonly contexts = new WeakMap<LoadedVersion, ServingContext>();
+  /** Swaps run one at a time, in order. */
+  private swapChain: Promise<unknown> = Promise.resolve();
+  private swapState: { to?: string; error?: string } = {};
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private stopReconnectWatch: (() => void) | undefined;
   private readonly heartbeat: HeartbeatPublisher;
@@ -116,20 +168,30 @@ class ReplicaActor implements Replica {
 
   constructor(
     private readonly options: CompiledReplicaOptions,
-    private readonly engine: ServingEngine,
+    private readonly engine: VersionedEngine,
     private readonly nc: NatsConnection,
     private readonly log: Logger,
   ) {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
-    this.serving = {
-      replicaId: options.id,
-      log,
-      modelVersion: engine.info.version,
-      modelSha256: engine.info.sha256,
-      modelName: `${engine.info.id}@${engine.info.version}`,
-      logPrompts: options.logPrompts,
+    engine.hooks = {
+      onReleased: (v) => {
+        this.log.info(
+          { version: v.engine.info.version },
+          'retired model version stopped; its memory is freed',
+        );
+        this.metrics.swaps.inc({ outcome: 'released' });
+        this.heartbeat.beat();
+      },
+      onRetiredFailed: (v, err) =>
+        this.log.error({ version: v.engine.info.version, err: err.message }, 'a retiring version died'),
     };
-    this.heartbeat = new HeartbeatPublisher(nc, options, engine, () => this.state);
+    this.heartbeat = new HeartbeatPublisher(
+      nc,
+      options,
+      engine,
+      () => this.state,
+      () => this.swapState,
+    );
     this.orphans = new OrphanWatch(nc, options.orphanTimeoutMs, (origin) => this.cancelOrphans(origin), log);
     this.metrics = new ReplicaMetrics({
       id: options.id,
@@ -154,6 +216,92 @@ class ReplicaActor implements Replica {
 
   get id(): string {
     return this.options.id;
+  }
+
+  get serving(): { version: string; digest: string } {
+    return { version: this.engine.info.version, digest: this.engine.current.digest };
+  }
+
+  swap(model: string): Promise<SwapReply> {
+    const run = this.swapChain.then(() => this.runSwap(model));
+    this.swapChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async runSwap(model: string): Promise<SwapReply> {
+    if (this.state !== 'running') {
+      throw new UnavailableError(`replica ${this.id} is ${this.state}: it does not swap models`);
+    }
+    const from = this.engine.info;
+    const target = await resolveTarget(model, sourceContext(this.options, this.nc));
+    const wanted = target.identity?.version;
+    if (wanted === from.version && target.digest === this.engine.current.digest) {
+      return { version: from.version, digest: this.engine.current.digest, swapped: false };
+    }
+    this.swapState = wanted !== undefined ? { to: wanted } : {};
+    this.heartbeat.beat();
+    this.log.info(
+      { from: from.version, to: target.source },
+      'hot swap: loading the new version beside the old',
+    );
+    let engine: ServingEngine | undefined;
+    try {
+      engine = await loadEngine(this.options, target);
+      const { info } = engine;
+      if (info.id !== from.id) {
+        throw new InvalidRequestError(
+          `${target.source} is model ${info.id}; replica ${this.id} serves ${from.id} and swaps versions of it only`,
+        );
+      }
+      const digest = digestOf(target, engine);
+      if (info.version === from.version && digest !== this.engine.current.digest) {
+        throw new InvalidRequestError(
+          `${target.source} is ${info.id}@${info.version} with digest ${digest.slice(0, 12)}…, but that ` +
+            `version is served with digest ${this.engine.current.digest.slice(0, 12)}…: one version, one model`,
+        );
+      }
+      await engine.generate({ prompt: 'warm up', maxTokens: 2, temperature: 0 });
+      if (this.state !== 'running')
+        throw new UnavailableError(`replica ${this.id} began to stop during the swap`);
+      this.engine.swap(engine, digest);
+      this.swapState = {};
+      this.metrics.swaps.inc({ outcome: 'swapped' });
+      this.heartbeat.beat(); // routers send new requests to the new version at once
+      this.log.info(
+        { from: from.version, to: info.version, digest },
+        'hot swap: new requests get the new version',
+      );
+      return { version: info.version, digest, swapped: true };
+    } catch (err) {
+      await engine?.stop().catch(() => undefined);
+      const error = toSwitchyardError(err);
+      this.swapState = { error: `swap to ${target.source} failed: ${error.message}` };
+      this.metrics.swaps.inc({ outcome: 'failed' });
+      this.heartbeat.beat();
+      this.log.error(
+        { to: target.source, err: error.message },
+        'hot swap failed; serving on with the old version',
+      );
+      throw error;
+    }
+  }
+
+  /** What the requests running on `version` report (built once per loaded version). */
+  private contextOf(version: LoadedVersion): ServingContext {
+    let ctx = this.contexts.get(version);
+    if (ctx === undefined) {
+      const { info } = version.engine;
+      ctx = {
+        replicaId: this.options.id,
+        log: this.log,
+        modelVersion: info.version,
+        modelSha256: info.sha256,
+        modelName: `${info.id}@${info.version}`,
+        logPrompts: this.options.logPrompts,
+      };
+      this.contexts.set(version, ctx);
+    }
+    return ctx;
   }
 
   async start(progress: (line: string) => void): Promise<void> {
@@ -191,6 +339,11 @@ class ReplicaActor implements Replica {
     this.service.addEndpoint('cancel', {
       subject: replicaCancelSubject(this.id),
       handler: (err, msg) => (err ? this.log.error({ err }, 'cancel endpoint failed') : this.onCancel(msg)),
+    });
+    this.nc.subscribe(replicaSwapSubject(this.id), {
+      callback: (err, msg) => {
+        if (!err) this.onSwap(msg);
+      },
     });
     if (this.options.allowFaultInjection) {
       this.nc.subscribe(replicaFaultSubject(this.id), {
@@ -232,10 +385,10 @@ class ReplicaActor implements Replica {
       });
       const req = decodeGenerateRequest(msg.data);
       describeRequest(trace, req, meta.requestId ?? '', meta.attempt ?? 1);
-      this.checkServable(req, meta.deadline);
+      const version = this.checkServable(req, meta.deadline);
       // The engine tokenizes inside the request's span, so its span is a child of this one.
       const reply = msg.reply;
-      context.with(trace.context, () => this.serve(req, meta, reply, responder, trace));
+      context.with(trace.context, () => this.serve(version, req, meta, reply, responder, trace));
     } catch (err) {
       const error = toSwitchyardError(err);
       this.metrics.refused.inc({ code: error.code });
@@ -244,21 +397,47 @@ class ReplicaActor implements Replica {
     }
   }
 
-  private checkServable(req: GenerateRequest, deadline: number | undefined): void {
+  /** The loaded version the request runs on; throws the typed refusal when there is none. */
+  private checkServable(req: GenerateRequest, deadline: number | undefined): LoadedVersion {
     const { info } = this.engine;
     if (this.state !== 'running') {
       throw new UnavailableError(`replica ${this.id} is ${this.state}: retry on another replica`);
     }
-    if (req.model !== info.id || (req.version !== undefined && req.version !== info.version)) {
-      const wanted = req.version === undefined ? req.model : `${req.model}@${req.version}`;
-      throw new ModelNotFoundError(`replica ${this.id} serves ${info.id}@${info.version}, not ${wanted}`);
+    if (req.model !== info.id) {
+      throw new ModelNotFoundError(`replica ${this.id} serves ${info.id}@${info.version}, not ${req.model}`);
+    }
+    const version = this.engine.select(req.version);
+    if (version === undefined) {
+      // A router pinned the request to a version this replica swapped away from (and released):
+      // retryable, so the router resumes it on a replica that still serves that version.
+      throw new UnavailableError(
+        `replica ${this.id} serves ${info.id}@${info.version}, not ${req.model}@${req.version ?? ''}: ` +
+          'resume on a replica serving that version',
+      );
     }
     if (deadline !== undefined && deadline <= Date.now()) {
       throw new DeadlineExceededError('deadline passed before the replica received the request');
     }
+    return version;
+  }
+
+  /** An operator's swap command: swap, then answer with the version served or the error. */
+  private onSwap(msg: Msg): void {
+    let model: string;
+    try {
+      model = decodeSwapCommand(msg.data).model;
+    } catch (err) {
+      if (msg.reply) msg.respond(encodeSwapReply({ error: toSwitchyardError(err) }));
+      return;
+    }
+    this.swap(model).then(
+      (done) => msg.reply && msg.respond(encodeSwapReply(done)),
+      (err: unknown) => msg.reply && msg.respond(encodeSwapReply({ error: toSwitchyardError(err) })),
+    );
   }
 
   private serve(
+    version: LoadedVersion,
     req: GenerateRequest,
     meta: RequestMeta,
     reply: string,
@@ -269,10 +448,10 @@ class ReplicaActor implements Replica {
     const key = { origin: meta.origin, requestId, attempt: meta.attempt ?? 1, reply };
     // Throws invalid_request / busy at once, before anything is acked.
     const controller = new AbortController();
-    const stream = this.engine.stream(req, { signal: controller.signal });
+    const stream = this.engine.open(version, req, { signal: controller.signal });
     const request = new ServedRequest(
       key,
-      this.serving,
+      this.contextOf(version),
       req,
       stream,
       controller,

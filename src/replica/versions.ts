@@ -39,13 +39,14 @@ export class VersionedEngine implements ServingEngine {
   private resolveFailed!: (err: Error) => void;
   private releaseTimer: NodeJS.Timeout | undefined;
   readonly failed: Promise<Error>;
+  /** Set by the replica once it exists. */
+  hooks: VersionHooks = {};
 
   constructor(
     engine: ServingEngine,
     digest: string,
     /** How long a retired version stays loaded at least: routers' views of the swap catch up. */
     private readonly retireGraceMs: number,
-    private readonly hooks: VersionHooks = {},
   ) {
     this.failed = new Promise((resolve) => (this.resolveFailed = resolve));
     this.currentVersion = this.adopt(engine, digest);

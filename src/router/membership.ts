@@ -176,15 +176,33 @@ export class Membership {
     return changes;
   }
 
-  /** Replicas that may take new work for this model (and version, when pinned). */
+  /**
+   * Replicas that may take work for this model (and version, when pinned). A pinned version goes
+   * to the replicas that serve it to new requests; when none does, to those that still have it
+   * loaded after a hot swap (it finishes the requests that started on it, resumes included).
+   */
   candidates(model: string, version: string | undefined): Member[] {
-    const out: Member[] = [];
+    const current: Member[] = [];
+    const retiring: Member[] = [];
     for (const m of this.monitor.peers()) {
       if (m.liveness !== 'alive' || m.hb.state !== 'ready' || m.hb.model !== model) continue;
-      if (version !== undefined && m.hb.modelVersion !== version) continue;
-      out.push(m);
+      if (version === undefined || m.hb.modelVersion === version) current.push(m);
+      else if (m.hb.retiringVersions?.includes(version)) retiring.push(m);
     }
-    return out;
+    return current.length > 0 ? current : retiring;
+  }
+
+  /**
+   * True when some replica not known dead still has `model@version` loaded (ready, suspect,
+   * starting or draining): the version may serve again. False means it is gone for good, as far
+   * as this router can tell.
+   */
+  hasVersion(model: string, version: string): boolean {
+    for (const m of this.monitor.peers()) {
+      if (m.liveness === 'dead' || m.hb.state === 'stopped' || m.hb.model !== model) continue;
+      if (m.hb.modelVersion === version || m.hb.retiringVersions?.includes(version)) return true;
+    }
+    return false;
   }
 
   /** True when some replica has ever served this model (and version). */

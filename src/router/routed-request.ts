@@ -33,6 +33,7 @@ import {
   DeadlineExceededError,
   EngineFailedError,
   UnavailableError,
+  VersionUnavailableError,
   type SwitchyardError,
 } from '../errors/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -88,6 +89,25 @@ interface Attempt {
   span: Span;
 }
 
+/**
+ * The model version a request is pinned to. `hard` when the request named it (its caller did, or
+ * it is a resend that carries tokens): it runs on that version or not at all. A router's own pin
+ * is soft until the first token: a request that has delivered none may start over on another
+ * version when its own is gone.
+ */
+export interface VersionPin {
+  version: string;
+  hard: boolean;
+}
+
+/** The error of a request whose pinned version no replica serves any more. */
+export function versionGone(model: string, version: string): VersionUnavailableError {
+  return new VersionUnavailableError(
+    `${model}@${version}, which this request started on, is served by no replica any more: its ` +
+      'tokens cannot resume exactly on another version; send it again from the start',
+  );
+}
+
 /** A request's life at its router, from admission to its one end or error. */
 export class RoutedRequest {
   private readonly delivered: number[] = [];
@@ -105,6 +125,8 @@ export class RoutedRequest {
   private readonly instruments: ModelInstruments;
   private readonly admittedAt = performance.now();
   private lastChunkAt: number | undefined;
+  /** The first attempt's replica, chosen at admission (where the pin came from). */
+  private firstChoice: Member | undefined;
 
   constructor(
     private readonly ctx: RouterContext,
@@ -114,6 +136,7 @@ export class RoutedRequest {
     private readonly responder: StreamResponder,
     readonly deadline: number,
     private readonly trace: RouteTrace,
+    private readonly pin: VersionPin,
     /** Present when the request is captured (isCaptured). */
     private readonly capture?: RequestCapture,
   ) {
@@ -138,9 +161,20 @@ export class RoutedRequest {
     return Math.max(1, this.lastAttempt);
   }
 
-  /** Starts the first attempt. */
-  start(): void {
+  /** Starts the first attempt, on `first` when given (admission placed it). */
+  start(first?: Member): void {
+    this.firstChoice = first;
     this.next(undefined);
+  }
+
+  /** The version this request runs on. */
+  get version(): string {
+    return this.pin.version;
+  }
+
+  /** Tokens the client holds: from this router's attempts and from the routers before it. */
+  private get tokensHeld(): number {
+    return this.delivered.length + (this.req.resumeTokenIds?.length ?? 0);
   }
 
   /** The replica running this request's attempt was declared dead. */
@@ -206,11 +240,17 @@ export class RoutedRequest {
     });
     const member = this.choose(estimateRequestTokens(body));
     if (!member) {
+      if (!this.ctx.membership.hasVersion(this.req.model, this.pin.version)) {
+        if (this.tokensHeld > 0) return this.fail(versionGone(this.req.model, this.pin.version));
+      }
       return this.fail(
         finalError(lastError) ??
-          new UnavailableError(`no live replica serves ${this.req.model} for this request`),
+          new UnavailableError(
+            `no live replica serves ${this.req.model}@${this.pin.version} for this request`,
+          ),
       );
     }
+    body.version = this.pin.version;
     const number = ++this.lastAttempt;
     const headers = writeRequestMeta({
       ...this.meta,
@@ -226,7 +266,7 @@ export class RoutedRequest {
       span: this.trace.attempt(number, member.id, headers),
     };
     this.current = attempt;
-    this.capture?.attempt(number, member.hb.modelVersion);
+    this.capture?.attempt(number, this.pin.version);
     this.ctx.attached(this, member.id);
     attempt.handle = openStream(
       this.ctx.nc,
@@ -244,9 +284,28 @@ export class RoutedRequest {
     );
   }
 
+  /**
+   * The replica of the next attempt: one that has the pinned version loaded. A soft pin whose
+   * version is gone, on a request that holds no tokens yet, moves to a version served now.
+   */
   private choose(estimate: number): Member | undefined {
-    const candidates = this.ctx.membership.candidates(this.req.model, this.req.version);
-    return place(candidates, this.excluded, estimate, this.ctx.strategy);
+    const first = this.firstChoice;
+    this.firstChoice = undefined;
+    if (first !== undefined && first.hb.modelVersion === this.pin.version && !this.excluded.has(first.id)) {
+      return first;
+    }
+    const { membership, strategy } = this.ctx;
+    const pinned = place(
+      membership.candidates(this.req.model, this.pin.version),
+      this.excluded,
+      estimate,
+      strategy,
+    );
+    if (pinned !== undefined || this.pin.hard || this.tokensHeld > 0) return pinned;
+    if (membership.hasVersion(this.req.model, this.pin.version)) return undefined;
+    const other = place(membership.candidates(this.req.model, undefined), this.excluded, estimate, strategy);
+    if (other !== undefined) this.pin.version = other.hb.modelVersion;
+    return other;
   }
 
   private onEvent(attempt: Attempt, event: StreamEvent): void {
@@ -277,6 +336,7 @@ export class RoutedRequest {
       : {
           ...(this.req.seed !== undefined ? { seed: this.req.seed } : {}),
           ...(this.maxTokens !== undefined ? { maxTokens: this.maxTokens } : {}),
+          modelVersion: this.pin.version,
         };
     this.sentFirstChunk = true;
     this.responder.chunk({ tokenIds, text, attempt: attempt.number, ...first });

@@ -36,9 +36,11 @@ import { isSampled } from '../cluster/messages/params.ts';
 import { randomSeed } from '../cluster/messages/params.ts';
 import { BusyError, ModelNotFoundError, UnavailableError, toSwitchyardError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
-import { isFull, Membership, MIN_MEMBERSHIP_TICK_MS, type MembershipChange } from './membership.ts';
+import { Membership, MIN_MEMBERSHIP_TICK_MS, type Member, type MembershipChange } from './membership.ts';
+import { place } from './placement.ts';
+import { estimateRequestTokens } from './request-tokens.ts';
 import { compileRouterOptions, type CompiledRouterOptions, type RouterOptions } from './options.ts';
-import { RoutedRequest, type RouterContext } from './routed-request.ts';
+import { RoutedRequest, versionGone, type RouterContext } from './routed-request.ts';
 import { createStrategy } from './strategies/index.ts';
 import { serveMetrics, type MetricsServer } from '../telemetry/prometheus.ts';
 import { endSpan } from '../telemetry/propagation.ts';
@@ -297,7 +299,7 @@ class RouterActor implements Router, RouterContext {
       model = req.model;
       trace.describe(req, requestId);
       refused = { req, requestId, meta };
-      this.admit(req);
+      const first = this.admit(req);
       refused = undefined;
       if (isSampled(req) && req.seed === undefined) req.seed = randomSeed();
       // A resend of a request this router still owns for this requester (its client lost track of
@@ -310,6 +312,9 @@ class RouterActor implements Router, RouterContext {
       // The router's own fields stay here: a replica needs no caller metadata.
       const forwarded = { ...req };
       delete forwarded.metadata;
+      // Pinned at admission: the version of the replica placement picks (or the one the request
+      // names). The ack tells the client, whose resends then name it.
+      const pin = { version: req.version ?? first.hb.modelVersion, hard: req.version !== undefined };
       const request = new RoutedRequest(
         this,
         requestId,
@@ -318,12 +323,17 @@ class RouterActor implements Router, RouterContext {
         responder,
         deadline,
         trace,
+        pin,
         capture,
       );
       this.requests.set(key, request);
       this.replies.set(request, msg.reply);
-      responder.ack({ by: this.id, ...(req.seed !== undefined ? { seed: req.seed } : {}) });
-      request.start();
+      responder.ack({
+        by: this.id,
+        ...(req.seed !== undefined ? { seed: req.seed } : {}),
+        modelVersion: pin.version,
+      });
+      request.start(first);
     } catch (err) {
       const error = toSwitchyardError(err);
       // Only models the cluster serves become label values: a client's typo must not mint series.
@@ -375,8 +385,11 @@ class RouterActor implements Router, RouterContext {
     );
   }
 
-  /** Throws the typed refusal when the request cannot be placed now. */
-  private admit(req: GenerateRequest): void {
+  /**
+   * Throws the typed refusal when the request cannot be placed now; else returns the replica
+   * its first attempt goes to (its version is the request's pin).
+   */
+  private admit(req: GenerateRequest): Member {
     const { model, version } = req;
     if (this.state !== 'running') throw new UnavailableError(`router ${this.id} is ${this.state}`);
     if (this.requests.size >= this.options.maxInFlight) {
@@ -387,6 +400,15 @@ class RouterActor implements Router, RouterContext {
     const candidates = this.membership.candidates(model, version);
     const wanted = version === undefined ? model : `${model}@${version}`;
     if (candidates.length === 0) {
+      const resumed = (req.resumeTokenIds?.length ?? 0) > 0;
+      if (
+        version !== undefined &&
+        resumed &&
+        this.membership.candidates(model, undefined).length > 0 &&
+        !this.membership.hasVersion(model, version)
+      ) {
+        throw versionGone(model, version);
+      }
       if (this.membership.known(model, version) || this.membership.all().length === 0) {
         throw new UnavailableError(`no live replica serves ${wanted}`);
       }
@@ -394,9 +416,11 @@ class RouterActor implements Router, RouterContext {
     }
     // Only full queues refuse: a replica short of token budget still queues the request (its
     // queue is bounded), and routing prefers replicas whose budget fits (RoutedRequest.choose).
-    if (candidates.every(isFull)) {
+    const first = place(candidates, NO_EXCLUSIONS, estimateRequestTokens(req), this.strategy);
+    if (first === undefined) {
       throw new BusyError(`every replica of ${wanted} is full (${candidates.length} live); retry later`);
     }
+    return first;
   }
 
   private onCancel(msg: Msg): void {
@@ -462,3 +486,6 @@ class RouterActor implements Router, RouterContext {
     this.resolveClosed();
   }
 }
+
+/** Admission places among all candidates. */
+const NO_EXCLUSIONS: ReadonlySet<string> = new Set();

@@ -22,3 +22,6 @@ export function requireModel(dir: string): string {
 
 /** Engine settings for tests: one intra-op thread so that tests hold on 2 cores. */
 export const TEST_THREADS = { intraOpThreads: 1, interOpThreads: 1 } as const;
+
+/** The bundled second version (other weights, version 2): what hot swap tests swap to. */
+export const TINY_MODEL_V2 = join(ROOT, 'models', 'tiny-gpt2-v2');

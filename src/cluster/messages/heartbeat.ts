@@ -7,6 +7,7 @@
 import { ID_PATTERN, MODEL_VERSION_PATTERN } from '../subjects.ts';
 import {
   encodeObject,
+  invalidField,
   parseObject,
   readEnum,
   readInt,
@@ -31,6 +32,8 @@ const COUNT: NumberRule = { min: 0, max: Infinity };
 const EPOCH_MS: NumberRule = { min: 0, max: Infinity };
 const INTERVAL: NumberRule = { min: 1, max: HEARTBEAT_INTERVAL_MAX_MS };
 const ID_SHAPE = '[A-Za-z0-9_-]{1,64}';
+const VERSION_SHAPE = '[A-Za-z0-9._-]{1,64}';
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** What a replica tells the cluster about itself, every `intervalMs`. */
 export interface ReplicaHeartbeat {
@@ -66,7 +69,23 @@ export interface ReplicaHeartbeat {
   sentAt: number;
   /** The sender's heartbeat period, so monitors need no shared configuration to count misses. */
   intervalMs: number;
+  /**
+   * Digest of the version new requests get: the registry version's digest, or for a model
+   * folder the sha256 of its ONNX file. Optional on the wire (older replicas leave it out).
+   */
+  modelDigest?: string;
+  /** Other versions still loaded, finishing requests that started on them (after a hot swap). */
+  retiringVersions?: string[];
+  /** The version a swap in progress is loading. */
+  swappingTo?: string;
+  /** Why the last swap failed (the replica serves on with `modelVersion`); cleared by a swap that works. */
+  swapError?: string;
 }
+
+/** Longest swap error a heartbeat carries. */
+export const SWAP_ERROR_MAX_LENGTH = 512;
+/** Most retiring versions a heartbeat lists. */
+export const RETIRING_VERSIONS_MAX = 16;
 
 /** What a router tells the cluster about itself. */
 export interface RouterHeartbeat {
@@ -85,12 +104,7 @@ export function decodeReplicaHeartbeat(data: Uint8Array | string): ReplicaHeartb
   const hb: ReplicaHeartbeat = {
     id: readPattern('id', o.id, ID_PATTERN, ID_SHAPE),
     model: readPattern('model', o.model, ID_PATTERN, ID_SHAPE),
-    modelVersion: readPattern(
-      'model_version',
-      o.model_version,
-      MODEL_VERSION_PATTERN,
-      '[A-Za-z0-9._-]{1,64}',
-    ),
+    modelVersion: readPattern('model_version', o.model_version, MODEL_VERSION_PATTERN, VERSION_SHAPE),
     device: readString('device', o.device, { minLength: 1, maxLength: DEVICE_MAX_LENGTH }),
     state: readEnum('state', o.state, HEARTBEAT_STATES),
     queueDepth: readInt('queue_depth', o.queue_depth, COUNT),
@@ -107,6 +121,23 @@ export function decodeReplicaHeartbeat(data: Uint8Array | string): ReplicaHeartb
     sentAt: readInt('sent_at', o.sent_at, EPOCH_MS),
     intervalMs: readInt('interval_ms', o.interval_ms, INTERVAL),
   };
+  const digest = readOptional(o, 'model_digest', (f, v) => readPattern(f, v, SHA256_HEX, '64 hex digits'));
+  if (digest !== undefined) hb.modelDigest = digest;
+  const retiring = readOptional(o, 'retiring_versions', (f, v) => {
+    if (!Array.isArray(v) || v.length > RETIRING_VERSIONS_MAX) {
+      invalidField(f, `an array of at most ${RETIRING_VERSIONS_MAX} versions`, v);
+    }
+    return v.map((x: unknown, i) => readPattern(`${f}[${i}]`, x, MODEL_VERSION_PATTERN, VERSION_SHAPE));
+  });
+  if (retiring !== undefined && retiring.length > 0) hb.retiringVersions = retiring;
+  const swappingTo = readOptional(o, 'swapping_to', (f, v) =>
+    readPattern(f, v, MODEL_VERSION_PATTERN, VERSION_SHAPE),
+  );
+  if (swappingTo !== undefined) hb.swappingTo = swappingTo;
+  const swapError = readOptional(o, 'swap_error', (f, v) =>
+    readString(f, v, { minLength: 1, maxLength: SWAP_ERROR_MAX_LENGTH }),
+  );
+  if (swapError !== undefined) hb.swapError = swapError;
   return hb;
 }
 
@@ -130,6 +161,10 @@ export function encodeReplicaHeartbeat(hb: ReplicaHeartbeat): Uint8Array {
     step_tokens: hb.stepTokens ?? 0,
     sent_at: hb.sentAt,
     interval_ms: hb.intervalMs,
+    model_digest: hb.modelDigest,
+    retiring_versions: hb.retiringVersions?.length ? hb.retiringVersions : undefined,
+    swapping_to: hb.swappingTo,
+    swap_error: hb.swapError?.slice(0, SWAP_ERROR_MAX_LENGTH),
   });
 }
 

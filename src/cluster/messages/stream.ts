@@ -78,6 +78,11 @@ export interface Ack {
    * gave none), so a failover resumes with exactly the tokens that remain.
    */
   maxTokens?: number;
+  /**
+   * The model version the request is pinned to (a router's ack): a resend that carries tokens
+   * names it, so the request resumes only on that version.
+   */
+  modelVersion?: string;
 }
 
 /** Some generated tokens and their text, in order. */
@@ -97,6 +102,11 @@ export interface Chunk {
    * from this stream's start (tokens resumed into it are not included).
    */
   maxTokens?: number;
+  /**
+   * The version that produced the tokens, carried by the first chunk a router forwards: the
+   * pin is final once tokens flow (before that a router may re-pin a request that has none).
+   */
+  modelVersion?: string;
 }
 
 /** Token counts as OpenAI reports them. */
@@ -170,12 +180,20 @@ export function decodeAck(data: Uint8Array | string): Ack {
   if (attempt !== undefined) ack.attempt = attempt;
   const maxTokens = readOptional(o, 'max_tokens', (f, v) => readInt(f, v, { min: 1, max: Infinity }));
   if (maxTokens !== undefined) ack.maxTokens = maxTokens;
+  const { modelVersion } = optionalVersion(o);
+  if (modelVersion !== undefined) ack.modelVersion = modelVersion;
   return ack;
 }
 
 /** Serialises an ack. */
 export function encodeAck(ack: Ack): Uint8Array {
-  return encodeObject({ by: ack.by, seed: ack.seed, attempt: ack.attempt, max_tokens: ack.maxTokens });
+  return encodeObject({
+    by: ack.by,
+    seed: ack.seed,
+    attempt: ack.attempt,
+    max_tokens: ack.maxTokens,
+    model_version: ack.modelVersion,
+  });
 }
 
 /** The one decoder of chunks. */
@@ -196,6 +214,8 @@ export function decodeChunk(data: Uint8Array | string): Chunk {
   if (seed !== undefined) chunk.seed = seed;
   const maxTokens = readOptional(o, 'max_tokens', (f, v) => readInt(f, v, COUNT));
   if (maxTokens !== undefined) chunk.maxTokens = maxTokens;
+  const { modelVersion } = optionalVersion(o);
+  if (modelVersion !== undefined) chunk.modelVersion = modelVersion;
   return chunk;
 }
 
@@ -208,6 +228,7 @@ export function encodeChunk(chunk: Chunk): Uint8Array {
     text: chunk.text,
     seed: chunk.seed,
     max_tokens: chunk.maxTokens,
+    model_version: chunk.modelVersion,
   });
 }
 

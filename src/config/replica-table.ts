@@ -11,6 +11,7 @@ import {
 import {
   DEFAULT_DRAIN_GRACE_MS,
   DEFAULT_ORPHAN_TIMEOUT_MS,
+  DEFAULT_REGISTRY_TIMEOUT_MS,
   DEFAULT_REPLICA_HEARTBEAT_INTERVAL_MS,
   type ReplicaOptions,
 } from '../replica/options.ts';
@@ -23,7 +24,7 @@ import {
   defBuilders,
 } from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
-import { BUNDLED_MODEL_DIR, BUNDLED_MODEL_TEXT } from './paths.ts';
+import { BUNDLED_MODEL_DIR, BUNDLED_MODEL_TEXT, MODEL_CACHE_ENV } from './paths.ts';
 
 /** Environment variable that names the model folder (shared by `replica` and `up`). */
 export const MODEL_ENV = 'SWITCHYARD_MODEL';
@@ -44,10 +45,12 @@ export function modelDef(key: string): OptionDef {
     flag: 'model',
     env: MODEL_ENV,
     type: 'path',
-    metavar: 'DIR',
+    metavar: 'DIR|URL',
     default: BUNDLED_MODEL_DIR,
     defaultText: BUNDLED_MODEL_TEXT,
-    doc: 'Model folder in the Hugging Face / Optimum layout (config.json, tokenizer.json, onnx/).',
+    doc:
+      'Model folder in the Hugging Face / Optimum layout (config.json, tokenizer.json, onnx/), or a registry version, ' +
+      '`registry://<id>@<version|alias>` (fetched into the digest cache; following an alias hot swaps when it moves).',
   };
 }
 
@@ -160,6 +163,21 @@ const defs: OptionDef[] = [
     default: false,
     doc: 'Serve the echo engine (prompt bytes echoed back, no model): only for router benchmarks.',
   },
+  {
+    key: 'modelCacheDir',
+    flag: 'model-cache',
+    env: MODEL_CACHE_ENV,
+    type: 'path',
+    metavar: 'DIR',
+    defaultText: '$XDG_CACHE_HOME/switchyard/models (~/.cache/switchyard/models)',
+    doc: 'Where registry versions are kept by digest; a replica restarts from here while the registry is unreachable.',
+  },
+  ms(
+    'registryTimeoutMs',
+    'registry-timeout-ms',
+    DEFAULT_REGISTRY_TIMEOUT_MS,
+    'How long a registry model may take to resolve before the replica starts from its digest cache instead.',
+  ),
   metricsPort(),
   metricsHost(),
   logLevelDef(),

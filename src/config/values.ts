@@ -4,6 +4,14 @@
  * adds where the value came from.
  */
 import { isAbsolute, resolve } from 'node:path';
+
+/** A URL (`registry://…`) where a path may go: kept as it is, never resolved against a folder. */
+const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//;
+
+/** A path option's value: absolute, or resolved against `base`; URLs pass unchanged. */
+function resolvePath(base: string, text: string): string {
+  return URL_SCHEME.test(text) || isAbsolute(text) ? text : resolve(base, text);
+}
 import type { OptionDef, OptionValue } from './option.ts';
 
 /** A parsed value, or what is wrong with the raw one. */
@@ -89,7 +97,7 @@ export function parseText(def: OptionDef, text: string, baseDir: string): Parsed
     case 'string':
       return checked(def, text);
     case 'path':
-      return text === '' ? bad('expected a path, got an empty value') : checked(def, resolve(baseDir, text));
+      return text === '' ? bad('expected a path, got an empty value') : checked(def, resolvePath(baseDir, text));
     case 'int':
       return parseInt10(def, text, text);
     case 'duration-ms':
@@ -119,7 +127,7 @@ export function parseFileValue(def: OptionDef, raw: unknown, fileDir: string): P
       return bad(`expected a string, got ${shown(def, raw)}`);
     case 'path':
       return typeof raw === 'string' && raw !== ''
-        ? checked(def, isAbsolute(raw) ? raw : resolve(fileDir, raw))
+        ? checked(def, resolvePath(fileDir, raw))
         : bad(`expected a path (a string), got ${shown(def, raw)}`);
     case 'int':
       return typeof raw === 'number'

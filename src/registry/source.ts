@@ -36,17 +36,18 @@ export function isRegistryUrl(s: string): boolean {
   return s.startsWith(REGISTRY_URL_SCHEME);
 }
 
-/** Parses `registry://<id>@<version|alias>`; a `config` start-up error names what is wrong. */
-export function parseRegistryUrl(url: string): RegistryRef {
+/**
+ * Parses `<id>@<version|alias>` (what follows the scheme, and what `models show|rm` take); a
+ * `config` start-up error says what is wrong with `text`, shown as `label`.
+ */
+export function parseModelRef(text: string, label = text): RegistryRef {
   const bad = (why: string): never => {
-    throw new StartupError('config', `model URL '${url}' ${why}; expected registry://<id>@<version|alias>`);
+    throw new StartupError('config', `'${label}' ${why}; expected <id>@<version|alias>`);
   };
-  if (!isRegistryUrl(url)) bad(`does not start with ${REGISTRY_URL_SCHEME}`);
-  const rest = url.slice(REGISTRY_URL_SCHEME.length);
-  const at = rest.indexOf('@');
+  const at = text.indexOf('@');
   if (at === -1) bad("names no version or alias (no '@')");
-  const id = rest.slice(0, at);
-  const ref = rest.slice(at + 1);
+  const id = text.slice(0, at);
+  const ref = text.slice(at + 1);
   if (!ID_PATTERN.test(id)) bad(`has model id '${id}', which must match [A-Za-z0-9_-]{1,64}`);
   try {
     assertRegistryRef('version or alias', ref);
@@ -54,6 +55,17 @@ export function parseRegistryUrl(url: string): RegistryRef {
     bad(`has ${err instanceof Error ? err.message : String(err)}`);
   }
   return { id, ref };
+}
+
+/** Parses `registry://<id>@<version|alias>`; a `config` start-up error names what is wrong. */
+export function parseRegistryUrl(url: string): RegistryRef {
+  if (!isRegistryUrl(url)) {
+    throw new StartupError(
+      'config',
+      `model URL '${url}' does not start with ${REGISTRY_URL_SCHEME}; expected registry://<id>@<version|alias>`,
+    );
+  }
+  return parseModelRef(url.slice(REGISTRY_URL_SCHEME.length), `model URL ${url}`);
 }
 
 /** What {@link resolveModel} needs. */

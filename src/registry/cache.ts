@@ -145,6 +145,8 @@ export async function fetchVersion(
     await verifyCachedVersion(dir, m);
     return dir;
   }
+  // A folder without its manifest is no copy (something removed part of it): clear the way.
+  await rm(dir, { recursive: true, force: true });
   await mkdir(cacheDir, { recursive: true });
   const tmp = `${dir}.tmp-${randomBytes(6).toString('hex')}`;
   try {

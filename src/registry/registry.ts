@@ -7,7 +7,7 @@
  * collector: every actor and command opens it on its own connection.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
-import { jetstream } from '@nats-io/jetstream';
+import { JetStreamApiCodes, JetStreamApiError, jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { Objm, StorageType, type ObjectStore } from '@nats-io/obj';
 import {
@@ -78,6 +78,19 @@ export interface AliasWatch {
 
 const isLive = (e: KvEntry | null): e is KvEntry => e !== null && e.operation === 'PUT';
 
+/**
+ * A bucket that does not exist: a KV open fails with JetStream's stream-not-found code; the
+ * object store's open rejects with a plain Error of its own (nats.js obj 3.4 has no class or
+ * code for it), so its text is the only sign.
+ */
+function isMissingBucket(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === JetStreamApiCodes.StreamNotFound;
+  return err instanceof Error && err.message === OBJECT_STORE_NOT_FOUND;
+}
+
+/** What nats.js's `Objm.open` rejects with when the bucket is missing. */
+const OBJECT_STORE_NOT_FOUND = 'object store not found';
+
 /** The registry on one NATS connection. */
 export class Registry {
   private constructor(
@@ -108,7 +121,7 @@ export class Registry {
       ]);
       return new Registry(versions, aliases, objects);
     } catch (err) {
-      if (err instanceof Error && /not found/i.test(err.message) && !opts.create) {
+      if (!opts.create && isMissingBucket(err)) {
         throw new ModelNotFoundError(
           `the model registry does not exist on this NATS server (no ${MODEL_VERSIONS_BUCKET}, ` +
             `${MODEL_ALIASES_BUCKET} or ${MODELS_OBJECT_BUCKET} bucket): push a version first ` +

@@ -17,7 +17,7 @@ import { isRegistryUrl, parseRegistryUrl, resolveModel } from '../../src/registr
 import { NatsServer } from '../helpers/nats-server.ts';
 import { modelFolder, tempDir } from './helpers.ts';
 
-describe('registry URLs', () => {
+describe('registry URLs, the cache folder, a server without a registry', () => {
   it('parses registry://<id>@<ref> and names what is wrong otherwise', () => {
     assert.deepEqual(parseRegistryUrl('registry://tiny-gpt2@stable'), { id: 'tiny-gpt2', ref: 'stable' });
     assert.deepEqual(parseRegistryUrl('registry://m@1.2.0'), { id: 'm', ref: '1.2.0' });
@@ -34,6 +34,26 @@ describe('registry URLs', () => {
     refused('registry://m@', /version or alias must match/);
     refused('registry://m@a..b', /must not start or end with '\.' nor contain '\.\.'/);
     refused('http://m@1', /does not start with registry:\/\//);
+  });
+
+  it('a server without the registry answers: not found, never a fall-back to the cache', async () => {
+    const bare = await NatsServer.start({ jetstream: true });
+    const nc = await connectNats({ servers: bare.url });
+    const work = tempDir('bare');
+    try {
+      await assert.rejects(
+        resolveModel({ nc, url: { id: 'm', ref: 'stable' }, cacheDir: work, timeoutMs: 5_000 }),
+        (err: unknown) => {
+          assert.ok(err instanceof ModelNotFoundError, String(err));
+          assert.match(err.message, /the model registry does not exist on this NATS server/);
+          return true;
+        },
+      );
+    } finally {
+      await nc.close();
+      await bare.stop();
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it('puts the cache in $SWITCHYARD_MODEL_CACHE, else the XDG cache home, else ~/.cache', () => {

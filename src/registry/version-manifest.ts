@@ -114,7 +114,7 @@ function readFiles(value: unknown): VersionFile[] {
     seen.add(p);
     return {
       path: p,
-      size: readInt(`files[${i}].size`, o.size, { min: 0, max: Number.MAX_SAFE_INTEGER }),
+      size: readInt(`files[${i}].size`, o.size, { min: 0, max: Infinity }),
       sha256: readPattern(`files[${i}].sha256`, o.sha256, SHA256_HEX, SHA_SHAPE),
     };
   });

@@ -18,7 +18,8 @@ import { ROUTER_TABLE } from '../config/router-table.ts';
 import { UP_TABLE } from '../config/up-table.ts';
 import { COLLECTOR_TABLE } from '../config/collector-table.ts';
 import { DATASET_TABLE } from '../config/dataset-table.ts';
-import { StartupError, SwitchyardError } from '../errors/errors.ts';
+import { MODELS_TABLE } from '../config/models-table.ts';
+import { RegistryError, StartupError, SwitchyardError } from '../errors/errors.ts';
 import { subcommandHelp } from '../config/help.ts';
 import { hasParent, reportedReady, tellParent } from './ipc.ts';
 
@@ -85,6 +86,14 @@ const COMMANDS: ReadonlyMap<string, CommandEntry> = new Map<string, CommandEntry
       run: lazy(() => import('./dataset.ts'), 'datasetCommand'),
     },
   ],
+  [
+    'models',
+    {
+      summary: MODELS_TABLE.summary,
+      help: subcommandHelp(MODELS_TABLE),
+      run: lazy(() => import('./models.ts'), 'modelsCommand'),
+    },
+  ],
   ['help', { summary: "Show this help, or a command's: switchyard help <command>.", run: helpCommand }],
 ]);
 
@@ -124,7 +133,7 @@ function version(): string {
 
 /** Prints a failure as one line (a stack only for what is not a known start-up failure) and picks the exit status. */
 async function report(command: string, err: unknown): Promise<number> {
-  const known = err instanceof StartupError || err instanceof SwitchyardError;
+  const known = err instanceof StartupError || err instanceof SwitchyardError || err instanceof RegistryError;
   const message = err instanceof Error ? err.message : String(err);
   // Under `up`, a start-up failure goes to the parent, which prints it once for the cluster.
   if (hasParent() && !reportedReady()) await tellParent({ type: 'failed', message });

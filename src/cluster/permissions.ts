@@ -33,6 +33,12 @@ import {
   SERVICE_DISCOVERY_SUBJECTS,
   actorInboxes,
   kvBucketSubjects,
+  kvBucketReadSubjects,
+  MODELS_OBJECT_BUCKET,
+  MODEL_ALIASES_BUCKET,
+  MODEL_VERSIONS_BUCKET,
+  objectStoreReadSubjects,
+  objectStoreSubjects,
   replicaHeartbeatSubject,
   replicaSubjects,
   roleInboxes,
@@ -73,6 +79,28 @@ function requester(inboxes: string): SubjectPermissions {
 }
 
 /**
+ * Reading the model registry (replicas fetch and watch versions): get, watch and object get on
+ * its three buckets, never a write, purge or delete.
+ */
+function registryReader(): string[] {
+  return [
+    JETSTREAM_ACCOUNT_INFO,
+    ...kvBucketReadSubjects(MODEL_VERSIONS_BUCKET),
+    ...kvBucketReadSubjects(MODEL_ALIASES_BUCKET),
+    ...objectStoreReadSubjects(MODELS_OBJECT_BUCKET),
+  ];
+}
+
+/** Managing the model registry (the collector's rollouts): push, alias and remove. */
+function registryWriter(): string[] {
+  return [
+    ...kvBucketSubjects(MODEL_VERSIONS_BUCKET),
+    ...kvBucketSubjects(MODEL_ALIASES_BUCKET),
+    ...objectStoreSubjects(MODELS_OBJECT_BUCKET),
+  ];
+}
+
+/**
  * The permissions of one actor. `id` is the actor's id (the client credential is shared by
  * every program, so its inboxes are the role's: programs sharing it can read each other's
  * replies, as they can with any shared credential).
@@ -104,7 +132,7 @@ export function rolePermissions(
       };
     case 'replica':
       return {
-        publish: [replicaHeartbeatSubject(id), roleInboxes('router')],
+        publish: [replicaHeartbeatSubject(id), roleInboxes('router'), ...registryReader()],
         subscribe: [
           replicaSubjects(id),
           ALL_ROUTER_HEARTBEATS,
@@ -134,6 +162,7 @@ export function rolePermissions(
           ...streamConsumerSubjects(COMPLETIONS_STREAM),
           ...streamConsumerSubjects(FEEDBACK_STREAM),
           ...kvBucketSubjects(RECORDS_BUCKET),
+          ...registryWriter(),
         ],
         subscribe: [
           `${ALL_COLLECTOR_REQUESTS} ${COLLECTOR_QUEUE_GROUP}`,

@@ -242,3 +242,113 @@ export function streamConsumerSubjects(stream: string): string[] {
 export function streamInbox(prefix?: string): string {
   return createInbox(prefix);
 }
+
+/**
+ * The model registry's object store (stream `OBJ_SY_MODELS`): every file of every version, as
+ * object `<id>/<digest>/<path>`. The digest in the name keeps two pushers of one version id
+ * from overwriting each other's files, and lets versions with identical files share them.
+ */
+export const MODELS_OBJECT_BUCKET = 'SY_MODELS';
+/** The registry's KV bucket of version manifests, key {@link modelVersionKey}. */
+export const MODEL_VERSIONS_BUCKET = 'SY_MODEL_VERSIONS';
+/** The registry's KV bucket of aliases, key {@link modelAliasKey}; its history is the alias history. */
+export const MODEL_ALIASES_BUCKET = 'SY_MODEL_ALIASES';
+
+/**
+ * A version or alias becomes KV key tokens after the model id, so on top of
+ * {@link MODEL_VERSION_PATTERN} it may not start or end with `.` nor hold `..` (an empty token).
+ */
+function assertKeyTokens(kind: string, value: string): void {
+  assertModelVersion(kind, value);
+  if (value.startsWith('.') || value.endsWith('.') || value.includes('..')) {
+    throw new InvalidRequestError(
+      `${kind} must not start or end with '.' nor contain '..' (it becomes a KV key), got ${describe(value)}`,
+    );
+  }
+}
+
+/** Checks a registry version or alias name: {@link MODEL_VERSION_PATTERN}, usable as KV key tokens. */
+export function assertRegistryRef(kind: string, value: unknown): asserts value is string {
+  assertModelVersion(kind, value);
+  assertKeyTokens(kind, value);
+}
+
+/** The versions-bucket key of one version: `<id>.<version>`. */
+export function modelVersionKey(id: string, version: string): string {
+  assertId('model id', id);
+  assertRegistryRef('model version', version);
+  return `${id}.${version}`;
+}
+
+/** The aliases-bucket key of one alias: `<id>.<alias>`. */
+export function modelAliasKey(id: string, alias: string): string {
+  assertId('model id', id);
+  assertRegistryRef('model alias', alias);
+  return `${id}.${alias}`;
+}
+
+/** Every key of one model in the versions or aliases bucket (`<id>.>`). */
+export function modelKeys(id: string): string {
+  assertId('model id', id);
+  return `${id}.>`;
+}
+
+/**
+ * The model id and the version or alias a registry key names (the id holds no dot, so the first
+ * dot splits them), or undefined for a key of another shape.
+ */
+export function splitModelKey(key: string): { id: string; name: string } | undefined {
+  const dot = key.indexOf('.');
+  if (dot <= 0) return undefined;
+  const id = key.slice(0, dot);
+  const name = key.slice(dot + 1);
+  return ID_PATTERN.test(id) && MODEL_VERSION_PATTERN.test(name) ? { id, name } : undefined;
+}
+
+/**
+ * Read-only JetStream API subjects of one stream: its info, single-message gets (direct or not),
+ * and ephemeral ordered consumers (what a KV get, history or watch and an object get use) with
+ * their flow-control replies. No create, update, purge, delete or publish: a role holding only
+ * these can read the stream and never change it (measured on nats-server 2.9.10).
+ */
+function streamReadSubjects(stream: string): string[] {
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}.>`,
+    `$JS.API.CONSUMER.CREATE.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.INFO.${stream}.>`,
+    `$JS.FC.${stream}.>`,
+  ];
+}
+
+/** What reading (get, keys, history, watch) one KV bucket needs, and nothing that writes it. */
+export function kvBucketReadSubjects(bucket: string): string[] {
+  assertId('KV bucket', bucket);
+  return streamReadSubjects(`KV_${bucket}`);
+}
+
+/** What reading (info, list, get) one object store needs, and nothing that writes it. */
+export function objectStoreReadSubjects(bucket: string): string[] {
+  assertId('object store', bucket);
+  return streamReadSubjects(`OBJ_${bucket}`);
+}
+
+/**
+ * Everything one object store needs to be created and written: its stream's API (create,
+ * update, purge, consumers), the chunk and meta subjects `$O.<bucket>.C.>`/`.M.>`, flow control.
+ */
+export function objectStoreSubjects(bucket: string): string[] {
+  assertId('object store', bucket);
+  const stream = `OBJ_${bucket}`;
+  return [
+    `$JS.API.*.*.${stream}`,
+    `$JS.API.*.*.${stream}.>`,
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$JS.API.STREAM.MSG.DELETE.${stream}`,
+    `$O.${bucket}.>`,
+    `$JS.FC.${stream}.>`,
+  ];
+}

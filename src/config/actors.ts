@@ -14,6 +14,7 @@ import { ROUTER_TABLE, type RouterSettings } from './router-table.ts';
 import { UP_TABLE, type UpSettings } from './up-table.ts';
 import { COLLECTOR_TABLE, type CollectorSettings } from './collector-table.ts';
 import { DATASET_TABLE, type DatasetSettings } from './dataset-table.ts';
+import { MODELS_TABLE, type ModelsSettings } from './models-table.ts';
 
 /** Every subcommand's options: a config file is checked against all of them. */
 export const ALL_TABLES: readonly OptionTable[] = [
@@ -22,6 +23,7 @@ export const ALL_TABLES: readonly OptionTable[] = [
   BRIDGE_TABLE,
   COLLECTOR_TABLE,
   DATASET_TABLE,
+  MODELS_TABLE,
   UP_TABLE,
 ];
 
@@ -61,6 +63,11 @@ export function resolveCollectorConfig(input: ResolveInput): Resolved<CollectorS
 /** Options of `switchyard dataset <action>`. */
 export function resolveDatasetConfig(input: ResolveInput): Resolved<DatasetSettings> {
   return resolveAs<DatasetSettings>(DATASET_TABLE, input);
+}
+
+/** Options of `switchyard models <action>` (the positional arguments taken out). */
+export function resolveModelsConfig(input: ResolveInput): Resolved<ModelsSettings> {
+  return resolveAs<ModelsSettings>(MODELS_TABLE, input);
 }
 
 /**

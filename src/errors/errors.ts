@@ -226,3 +226,23 @@ export class StartupError extends Error {
     this.reason = reason;
   }
 }
+
+/** Why the model registry refused an operation (see {@link RegistryError}). */
+export type RegistryFailure = 'version_conflict' | 'in_use' | 'unreachable';
+
+/**
+ * The model registry refused an operation whose input was well-formed: a version id that exists
+ * with another digest (never overwritten), a version an alias or a running replica uses, or a
+ * registry that does not answer with nothing cached to fall back on. Not part of the wire
+ * taxonomy: it reaches operators (the `models` command) and a starting replica, with a message
+ * that names what is in the way. A missing version or alias is a {@link ModelNotFoundError}, a
+ * corrupt file a {@link StartupError} with reason `model_corrupt`.
+ */
+export class RegistryError extends Error {
+  readonly reason: RegistryFailure;
+  constructor(reason: RegistryFailure, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RegistryError';
+    this.reason = reason;
+  }
+}

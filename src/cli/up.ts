@@ -26,7 +26,11 @@ import { resolveBridgeConfig, resolveUpConfig, type Resolved, type UpPlan } from
 import { newActorId } from '../config/checks.ts';
 import { subcommandHelp } from '../config/help.ts';
 import { UP_TABLE } from '../config/up-table.ts';
-import { StartupError } from '../errors/errors.ts';
+import { RegistryError, StartupError, toSwitchyardError } from '../errors/errors.ts';
+import { connectNats } from '../cluster/connection.ts';
+import { Registry } from '../registry/registry.ts';
+import { isRegistryUrl } from '../registry/source.ts';
+import { registryUrl } from '../replica/model-source.ts';
 import { metricsUrl } from '../telemetry/metrics-address.ts';
 import { say } from './actor.ts';
 import { ActorProcess, describeExit, type ChildSpec } from './children.ts';
@@ -259,6 +263,55 @@ class Cluster {
     return status;
   }
 
+  /**
+   * The model replicas start from: with the registry on (the default), the folder is stored as a
+   * version when the registry lacks its content, `stable` is pointed at it when there is no
+   * `stable` yet, and replicas follow `registry://<id>@stable` (moving the alias hot swaps them).
+   */
+  private async registryModel(url: string): Promise<string> {
+    const plan = this.plan;
+    if (!plan.registry || isRegistryUrl(plan.model)) return plan.model;
+    const operator = this.credentials?.issue('operator', 'operator');
+    const nc = await connectNats({
+      name: 'switchyard-up',
+      ...plan.nats,
+      servers: url,
+      ...(operator !== undefined ? { nkeySeedFile: operator.seedFile } : {}),
+    });
+    try {
+      const registry = await Registry.open(nc, { create: true }).catch((err: unknown) => {
+        throw new StartupError(
+          'dependency',
+          `the model registry needs JetStream on the NATS server (${toSwitchyardError(err).message}); ` +
+            'enable it, or pass --registry=false to serve the folder directly',
+        );
+      });
+      const by = 'switchyard up';
+      const { manifest, created } = await registry.push(plan.model, { by }).catch((err: unknown) => {
+        if (!(err instanceof RegistryError)) throw err;
+        throw new StartupError(
+          'config',
+          `${err.message}; store the folder under another version first (switchyard models push ` +
+            `${displayPath(plan.model)} --version V), or pass --registry=false`,
+        );
+      });
+      const { id, version } = manifest;
+      const stable = await registry.getAlias(id, STABLE_ALIAS);
+      if (stable === undefined) {
+        await registry.alias(id, STABLE_ALIAS, version, { by, reason: 'the version up started with' });
+      }
+      const follows =
+        stable === undefined || stable.version === version ? '' : ` (it points at ${stable.version})`;
+      say(
+        `up: ${id}@${version} ${created ? 'stored in' : 'already in'} the model registry ` +
+          `(digest ${manifest.digest.slice(0, 12)}…); replicas follow ${id}@${STABLE_ALIAS}${follows}`,
+      );
+      return registryUrl(id, STABLE_ALIAS);
+    } finally {
+      await nc.close();
+    }
+  }
+
   /** Waits for all `children` to be ready, or for Ctrl-C; a failure rejects at once. */
   private async allReady(children: Child[]): Promise<void> {
     const ready = children.map(async (c) => {
@@ -294,6 +347,9 @@ class Cluster {
         `${displayPath(plan.model)} (${where}, ${plan.threads} thread(s) each)…`,
     );
 
+    const model = await this.registryModel(url);
+    if (this.stopReason !== undefined) return;
+
     if (plan.collector) {
       // First: it creates the capture streams the routers publish to.
       say('up: starting the collector…');
@@ -325,7 +381,7 @@ class Cluster {
       const id = local ? `replica-${i}` : newActorId('replica');
       const gpu = plan.gpuIds?.[i - 1];
       const device = gpu === undefined ? undefined : `cuda:${gpu}`;
-      const args = [...common, '--model', plan.model, '--threads', String(plan.threads)];
+      const args = [...common, '--model', model, '--threads', String(plan.threads)];
       if (device !== undefined) args.push('--device', device);
       this.replicas.push(
         await this.spawn({
@@ -511,3 +567,6 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   }
   return new Cluster(plan, resolved.configFile, bridgeArgs(resolved)).run();
 }
+
+/** The alias `up` starts replicas from, and points at the first version it stores. */
+export const STABLE_ALIAS = 'stable';

@@ -24,6 +24,7 @@ import {
   ALL_HEARTBEATS,
   ALL_REPLICA_CANCEL,
   ALL_REPLICA_GENERATE,
+  ALL_REPLICA_SWAP,
   ALL_REPLICA_HEARTBEATS,
   ALL_ROUTER_CANCEL,
   ALL_ROUTER_HEARTBEATS,
@@ -163,6 +164,8 @@ export function rolePermissions(
           ...streamConsumerSubjects(FEEDBACK_STREAM),
           ...kvBucketSubjects(RECORDS_BUCKET),
           ...registryWriter(),
+          // Rollouts tell replicas to swap (and swap back).
+          ALL_REPLICA_SWAP,
         ],
         subscribe: [
           `${ALL_COLLECTOR_REQUESTS} ${COLLECTOR_QUEUE_GROUP}`,

@@ -83,6 +83,9 @@ export function replicaFaultSubject(replicaId: string): string {
  * Where an operator tells one replica to hot swap its model (a folder or a registry URL). Only
  * the operator and the collector may publish here; the replica answers when the swap is done.
  */
+/** Every replica's swap subject (the collector's rollouts publish there). */
+export const ALL_REPLICA_SWAP = `${PROTOCOL_PREFIX}.replica.*.swap`;
+
 export function replicaSwapSubject(replicaId: string): string {
   assertId('replica id', replicaId);
   return `${PROTOCOL_PREFIX}.replica.${replicaId}.swap`;

@@ -24,7 +24,8 @@ import {
   defBuilders,
 } from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
-import { BUNDLED_MODEL_DIR, BUNDLED_MODEL_TEXT, MODEL_CACHE_ENV } from './paths.ts';
+import { BUNDLED_MODEL_DIR, BUNDLED_MODEL_TEXT } from './paths.ts';
+import { MODEL_CACHE_ENV } from '../registry/cache.ts';
 
 /** Environment variable that names the model folder (shared by `replica` and `up`). */
 export const MODEL_ENV = 'SWITCHYARD_MODEL';

@@ -42,6 +42,8 @@ export interface UpSettings extends CommonSettings {
   insecure: boolean;
   /** Start a collector (capture needs one only to turn events into records and datasets). */
   collector: boolean;
+  /** Store the model folder in the registry and start replicas from `registry://<id>@stable`. */
+  registry: boolean;
   /** Handed to every router as `--capture*`. */
   capture: {
     enabled: boolean;
@@ -63,6 +65,14 @@ const defs: OptionDef[] = [
     type: 'bool',
     default: true,
     doc: 'Start a collector, which turns captured completions and feedback into records, stats and datasets; --collector=false leaves it out (the streams still keep events).',
+  },
+  {
+    key: 'registry',
+    flag: 'registry',
+    env: env('registry'),
+    type: 'bool',
+    default: true,
+    doc: 'Store the --model folder in the model registry (when it lacks that content) and start replicas from registry://<id>@stable, so that moving the alias hot swaps them; --registry=false serves the folder directly.',
   },
   ...captureDefs(env),
   {

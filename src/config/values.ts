@@ -97,7 +97,9 @@ export function parseText(def: OptionDef, text: string, baseDir: string): Parsed
     case 'string':
       return checked(def, text);
     case 'path':
-      return text === '' ? bad('expected a path, got an empty value') : checked(def, resolvePath(baseDir, text));
+      return text === ''
+        ? bad('expected a path, got an empty value')
+        : checked(def, resolvePath(baseDir, text));
     case 'int':
       return parseInt10(def, text, text);
     case 'duration-ms':

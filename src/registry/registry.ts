@@ -338,6 +338,7 @@ export class Registry {
     onError?: (err: unknown) => void,
   ): Promise<AliasWatch> {
     const watch = await this.aliasKv.watch({ key: modelAliasKey(id, alias) });
+    let stopped = false;
     void (async () => {
       for await (const entry of watch) {
         if (entry.operation !== 'PUT') continue;
@@ -348,8 +349,16 @@ export class Registry {
           onError?.(err);
         }
       }
+      // The watch ended without stop() (its connection closed, JetStream went away): say so,
+      // so that the watcher can watch again.
+      if (!stopped) onError?.(new Error(`the watch of alias ${id}@${alias} ended`));
     })().catch((err: unknown) => onError?.(err));
-    return { stop: () => watch.stop() };
+    return {
+      stop: () => {
+        stopped = true;
+        watch.stop();
+      },
+    };
   }
 
   /** A version of `id` whose content has `digest`, or undefined. */

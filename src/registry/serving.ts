@@ -31,7 +31,9 @@ export async function replicasServing(nc: NatsConnection, id: string, version: s
       }
       if (named?.id !== hb.id) return;
       windowMs = Math.max(windowMs, SERVING_WINDOW_INTERVALS * hb.intervalMs);
-      if (hb.model === id && hb.modelVersion === version && hb.state !== 'stopped') serving.add(hb.id);
+      // The version new requests get, or one still finishing its requests after a hot swap.
+      const has = hb.modelVersion === version || (hb.retiringVersions?.includes(version) ?? false);
+      if (hb.model === id && has && hb.state !== 'stopped') serving.add(hb.id);
       else serving.delete(hb.id);
       wake();
     },

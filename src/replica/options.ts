@@ -2,7 +2,7 @@
 import type { ConnectionOptions } from '../cluster/connection.ts';
 import { checkActorId, checkMetricsHost, checkMs } from '../config/checks.ts';
 import type { EngineOptions } from '../engine/options.ts';
-import { defaultModelCacheDir } from '../config/paths.ts';
+import { defaultModelCacheDir } from '../registry/cache.ts';
 
 /** Heartbeat period: routers count missed beats, so failover speed follows from it. */
 export const DEFAULT_REPLICA_HEARTBEAT_INTERVAL_MS = 200;

@@ -30,7 +30,15 @@ import {
   UnavailableError,
   toSwitchyardError,
 } from '../errors/errors.ts';
-import { resolveTarget, type ModelTarget } from './model-source.ts';
+import {
+  followAlias,
+  resolveTarget,
+  registryUrl,
+  type AliasFollower,
+  type ModelTarget,
+} from './model-source.ts';
+import { isRegistryUrl } from '../registry/source.ts';
+import type { AliasRecord } from '../registry/alias-record.ts';
 import { VersionedEngine, type LoadedVersion } from './versions.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { applyFault } from './faults.ts';
@@ -87,17 +95,30 @@ export async function startReplica(opts: ReplicaOptions, hooks: ReplicaHooks = {
     log.info(line);
     hooks.onProgress?.(`replica ${options.id}: ${line}`);
   };
-  progress(`loading ${options.engine.modelDir} on ${options.engine.device ?? 'cpu'}…`);
-  const target = await resolveTarget(options.engine.modelDir, sourceContext(options, undefined));
-  const first = await loadEngine(options, target);
-  const engine = new VersionedEngine(first, digestOf(target, first), retireGraceMs(options));
-  let nc: NatsConnection;
-  try {
-    nc = await connectNats({
+  const model = options.engine.modelDir;
+  progress(`loading ${model} on ${options.engine.device ?? 'cpu'}…`);
+  const connect = (): Promise<NatsConnection> =>
+    connectNats({
       name: `replica-${options.id}`,
       ...options.nats,
       inboxPrefix: options.nats.inboxPrefix ?? actorInboxPrefix('replica', options.id),
     });
+  // A registry model is fetched over NATS first; a folder loads before NATS is touched.
+  const early = isRegistryUrl(model) ? await connect() : undefined;
+  let engine: VersionedEngine;
+  try {
+    const target = await resolveTarget(model, sourceContext(options, early));
+    if (target.fromCache)
+      progress(`the registry is unreachable: starting ${target.source} from the local cache`);
+    const first = await loadEngine(options, target);
+    engine = new VersionedEngine(first, digestOf(target, first), retireGraceMs(options));
+  } catch (err) {
+    await early?.close();
+    throw err;
+  }
+  let nc: NatsConnection;
+  try {
+    nc = early ?? (await connect());
   } catch (err) {
     await engine.stop();
     throw err;
@@ -154,6 +175,9 @@ class ReplicaActor implements Replica {
   /** Swaps run one at a time, in order. */
   private swapChain: Promise<unknown> = Promise.resolve();
   private swapState: { to?: string; error?: string } = {};
+  private follower: AliasFollower | undefined;
+  /** Progress lines for humans (`up` prints them); set by start(). */
+  private say: (line: string) => void = () => undefined;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private stopReconnectWatch: (() => void) | undefined;
   private readonly heartbeat: HeartbeatPublisher;
@@ -175,10 +199,7 @@ class ReplicaActor implements Replica {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     engine.hooks = {
       onReleased: (v) => {
-        this.log.info(
-          { version: v.engine.info.version },
-          'retired model version stopped; its memory is freed',
-        );
+        this.say(`hot swap: ${v.engine.info.id}@${v.engine.info.version} retired, its session released`);
         this.metrics.swaps.inc({ outcome: 'released' });
         this.heartbeat.beat();
       },
@@ -240,10 +261,7 @@ class ReplicaActor implements Replica {
     }
     this.swapState = wanted !== undefined ? { to: wanted } : {};
     this.heartbeat.beat();
-    this.log.info(
-      { from: from.version, to: target.source },
-      'hot swap: loading the new version beside the old',
-    );
+    this.say(`hot swap: loading ${target.source} beside ${from.id}@${from.version}…`);
     let engine: ServingEngine | undefined;
     try {
       engine = await loadEngine(this.options, target);
@@ -267,10 +285,7 @@ class ReplicaActor implements Replica {
       this.swapState = {};
       this.metrics.swaps.inc({ outcome: 'swapped' });
       this.heartbeat.beat(); // routers send new requests to the new version at once
-      this.log.info(
-        { from: from.version, to: info.version, digest },
-        'hot swap: new requests get the new version',
-      );
+      this.say(`hot swap: new requests get ${info.id}@${info.version} (digest ${digest.slice(0, 12)}…)`);
       return { version: info.version, digest, swapped: true };
     } catch (err) {
       await engine?.stop().catch(() => undefined);
@@ -284,6 +299,13 @@ class ReplicaActor implements Replica {
       );
       throw error;
     }
+  }
+
+  /** The alias this replica follows moved: swap to its version (a swap that fails is logged and reported). */
+  private onAliasMoved(record: AliasRecord): void {
+    if (record.version === this.engine.info.version || this.state !== 'running') return;
+    this.log.info({ alias: record.alias, version: record.version, by: record.by }, 'alias moved: hot swap');
+    this.swap(registryUrl(record.id, record.version)).catch(() => undefined);
   }
 
   /** What the requests running on `version` report (built once per loaded version). */
@@ -305,6 +327,7 @@ class ReplicaActor implements Replica {
   }
 
   async start(progress: (line: string) => void): Promise<void> {
+    this.say = progress;
     this.heartbeat.start();
     this.orphans.start();
     this.keepaliveTimer = setInterval(() => {
@@ -365,6 +388,12 @@ class ReplicaActor implements Replica {
     await this.nc.flush();
     this.state = 'running';
     this.heartbeat.beat();
+    this.follower = followAlias(
+      this.options.engine.modelDir,
+      this.nc,
+      (record) => this.onAliasMoved(record),
+      (err) => this.log.warn({ err: toSwitchyardError(err).message }, 'alias watch failed; watching again'),
+    );
     progress(`ready (${info.id}@${info.version}, ${this.engine.device})`);
   }
 
@@ -513,6 +542,7 @@ class ReplicaActor implements Replica {
   private async drain(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'failed') return;
     this.state = 'draining';
+    this.follower?.stop();
     this.heartbeat.beat(); // routers stop sending new work at once
     await this.settled(this.options.drainGraceMs);
     for (const request of this.inFlight.values()) {

@@ -38,6 +38,7 @@ import {
   type ModelTarget,
 } from './model-source.ts';
 import { isRegistryUrl } from '../registry/source.ts';
+import { recordRef } from '../registry/cache.ts';
 import type { AliasRecord } from '../registry/alias-record.ts';
 import { VersionedEngine, type LoadedVersion } from './versions.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
@@ -53,7 +54,7 @@ import { describeRequest, startRequestTrace, type RequestTrace } from './request
 import type { ActorState } from '../cluster/actor-state.ts';
 import { ServedRequest, workKey, type ServingContext } from './served-request.ts';
 import type { RequestMeta } from '../cluster/headers.ts';
-import { decodeSwapCommand, encodeSwapReply, type SwapReply } from '../cluster/messages/swap.ts';
+import { decodeSwapCommand, encodeSwapReply, type SwapDone } from '../cluster/messages/swap.ts';
 
 /** Lifecycle of a replica (the one actor lifecycle). */
 export type ReplicaState = ActorState;
@@ -77,7 +78,7 @@ export interface Replica {
    * on, and the old version is stopped once they have. Rejects, serving on with the old version,
    * when the new one fails to load or warm. Swaps queue: one runs at a time.
    */
-  swap(model: string): Promise<SwapReply>;
+  swap(model: string): Promise<SwapDone>;
   /** The version new requests get. */
   readonly serving: { version: string; digest: string };
 }
@@ -243,13 +244,13 @@ class ReplicaActor implements Replica {
     return { version: this.engine.info.version, digest: this.engine.current.digest };
   }
 
-  swap(model: string): Promise<SwapReply> {
+  swap(model: string): Promise<SwapDone> {
     const run = this.swapChain.then(() => this.runSwap(model));
     this.swapChain = run.catch(() => undefined);
     return run;
   }
 
-  private async runSwap(model: string): Promise<SwapReply> {
+  private async runSwap(model: string): Promise<SwapDone> {
     if (this.state !== 'running') {
       throw new UnavailableError(`replica ${this.id} is ${this.state}: it does not swap models`);
     }
@@ -305,7 +306,15 @@ class ReplicaActor implements Replica {
   private onAliasMoved(record: AliasRecord): void {
     if (record.version === this.engine.info.version || this.state !== 'running') return;
     this.log.info({ alias: record.alias, version: record.version, by: record.by }, 'alias moved: hot swap');
-    this.swap(registryUrl(record.id, record.version)).catch(() => undefined);
+    this.swap(registryUrl(record.id, record.version)).then(
+      // The alias's cached ref follows too: a restart while the registry is away serves what we serve.
+      (done) =>
+        recordRef(this.options.modelCacheDir, record.id, record.alias, {
+          version: done.version,
+          digest: done.digest,
+        }).catch((err: unknown) => this.log.warn({ err }, 'could not record the alias in the model cache')),
+      () => undefined,
+    );
   }
 
   /** What the requests running on `version` report (built once per loaded version). */

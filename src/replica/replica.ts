@@ -29,6 +29,7 @@ import {
   ModelNotFoundError,
   UnavailableError,
   toSwitchyardError,
+  type SwitchyardError,
 } from '../errors/errors.ts';
 import {
   followAlias,
@@ -255,7 +256,13 @@ class ReplicaActor implements Replica {
       throw new UnavailableError(`replica ${this.id} is ${this.state}: it does not swap models`);
     }
     const from = this.engine.info;
-    const target = await resolveTarget(model, sourceContext(this.options, this.nc));
+    let target: ModelTarget;
+    try {
+      target = await resolveTarget(model, sourceContext(this.options, this.nc));
+    } catch (err) {
+      // Not found, corrupt (a sha256 that does not match), unreachable: the old version serves on.
+      throw this.swapFailed(model, err);
+    }
     const wanted = target.identity?.version;
     if (wanted === from.version && target.digest === this.engine.current.digest) {
       return { version: from.version, digest: this.engine.current.digest, swapped: false };
@@ -290,16 +297,18 @@ class ReplicaActor implements Replica {
       return { version: info.version, digest, swapped: true };
     } catch (err) {
       await engine?.stop().catch(() => undefined);
-      const error = toSwitchyardError(err);
-      this.swapState = { error: `swap to ${target.source} failed: ${error.message}` };
-      this.metrics.swaps.inc({ outcome: 'failed' });
-      this.heartbeat.beat();
-      this.log.error(
-        { to: target.source, err: error.message },
-        'hot swap failed; serving on with the old version',
-      );
-      throw error;
+      throw this.swapFailed(target.source, err);
     }
+  }
+
+  /** Records a failed swap (heartbeats say why, a metric counts it) and returns its error. */
+  private swapFailed(source: string, err: unknown): SwitchyardError {
+    const error = toSwitchyardError(err);
+    this.swapState = { error: `swap to ${source} failed: ${error.message}` };
+    this.metrics.swaps.inc({ outcome: 'failed' });
+    this.heartbeat.beat();
+    this.log.error({ to: source, err: error.message }, 'hot swap failed; serving on with the old version');
+    return error;
   }
 
   /** The alias this replica follows moved: swap to its version (a swap that fails is logged and reported). */

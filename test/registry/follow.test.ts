@@ -5,15 +5,17 @@
  * alias moves; a replica started while JetStream does not answer starts from that cache.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../../src/cluster/connection.ts';
 import { decodeReplicaHeartbeat, type ReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
-import { ALL_REPLICA_HEARTBEATS } from '../../src/cluster/subjects.ts';
+import { ALL_REPLICA_HEARTBEATS, MODELS_OBJECT_BUCKET } from '../../src/cluster/subjects.ts';
 import { Registry } from '../../src/registry/registry.ts';
+import { objectName } from '../../src/registry/objects.ts';
+import { Objm } from '@nats-io/obj';
 import { ActorProcess, killAll, waitFor } from '../helpers/cluster.ts';
 import { request } from '../helpers/front-door.ts';
 import { TINY_MODEL, TINY_MODEL_V2 } from '../helpers/models.ts';
@@ -76,6 +78,27 @@ describe('replicas from the registry', () => {
     const after = await request(nc, { model: MODEL, prompt: 'follow', maxTokens: 8, temperature: 0 });
     assert.equal(after.end?.modelVersion, 'b', after.error?.message);
     assert.notDeepEqual(after.tokenIds, before.tokenIds, 'version b has other weights');
+
+    // A version whose stored file was changed: the replica refuses it and serves b on.
+    // Other content than a's (one more file), so that its objects and cache folder are its own.
+    const folder = join(cache, 'folder-c');
+    cpSync(TINY_MODEL, folder, { recursive: true });
+    writeFileSync(join(folder, 'notes.txt'), 'version c\n');
+    const { manifest } = await registry.push(folder, { version: 'c' });
+    const objects = await new Objm(nc).open(MODELS_OBJECT_BUCKET);
+    await objects.putBlob(
+      { name: objectName(MODEL, manifest.digest, 'tokenizer.json') },
+      new TextEncoder().encode('{"tampered":true}'),
+    );
+    await registry.alias(MODEL, 'stable', 'c', { by: 'test', reason: 'corrupt' });
+    await waitFor('the refusal in a heartbeat', () =>
+      /tokenizer\.json/.test(beats.get('fa')?.swapError ?? ''),
+    );
+    assert.match(beats.get('fa')?.swapError ?? '', /sha256/);
+    assert.equal(beats.get('fa')?.modelVersion, 'b');
+    const still = await request(nc, { model: MODEL, prompt: 'follow', maxTokens: 8, temperature: 0 });
+    assert.equal(still.end?.modelVersion, 'b', still.error?.message);
+    await registry.alias(MODEL, 'stable', 'b', { by: 'test', reason: 'back' });
   });
 
   it('starts from its digest cache while JetStream does not answer', async () => {

@@ -5,6 +5,7 @@ import { subcommandHelp } from '../config/help.ts';
 import { REPLICA_TABLE } from '../config/replica-table.ts';
 import { LOG_LEVEL_ENV } from '../config/common-options.ts';
 import { runActor } from './actor.ts';
+import type { Replica } from '../replica/replica.ts';
 import { checkModelDir, displayPath, modelLabel } from './preflight.ts';
 
 /** Runs a replica until it is signalled; resolves to the exit status. */
@@ -21,16 +22,24 @@ export async function replicaCommand(argv: readonly string[]): Promise<number> {
   process.env[LOG_LEVEL_ENV] = logLevel;
   const modelDir = options.engine.modelDir;
   const device = options.engine.device ?? 'cpu';
+  let started: Replica | undefined;
   return runActor({
     role: 'replica',
     id,
     start: async (progress) => {
       const { startReplica } = await import('../replica/replica.ts'); // loads onnxruntime: only now
-      return startReplica(
+      started = await startReplica(
         { ...options, id, engine: { ...options.engine, modelDir: displayPath(modelDir) } },
         { onProgress: progress },
       );
+      return started;
     },
-    describe: async () => `${await modelLabel(modelDir)}, ${device}`,
+    // What it serves, resolved (a registry URL names an alias; the replica knows the version).
+    describe: async () => {
+      const label = started
+        ? `${started.serving.model}@${started.serving.version}`
+        : await modelLabel(modelDir);
+      return `${label}, ${device}`;
+    },
   });
 }

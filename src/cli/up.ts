@@ -277,6 +277,8 @@ class Cluster {
       ...plan.nats,
       servers: url,
       ...(operator !== undefined ? { nkeySeedFile: operator.seedFile } : {}),
+    }).catch((err: unknown) => {
+      throw new StartupError('dependency', `the model registry: ${toSwitchyardError(err).message}`);
     });
     try {
       const registry = await Registry.open(nc, { create: true }).catch((err: unknown) => {

@@ -81,7 +81,7 @@ export interface Replica {
    */
   swap(model: string): Promise<SwapDone>;
   /** The version new requests get. */
-  readonly serving: { version: string; digest: string };
+  readonly serving: { model: string; version: string; digest: string };
 }
 
 /** Progress lines for humans (the CLI prints them while models load). */
@@ -241,8 +241,9 @@ class ReplicaActor implements Replica {
     return this.options.id;
   }
 
-  get serving(): { version: string; digest: string } {
-    return { version: this.engine.info.version, digest: this.engine.current.digest };
+  get serving(): { model: string; version: string; digest: string } {
+    const { info } = this.engine;
+    return { model: info.id, version: info.version, digest: this.engine.current.digest };
   }
 
   swap(model: string): Promise<SwapDone> {

@@ -140,8 +140,16 @@ describe('switchyard CLI', { concurrency: true }, () => {
     );
   });
 
+  it('up stops and exits 1 when the registry cannot be reached to store its model', async () => {
+    const r = await cli(['up', '--nats', `nats://127.0.0.1:${await closedPort()}`]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^up: the model registry: cannot connect to NATS/m);
+    assert.match(r.stdout, /^up: stopped$/m);
+  });
+
   it('up stops the cluster and exits 1 when a child fails to start', async () => {
-    const r = await cli(['up', '--nats', `nats://127.0.0.1:${await closedPort()}`, '--routers', '2']);
+    const url = `nats://127.0.0.1:${await closedPort()}`;
+    const r = await cli(['up', '--nats', url, '--routers', '2', '--registry=false']);
     assert.equal(r.code, 1, r.stdout + r.stderr);
     // The collector starts first (it makes the capture streams the routers publish to).
     assert.match(r.stdout, /^up: collector collector-\S+ failed to start: cannot connect to NATS/m);

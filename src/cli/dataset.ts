@@ -5,6 +5,7 @@
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../cluster/connection.ts';
+import { operatorConnection } from './local-up.ts';
 import type { ExportPage } from '../cluster/messages/collector.ts';
 import { collectorPageSubject, collectorSubject } from '../cluster/subjects.ts';
 import { describeFilters, type DatasetFilters } from '../collector/dataset-filters.ts';
@@ -48,7 +49,8 @@ export async function datasetCommand(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const settings = resolved.settings;
-  const nc = await connectNats({ name: 'switchyard-dataset', ...settings.nats });
+  const nats = operatorConnection('dataset', settings.nats, say);
+  const nc = await connectNats({ name: 'switchyard-dataset', ...nats });
   try {
     if (action === 'stats') await printStats(nc, settings);
     else await runExport(nc, settings);

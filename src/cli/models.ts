@@ -6,6 +6,7 @@
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../cluster/connection.ts';
+import { operatorConnection } from './local-up.ts';
 import { assertId, assertRegistryRef } from '../cluster/subjects.ts';
 import { resolveModelsConfig } from '../config/actors.ts';
 import { subcommandHelp } from '../config/help.ts';
@@ -102,7 +103,8 @@ export async function modelsCommand(argv: readonly string[]): Promise<number> {
       `expected ${ACTIONS[act]}, got ${positionals.length === 0 ? 'nothing' : positionals.map((p) => `'${p}'`).join(' ')}`,
     );
   }
-  const nc = await connectNats({ name: 'switchyard-models', ...s.nats });
+  const nats = operatorConnection('models', s.nats, (line) => process.stderr.write(`${line}\n`));
+  const nc = await connectNats({ name: 'switchyard-models', ...nats });
   try {
     await run(act, positionals, s, nc);
     return 0;

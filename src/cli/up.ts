@@ -35,6 +35,7 @@ import { metricsUrl } from '../telemetry/metrics-address.ts';
 import { say } from './actor.ts';
 import { ActorProcess, describeExit, type ChildSpec } from './children.ts';
 import { CredentialStore, type Credential } from './nats-credentials.ts';
+import { announceLocalUp } from './local-up.ts';
 import { freePort, startLocalNatsServer, type LocalAuth, type LocalNatsServer } from './nats-server.ts';
 import { parentDeathSignalProblem } from './parent-death.ts';
 import { checkPortFree } from './port-check.ts';
@@ -180,6 +181,8 @@ class Cluster {
   private readonly routers: Child[] = [];
   private readonly replicas: Child[] = [];
   private collector: Child | undefined;
+  /** Removes this up's record for local commands (see local-up.ts). */
+  private unannounce: (() => void) | undefined;
   private stopReason: string | undefined;
   /** Set once the cluster is being stopped (by a signal or a failed start): exits are expected. */
   private stopping = false;
@@ -219,6 +222,8 @@ class Cluster {
   };
 
   private removeCredentials(): void {
+    this.unannounce?.();
+    this.unannounce = undefined;
     if (this.credentials !== undefined) rmSync(this.credentials.dir, { recursive: true, force: true });
   }
 
@@ -400,6 +405,14 @@ class Cluster {
 
     const http = await this.startBridge(env, common, local);
     if (this.stopReason !== undefined) return;
+    if (local) {
+      // `models` and `dataset` given no NATS flags find this cluster (and its operator credential).
+      const operator = this.credentials?.issue('operator', 'operator');
+      this.unannounce = announceLocalUp({
+        url,
+        ...(operator ? { operatorSeedFile: operator.seedFile } : {}),
+      });
+    }
     this.summary(url, http);
   }
 

@@ -3,8 +3,8 @@
  * size is observed once per forward pass (the engine's `onStep`, on the main thread, never in
  * the worker's step loop); request counters move where requests are accepted or refused.
  */
-import type { ServingEngine } from '../engine/types.ts';
-import { actorRegistry, Counter, Histogram, scraped, type Registry } from '../telemetry/prometheus.ts';
+import type { VersionedEngine } from './versions.ts';
+import { actorRegistry, Counter, Gauge, Histogram, scraped, type Registry } from '../telemetry/prometheus.ts';
 
 /** Buckets of rows per forward pass (powers of two up to a large GPU batch). */
 export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -12,7 +12,7 @@ export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 /** What the metrics read from the replica at scrape time. */
 export interface ReplicaMetricsSource {
   readonly id: string;
-  readonly engine: ServingEngine;
+  readonly engine: VersionedEngine;
   heartbeatsSent(): number;
 }
 
@@ -26,11 +26,9 @@ export class ReplicaMetrics {
 
   constructor(source: ReplicaMetricsSource) {
     const { engine } = source;
-    const registry = actorRegistry({
-      replica: source.id,
-      model: engine.info.id,
-      version: engine.info.version,
-    });
+    // No version label: a hot swap changes the version, and series must not lie after it (the
+    // version is in switchyard_model_version_info).
+    const registry = actorRegistry({ replica: source.id, model: engine.info.id });
     const registers = [registry];
     this.registry = registry;
     scraped(
@@ -89,6 +87,19 @@ export class ReplicaMetrics {
       name: 'switchyard_orphans_cancelled_total',
       help: 'Requests cancelled because their router went silent.',
       registers,
+    });
+    new Gauge({
+      name: 'switchyard_model_version_info',
+      help: 'The model versions loaded: current (new requests get it) and retiring (finishing its requests after a hot swap); always 1.',
+      labelNames: ['version', 'digest', 'role'],
+      registers,
+      collect() {
+        this.reset();
+        const { current, retiring } = source.engine;
+        this.set({ version: current.engine.info.version, digest: current.digest, role: 'current' }, 1);
+        for (const v of retiring)
+          this.set({ version: v.engine.info.version, digest: v.digest, role: 'retiring' }, 1);
+      },
     });
     this.swaps = new Counter({
       name: 'switchyard_model_swaps_total',

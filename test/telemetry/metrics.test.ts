@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BridgeMetrics } from '../../src/bridge/metrics.ts';
 import { EchoEngine } from '../../src/engine/echo.ts';
+import { VersionedEngine } from '../../src/replica/versions.ts';
 import { ReplicaMetrics } from '../../src/replica/metrics.ts';
 import { Membership } from '../../src/router/membership.ts';
 import { encodeReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
@@ -57,7 +58,7 @@ function value(text: string, series: string): number {
 const MEMBERSHIP_RULES = { suspectAfterMissed: 2, deadAfterMissed: 3, stuckTimeoutMs: 1_500 };
 
 async function actorTexts(): Promise<string[]> {
-  const engine = await EchoEngine.start({ modelDir: '' });
+  const engine = new VersionedEngine(await EchoEngine.start({ modelDir: '' }), '', 0);
   const replica = new ReplicaMetrics({ id: 'r1', engine, heartbeatsSent: () => 3 });
   const router = new RouterMetrics({
     id: 'rt',
@@ -88,6 +89,8 @@ const REQUIRED = [
   'switchyard_cache_requests_total',
   'switchyard_rate_limited_total',
   'switchyard_event_loop_delay_seconds',
+  'switchyard_model_version_info',
+  'switchyard_model_swaps_total',
 ];
 
 describe('metrics exposition', () => {
@@ -99,10 +102,10 @@ describe('metrics exposition', () => {
   });
 
   it('the event-loop delay gauge carries the actor label and a plausible value', async () => {
-    const engine = await EchoEngine.start({ modelDir: '' });
+    const engine = new VersionedEngine(await EchoEngine.start({ modelDir: '' }), '', 0);
     const text = await new ReplicaMetrics({ id: 'r1', engine, heartbeatsSent: () => 0 }).registry.metrics();
     await engine.stop();
-    const delay = value(text, 'switchyard_event_loop_delay_seconds{replica="r1",model="echo",version="1"}');
+    const delay = value(text, 'switchyard_event_loop_delay_seconds{replica="r1",model="echo"}');
     assert.ok(delay >= 0 && delay < 60, `delay ${delay}`);
   });
 

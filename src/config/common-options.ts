@@ -147,6 +147,8 @@ export function defBuilders(subcommand: string): {
   env: (flag: string) => string;
   int: (key: string, flag: string, fallback: number, doc: string, min?: number) => OptionDef;
   ms: (key: string, flag: string, fallback: number, doc: string, min?: number) => OptionDef;
+  /** A string option with no default. */
+  text: (key: string, flag: string, metavar: string, doc: string) => OptionDef;
   metricsPort: () => OptionDef;
   metricsHost: () => OptionDef;
 } {
@@ -172,6 +174,7 @@ export function defBuilders(subcommand: string): {
       default: fallback,
       doc,
     }),
+    text: (key, flag, metavar, doc) => ({ key, flag, env: env(flag), type: 'string', metavar, doc }),
     metricsPort: () => ({
       key: 'metricsPort',
       flag: 'metrics-port',

@@ -5,7 +5,13 @@
  */
 import type { ConnectionOptions } from '../cluster/connection.ts';
 import { DATASET_FORMATS } from '../collector/datasets.ts';
-import { DEFAULT_SERVERS_TEXT, logLevelDef, natsDefs, type CommonSettings } from './common-options.ts';
+import {
+  DEFAULT_SERVERS_TEXT,
+  defBuilders,
+  logLevelDef,
+  natsDefs,
+  type CommonSettings,
+} from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
 
 /** How long the CLI waits for a collector's answer to one request. */
@@ -27,15 +33,7 @@ export interface DatasetSettings extends CommonSettings {
   timeoutMs: number;
 }
 
-const env = (flag: string): string => `SWITCHYARD_DATASET_${flag.toUpperCase().replaceAll('-', '_')}`;
-const text = (key: string, flag: string, metavar: string, doc: string): OptionDef => ({
-  key,
-  flag,
-  env: env(flag),
-  type: 'string',
-  metavar,
-  doc,
-});
+const { env, text } = defBuilders('dataset');
 
 const defs: OptionDef[] = [
   {

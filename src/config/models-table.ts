@@ -6,7 +6,13 @@
  * command before these options are resolved.
  */
 import type { ConnectionOptions } from '../cluster/connection.ts';
-import { DEFAULT_SERVERS_TEXT, logLevelDef, natsDefs, type CommonSettings } from './common-options.ts';
+import {
+  DEFAULT_SERVERS_TEXT,
+  defBuilders,
+  logLevelDef,
+  natsDefs,
+  type CommonSettings,
+} from './common-options.ts';
 import type { OptionDef, OptionTable } from './option.ts';
 
 /** How long one JetStream call of a `models` command may take. */
@@ -26,16 +32,7 @@ export interface ModelsSettings extends CommonSettings {
   timeoutMs: number;
 }
 
-const env = (flag: string): string => `SWITCHYARD_MODELS_${flag.toUpperCase().replaceAll('-', '_')}`;
-/** A text option (its variable is for scripts that set it once for several commands). */
-const text = (key: string, flag: string, metavar: string, doc: string): OptionDef => ({
-  key,
-  flag,
-  env: env(flag),
-  type: 'string',
-  metavar,
-  doc,
-});
+const { env, text } = defBuilders('models');
 
 const defs: OptionDef[] = [
   text(

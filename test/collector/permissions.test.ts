@@ -24,12 +24,18 @@ import {
 } from '../../src/cluster/subjects.ts';
 import { ActorProcess, killAll, waitFor } from '../helpers/cluster.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
-import { connectAs, publishRefused, subscribeRefused } from '../helpers/permissions.ts';
+import {
+  connectAs,
+  issueRoles,
+  publishRefused,
+  subscribeRefused,
+  type RoleCredentials,
+} from '../helpers/permissions.ts';
 
 describe('capture under the per-role permissions', () => {
   let server: NatsServer;
   let store: CredentialStore;
-  let cred: Record<'router' | 'replica' | 'bridge' | 'client' | 'collector' | 'operator', Credential>;
+  let cred: RoleCredentials;
   const actors: ActorProcess[] = [];
   const open: NatsConnection[] = [];
 
@@ -43,14 +49,7 @@ describe('capture under the per-role permissions', () => {
     store = new CredentialStore(mkdtempSync(join(tmpdir(), 'sy-capperm-')), {
       kvBuckets: ['sy_rate_limits'],
     });
-    cred = {
-      router: store.issue('router', 'rt'),
-      replica: store.issue('replica', 'ra'),
-      bridge: store.issue('bridge', 'br'),
-      client: store.issue('client', 'client'),
-      collector: store.issue('collector', 'col'),
-      operator: store.issue('operator', 'operator'),
-    };
+    cred = issueRoles(store);
     server = await NatsServer.start({ jetstream: true, extraConfig: authorizationBlock(store.users) });
     const seed = (c: Credential): Record<string, string> => ({ SWITCHYARD_NATS_NKEY_SEED_FILE: c.seedFile });
     actors.push(await ActorProcess.start('collector', 'col', server.url, [], seed(cred.collector)));

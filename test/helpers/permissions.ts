@@ -1,7 +1,7 @@
 /** Asserting that nats-server refuses a publish or a subscription (permission tests). */
 import assert from 'node:assert/strict';
 import { PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
-import type { Credential } from '../../src/cli/nats-credentials.ts';
+import type { Credential, CredentialStore } from '../../src/cli/nats-credentials.ts';
 import { connectNats } from '../../src/cluster/connection.ts';
 import { actorInboxPrefix, type InboxRole } from '../../src/cluster/subjects.ts';
 
@@ -75,4 +75,22 @@ export async function publishRefused(nc: NatsConnection, subject: string): Promi
   const err = await refused;
   assert.equal(err.operation, 'publish');
   assert.equal(nc.isClosed(), false);
+}
+
+/** One credential per role, with the ids the permission tests use. */
+export type RoleCredentials = Record<
+  'router' | 'replica' | 'bridge' | 'client' | 'collector' | 'operator',
+  Credential
+>;
+
+/** Issues {@link RoleCredentials} from `store`. */
+export function issueRoles(store: CredentialStore): RoleCredentials {
+  return {
+    router: store.issue('router', 'rt'),
+    replica: store.issue('replica', 'ra'),
+    bridge: store.issue('bridge', 'br'),
+    client: store.issue('client', 'client'),
+    collector: store.issue('collector', 'col'),
+    operator: store.issue('operator', 'operator'),
+  };
 }

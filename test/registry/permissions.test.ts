@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
-import { CredentialStore, type Credential } from '../../src/cli/nats-credentials.ts';
+import { CredentialStore } from '../../src/cli/nats-credentials.ts';
 import { authorizationBlock } from '../../src/cluster/permissions.ts';
 import {
   MODELS_OBJECT_BUCKET,
@@ -20,7 +20,7 @@ import {
 import { fetchVersion } from '../../src/registry/cache.ts';
 import { Registry } from '../../src/registry/registry.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
-import { connectAs, publishRefused } from '../helpers/permissions.ts';
+import { connectAs, issueRoles, publishRefused, type RoleCredentials } from '../helpers/permissions.ts';
 import { modelFolder, tempDir } from './helpers.ts';
 
 /** The call failed because the server refused its subject (not for some other reason). */
@@ -38,7 +38,7 @@ describe('the model registry under the per-role permissions', () => {
   let server: NatsServer;
   let store: CredentialStore;
   let work: string;
-  let cred: Record<'router' | 'replica' | 'bridge' | 'client' | 'collector' | 'operator', Credential>;
+  let cred: RoleCredentials;
   const open: NatsConnection[] = [];
 
   async function as(
@@ -53,14 +53,7 @@ describe('the model registry under the per-role permissions', () => {
   before(async () => {
     work = tempDir('perm');
     store = new CredentialStore(join(work, 'creds'), { kvBuckets: [] });
-    cred = {
-      router: store.issue('router', 'rt'),
-      replica: store.issue('replica', 'ra'),
-      bridge: store.issue('bridge', 'br'),
-      client: store.issue('client', 'client'),
-      collector: store.issue('collector', 'col'),
-      operator: store.issue('operator', 'operator'),
-    };
+    cred = issueRoles(store);
     server = await NatsServer.start({ jetstream: true, extraConfig: authorizationBlock(store.users) });
     const operator = await Registry.open(await as('operator'), { create: true });
     await operator.push(modelFolder(work, 'p1', { id: 'pm', version: '1' }), { by: 'operator' });

@@ -294,14 +294,16 @@ class Cluster {
         );
       });
       const by = 'switchyard up';
-      const { manifest, created } = await registry.push(plan.model, { by }).catch((err: unknown) => {
-        if (!(err instanceof RegistryError)) throw err;
-        throw new StartupError(
-          'config',
-          `${err.message}; store the folder under another version first (switchyard models push ` +
-            `${displayPath(plan.model)} --version V), or pass --registry=false`,
-        );
-      });
+      const { manifest, created } = await registry
+        .push(plan.model, { by, reuseContent: true })
+        .catch((err: unknown) => {
+          if (!(err instanceof RegistryError)) throw err;
+          throw new StartupError(
+            'config',
+            `${err.message}; store the folder under another version first (switchyard models push ` +
+              `${displayPath(plan.model)} --version V), or pass --registry=false`,
+          );
+        });
       const { id, version } = manifest;
       const stable = await registry.getAlias(id, STABLE_ALIAS);
       if (stable === undefined) {

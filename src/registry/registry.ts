@@ -60,6 +60,11 @@ export interface PushOptions {
   lineage?: VersionLineage;
   /** @default user@host */
   by?: string;
+  /**
+   * When some version of the id already holds exactly these files, return it instead of
+   * storing them again (what `up` does with its --model folder). @default false
+   */
+  reuseContent?: boolean;
 }
 
 /** A version with the aliases that point at it and their histories. */
@@ -172,6 +177,10 @@ export class Registry {
     };
     // Validate the whole manifest (lineage included) with the one decoder before storing anything.
     decodeVersionManifest(encodeVersionManifest(manifest), key);
+    if (opts.reuseContent === true) {
+      const same = (await this.list(id)).find((m) => m.digest === digest);
+      if (same !== undefined) return { manifest: same, created: false };
+    }
     const existing = await this.getVersion(id, version);
     if (existing !== undefined) return { manifest: this.sameOrRefuse(existing, digest), created: false };
     if ((await this.aliasKv.get(modelAliasKey(id, version)).then(isLive)) === true) {

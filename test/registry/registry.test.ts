@@ -5,7 +5,7 @@
  * the cache.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -86,6 +86,8 @@ describe('model registry', () => {
   it('a second push of the same content is a no-op; another digest under that version is refused', async () => {
     const folder = modelFolder(work, 'm2', { id: 'beta', version: '1' });
     const first = await registry.push(folder);
+    const copy = join(work, 'm2-copy');
+    cpSync(folder, copy, { recursive: true });
     const second = await registry.push(folder);
     assert.equal(second.created, false);
     assert.equal(second.manifest.createdAt, first.manifest.createdAt, 'the stored manifest is kept');
@@ -104,6 +106,12 @@ describe('model registry', () => {
       first.manifest.digest,
       'never overwritten',
     );
+    // What up does: content the registry holds under any version is that version, not a new one.
+    const again = await registry.push(copy, { version: '9', reuseContent: true });
+    const stored = await registry.push(copy, { version: '9' });
+    assert.deepEqual([again.created, stored.created], [false, true]);
+    assert.equal(again.manifest.version, '1', 'the version that holds the content');
+    assert.equal(stored.manifest.version, '9');
   });
 
   it('of two concurrent pushers of one version with different files, one wins and the loser leaves no files', async () => {

@@ -53,6 +53,14 @@ export interface ReplicaView {
   tokenBudget: number;
   /** Local epoch ms of the latest heartbeat. */
   lastSeen: number;
+  /** Digest of the version it serves (absent from older replicas). */
+  digest?: string;
+  /** Versions still finishing their requests after a hot swap. */
+  retiringVersions: string[];
+  /** The version a swap in progress loads. */
+  swappingTo?: string;
+  /** Why its last swap failed. */
+  swapError?: string;
 }
 
 /** A model some live replica serves. */
@@ -169,6 +177,10 @@ export class ClusterView {
           freeTokenBudget: hb.freeTokenBudget,
           tokenBudget: hb.tokenBudget,
           lastSeen: e.lastSeen,
+          retiringVersions: hb.retiringVersions ?? [],
+          ...(hb.modelDigest !== undefined ? { digest: hb.modelDigest } : {}),
+          ...(hb.swappingTo !== undefined ? { swappingTo: hb.swappingTo } : {}),
+          ...(hb.swapError !== undefined ? { swapError: hb.swapError } : {}),
         };
       });
   }

@@ -73,6 +73,10 @@ function replicaJson(r: ReplicaView, now: number): Record<string, unknown> {
     free_token_budget: r.freeTokenBudget,
     token_budget: r.tokenBudget,
     last_seen_ms_ago: Math.max(0, now - r.lastSeen),
+    digest: r.digest,
+    retiring_versions: r.retiringVersions,
+    swapping_to: r.swappingTo,
+    swap_error: r.swapError,
   };
 }
 

@@ -20,6 +20,7 @@ function replica(id: string, over: Partial<ReplicaView> = {}): ReplicaView {
     freeTokenBudget: 100,
     tokenBudget: 100,
     lastSeen: 0,
+    retiringVersions: [],
     ...over,
   };
 }

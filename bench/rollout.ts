@@ -17,13 +17,15 @@
  *     at its ack;
  *   - alias move → every replica's heartbeat reporting version 2;
  *   - each replica's VmRSS (sampled from /proc every 50 ms): steady, peak during the swap, and
- *     after the old version was released (is the memory returned?).
+ *     after the old version was released (is the memory returned?), and idle after a full GC;
+ *   - each replica's CPU (/proc/<pid>/stat) and the machine's (/proc/stat) in each window: what
+ *     loading and warming the second version takes from serving on a machine with few cores.
  * Prints a table and one JSON line; targets are reported as met or missed, never asserted.
  *
  *   npm run bench:rollout [-- --steady 20 --after 10 --concurrency 8 --tokens 32]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -34,7 +36,7 @@ import { decodeReplicaHeartbeat } from '../src/cluster/messages/heartbeat.ts';
 import { ALL_REPLICA_HEARTBEATS } from '../src/cluster/subjects.ts';
 import { freePort } from '../src/cli/nats-server.ts';
 import { Registry } from '../src/registry/registry.ts';
-import { readMemory } from '../chaos/rss.ts';
+import { readCpuSeconds, readMemory } from '../chaos/rss.ts';
 import { ActorProcess, killAll, waitFor } from '../test/helpers/cluster.ts';
 import { waitForAliveReplicas } from '../test/helpers/metrics.ts';
 import { TINY_MODEL, TINY_MODEL_V2, requireModel } from '../test/helpers/models.ts';
@@ -125,9 +127,29 @@ function tpsBetween(from: number, to: number): number {
   return tokensBetween(from, to) / ((to - from) / 1_000);
 }
 
-/** VmRSS samples of one process, (ms, KiB). */
-class RssSampler {
-  readonly samples: Array<[number, number]> = [];
+/** Clock ticks per second of /proc/stat (USER_HZ, 100 on Linux). */
+const TICKS_PER_S = 100;
+
+/** The machine's CPU seconds so far, busy and in all (every core), from /proc/stat. */
+function machineCpu(): { busyS: number; totalS: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0); // idle + iowait
+  return { busyS: (total - idle) / TICKS_PER_S, totalS: total / TICKS_PER_S };
+}
+
+/** One sample: when (ms), VmRSS (KiB) and CPU seconds of the process, and the machine's CPU. */
+interface Sample {
+  at: number;
+  rssKiB: number;
+  cpuS: number;
+  machineBusyS: number;
+  machineTotalS: number;
+}
+
+/** VmRSS and CPU of one process, and the machine's CPU, every RSS_SAMPLE_MS. */
+class ProcSampler {
+  readonly samples: Sample[] = [];
   private readonly timer: NodeJS.Timeout;
   constructor(private readonly pid: number) {
     this.sample();
@@ -136,12 +158,35 @@ class RssSampler {
   stop(): void {
     clearInterval(this.timer);
   }
-  between(from: number, to: number): number[] {
-    return this.samples.filter(([at]) => at >= from && at < to).map(([, kib]) => kib);
+  /** VmRSS samples in [from, to), KiB. */
+  rssBetween(from: number, to: number): number[] {
+    return this.within(from, to).map((x) => x.rssKiB);
+  }
+  /** Cores the process used in [from, to) (1 = one core busy), and the machine's busy share (0–1). */
+  cpuBetween(from: number, to: number): { cores: number; machineBusy: number } {
+    const w = this.within(from, to);
+    const [a, b] = [w[0], w.at(-1)];
+    if (a === undefined || b === undefined || b.at <= a.at) return { cores: NaN, machineBusy: NaN };
+    return {
+      cores: (b.cpuS - a.cpuS) / ((b.at - a.at) / 1_000),
+      machineBusy: (b.machineBusyS - a.machineBusyS) / (b.machineTotalS - a.machineTotalS),
+    };
+  }
+  private within(from: number, to: number): Sample[] {
+    return this.samples.filter((x) => x.at >= from && x.at < to);
   }
   private sample(): void {
     const m = readMemory(this.pid);
-    if (m !== undefined) this.samples.push([performance.now(), m.rssKiB]);
+    const cpu = readCpuSeconds(this.pid);
+    if (m === undefined || cpu === undefined) return;
+    const machine = machineCpu();
+    this.samples.push({
+      at: performance.now(),
+      rssKiB: m.rssKiB,
+      cpuS: cpu,
+      machineBusyS: machine.busyS,
+      machineTotalS: machine.totalS,
+    });
   }
 }
 
@@ -152,7 +197,7 @@ async function main(): Promise<void> {
   const server = await NatsServer.start({ jetstream: true });
   const nc = await connectNats({ servers: server.url });
   const actors: ActorProcess[] = [];
-  const samplers: RssSampler[] = [];
+  const samplers: ProcSampler[] = [];
   let client: SwitchyardClient | undefined;
   try {
     const registry = await Registry.open(nc, { create: true });
@@ -204,7 +249,7 @@ async function main(): Promise<void> {
         }
       },
     });
-    for (const r of replicas) samplers.push(new RssSampler(r.child.pid!));
+    for (const r of replicas) samplers.push(new ProcSampler(r.child.pid!));
 
     client = await SwitchyardClient.connect({ nc });
     const done: Done[] = [];
@@ -308,17 +353,30 @@ async function main(): Promise<void> {
       if (a !== b) versionsDiffer++;
     }
 
+    const t = (id: string): ReplicaTimeline => timelines.get(id)!;
     // Memory per replica: steady median, peak in the swap window, median after the release.
     const memory = REPLICAS.map((id, i) => {
       const s = samplers[i]!;
-      const steady = median(s.between(steadyFrom, steadyTo));
-      const peak = Math.max(...s.between(swapAt, releasedAt));
-      const released = timelines.get(id)!.released!;
-      const after = median(s.between(released + RELEASE_SETTLE_MS, afterTo));
-      return { id, steadyKiB: steady, peakKiB: peak, afterKiB: after };
+      const steady = median(s.rssBetween(steadyFrom, steadyTo));
+      const peak = Math.max(...s.rssBetween(swapAt, releasedAt));
+      const released = t(id).released!;
+      const after = median(s.rssBetween(released + RELEASE_SETTLE_MS, afterTo));
+      return {
+        id,
+        steadyKiB: steady,
+        peakKiB: peak,
+        afterKiB: after,
+        cpuSteady: s.cpuBetween(steadyFrom, steadyTo),
+        cpuSwap: s.cpuBetween(swapAt, releasedAt),
+        cpuConverge: s.cpuBetween(swapAt, t(id).serving2!),
+        cpuAfter: s.cpuBetween(released + RELEASE_SETTLE_MS, afterTo),
+      };
     });
     const peakRatio = Math.max(...memory.map((m) => m.peakKiB / m.steadyKiB));
     const afterRatio = Math.max(...memory.map((m) => m.afterKiB / m.steadyKiB));
+    const machineSteady = memory[0]!.cpuSteady.machineBusy;
+    const machineSwap = memory[0]!.cpuSwap.machineBusy;
+    const cores = availableParallelism();
     const mib = (kib: number): number => +(kib / 1024).toFixed(1);
     const msFromSwap = (t: number | undefined): number => (t === undefined ? NaN : Math.round(t - swapAt));
 
@@ -332,6 +390,12 @@ async function main(): Promise<void> {
       swap_window_ms: Math.round(releasedAt - swapAt),
       converge_window_tps_ratio: +(convergeTps / steadyTps).toFixed(3),
       after_tps_ratio: +(afterTps / steadyTps).toFixed(3),
+      // Against the mean of the windows on either side: less sensitive to a drift in what else
+      // runs on the machine (the steady window is 20 s before, the after window 10 s later).
+      swap_vs_steady_and_after_ratio: +((2 * swapTps) / (steadyTps + afterTps)).toFixed(3),
+      machine_cpu_busy_steady: +machineSteady.toFixed(3),
+      machine_cpu_busy_swap: +machineSwap.toFixed(3),
+      machine_cores: cores,
       tokens_per_s_steady: Math.round(steadyTps),
       tokens_per_s_swap: Math.round(swapTps),
       tokens_per_s_converge_window: Math.round(convergeTps),
@@ -358,6 +422,10 @@ async function main(): Promise<void> {
               rss_idle_after_gc_mib: mib(gcd[i]!.after.rss),
               heap_used_after_gc_mib: mib(gcd[i]!.after.heapUsed),
               external_after_gc_mib: mib(gcd[i]!.after.external),
+              cpu_cores_steady: +m.cpuSteady.cores.toFixed(2),
+              cpu_cores_converge_window: +m.cpuConverge.cores.toFixed(2),
+              cpu_cores_swap: +m.cpuSwap.cores.toFixed(2),
+              cpu_cores_after: +m.cpuAfter.cores.toFixed(2),
             },
           ];
         }),
@@ -386,6 +454,9 @@ async function main(): Promise<void> {
         row(`${m.id} RSS peak in the swap window`, m.peakKiB / 1024, 'MiB'),
         row(`${m.id} RSS after release (median)`, m.afterKiB / 1024, 'MiB'),
         row(`${m.id} RSS idle, after a full GC`, gcd[i]!.after.rss / 1024, 'MiB'),
+        row(`${m.id} CPU, steady`, m.cpuSteady.cores, 'cores'),
+        row(`${m.id} CPU, alias move -> converged`, m.cpuConverge.cores, 'cores'),
+        row(`${m.id} CPU, swap window`, m.cpuSwap.cores, 'cores'),
       ];
     });
     process.stdout.write(
@@ -401,6 +472,7 @@ async function main(): Promise<void> {
         row('  that / steady', summary.converge_window_tps_ratio, ''),
         row('tokens/s, after the swap', afterTps, `tok/s (${AFTER_S} s, version 2)`),
         row('  that / steady', summary.after_tps_ratio, ''),
+        row('swap / mean(steady, after)', summary.swap_vs_steady_and_after_ratio, '(drift-robust)'),
         row(
           'alias move -> all replicas on 2',
           summary.swap_converge_ms,
@@ -411,6 +483,8 @@ async function main(): Promise<void> {
         row('end version != version pinned at ack', pinMismatches, 'requests'),
         row('tokens unlike the same request on its version', tokenMismatches, 'requests'),
         ...mem,
+        row('machine CPU busy, steady', machineSteady * 100, `% of ${cores} cores (every process)`),
+        row('machine CPU busy, swap window', machineSwap * 100, `% of ${cores} cores`),
         row('peak RSS / steady (worst replica)', peakRatio, ''),
         row('RSS after release / steady (worst)', afterRatio, ''),
       ])}\n`,

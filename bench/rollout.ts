@@ -51,6 +51,8 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '8' },
     tokens: { type: 'string', default: '32' },
     threads: { type: 'string', default: '1' },
+    /** Print tokens/s by quarter second around the swap (stderr). */
+    timeline: { type: 'boolean', default: false },
   },
 });
 /** Load before anything is measured (JIT, pools, the replicas' first batches), seconds. */
@@ -73,6 +75,10 @@ const SWAP_TIMEOUT_MS = 120_000;
 const RSS_SAMPLE_MS = 50;
 /** Time after the release before "RSS after release" is read: the stop's frees land. */
 const RELEASE_SETTLE_MS = 2_000;
+/** The phase after the release that the old engine's stop may slow, ms. */
+const RELEASE_PHASE_MS = 1_000;
+/** Bin of the --timeline print. */
+const TIMELINE_BIN_MS = 250;
 /** Targets of the issue (reported, not asserted). */
 const TARGET_TPS_RATIO = 0.8;
 const TARGET_CONVERGE_MS = 5_000;
@@ -307,11 +313,38 @@ async function main(): Promise<void> {
     // With the load stopped: a full GC in each replica, to tell garbage from memory held natively.
     const gcd = await Promise.all(replicas.map((r) => r.memory({ gc: true })));
 
+    if (args.timeline) {
+      for (
+        let at = swapAt - TIMELINE_BIN_MS * 8;
+        at < releasedAt + TIMELINE_BIN_MS * 8;
+        at += TIMELINE_BIN_MS
+      ) {
+        const marks = [...timelines.entries()]
+          .flatMap(([id, t]) =>
+            Object.entries(t)
+              .filter(([, v]) => typeof v === 'number' && v >= at && v < at + TIMELINE_BIN_MS)
+              .map(([k]) => `${id} ${k}`),
+          )
+          .join(', ');
+        const tps = Math.round(tpsBetween(at, at + TIMELINE_BIN_MS));
+        process.stderr.write(
+          `${String(Math.round(at - swapAt)).padStart(6)} ms ${String(tps).padStart(5)} tok/s ${marks}\n`,
+        );
+      }
+    }
     // Throughput by window.
     const steadyTps = tpsBetween(steadyFrom, steadyTo);
     const swapTps = tpsBetween(swapAt, releasedAt);
     const convergeTps = tpsBetween(swapAt, convergedAt);
     const afterTps = tpsBetween(releasedAt, afterTo);
+    // The swap's phases, each ending where the last replica's heartbeat marked it.
+    const fetchedAt = Math.max(...[...timelines.values()].map((t) => t.swapping ?? swapAt));
+    const phases = {
+      fetch: tpsBetween(swapAt, fetchedAt) / steadyTps,
+      load_warm: tpsBetween(fetchedAt, convergedAt) / steadyTps,
+      grace: tpsBetween(convergedAt, releasedAt) / steadyTps,
+      release_1s: tpsBetween(releasedAt, releasedAt + RELEASE_PHASE_MS) / steadyTps,
+    };
 
     // Requests: failures, versions, pins, and each request's tokens against its own repeats.
     const failed = done.filter((d) => d.error !== undefined || d.tokens.length !== MAX_TOKENS);
@@ -390,6 +423,7 @@ async function main(): Promise<void> {
       swap_window_ms: Math.round(releasedAt - swapAt),
       converge_window_tps_ratio: +(convergeTps / steadyTps).toFixed(3),
       after_tps_ratio: +(afterTps / steadyTps).toFixed(3),
+      phase_tps_ratio: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, +v.toFixed(3)])),
       // Against the mean of the windows on either side: less sensitive to a drift in what else
       // runs on the machine (the steady window is 20 s before, the after window 10 s later).
       swap_vs_steady_and_after_ratio: +((2 * swapTps) / (steadyTps + afterTps)).toFixed(3),
@@ -470,6 +504,10 @@ async function main(): Promise<void> {
         row('swap / steady', summary.swap_tps_ratio, `(target >= ${TARGET_TPS_RATIO})`),
         row('tokens/s, alias move -> converged', convergeTps, 'tok/s (load and warm-up only)'),
         row('  that / steady', summary.converge_window_tps_ratio, ''),
+        row('  phase: fetch (-> last replica swapping)', phases.fetch, 'x steady (download, sha256)'),
+        row('  phase: load and warm (-> converged)', phases.load_warm, 'x steady'),
+        row('  phase: retire grace (-> released)', phases.grace, 'x steady (new worker still cold)'),
+        row('  phase: the first second after release', phases.release_1s, 'x steady (old workers stop)'),
         row('tokens/s, after the swap', afterTps, `tok/s (${AFTER_S} s, version 2)`),
         row('  that / steady', summary.after_tps_ratio, ''),
         row('swap / mean(steady, after)', summary.swap_vs_steady_and_after_ratio, '(drift-robust)'),

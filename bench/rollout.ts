@@ -24,7 +24,7 @@
  *
  *   npm run bench:rollout [-- --steady 20 --after 10 --concurrency 8 --tokens 32]
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -36,11 +36,12 @@ import { decodeReplicaHeartbeat } from '../src/cluster/messages/heartbeat.ts';
 import { ALL_REPLICA_HEARTBEATS } from '../src/cluster/subjects.ts';
 import { freePort } from '../src/cli/nats-server.ts';
 import { Registry } from '../src/registry/registry.ts';
-import { readCpuSeconds, readMemory } from '../chaos/rss.ts';
 import { ActorProcess, killAll, waitFor } from '../test/helpers/cluster.ts';
 import { waitForAliveReplicas } from '../test/helpers/metrics.ts';
 import { TINY_MODEL, TINY_MODEL_V2, requireModel } from '../test/helpers/models.ts';
 import { NatsServer } from '../test/helpers/nats-server.ts';
+import { ProcSampler } from './proc-sampler.ts';
+import { checkRequests, type Done } from './rollout-requests.ts';
 import { median, table } from './util.ts';
 
 const { values: args } = parseArgs({
@@ -71,8 +72,6 @@ const ALIAS = 'stable';
 const REPLICAS = ['roll-a', 'roll-b'] as const;
 /** The longest a swap may take (alias move → both replicas released their old version). */
 const SWAP_TIMEOUT_MS = 120_000;
-/** How often each replica's VmRSS is read. */
-const RSS_SAMPLE_MS = 50;
 /** Time after the release before "RSS after release" is read: the stop's frees land. */
 const RELEASE_SETTLE_MS = 2_000;
 /** The phase after the release that the old engine's stop may slow, ms. */
@@ -93,19 +92,6 @@ function requestOf(k: number): GenerateRequest {
   return k % 2 === 0
     ? { model: MODEL, prompt, maxTokens: MAX_TOKENS, temperature: 0, ignoreEos: true }
     : { model: MODEL, prompt, maxTokens: MAX_TOKENS, ...SEEDED, seed: 1000 + k, ignoreEos: true };
-}
-
-/** One finished request. */
-interface Done {
-  key: number;
-  startedAt: number;
-  endedAt: number;
-  /** The version the stream was pinned to once its ack was read. */
-  pinnedAtAck?: string;
-  /** The version the result reports (the end's). */
-  endVersion?: string;
-  tokens: number[];
-  error?: string;
 }
 
 /** What the bench saw of one replica's heartbeats, by time (performance.now() at receipt). */
@@ -131,69 +117,6 @@ function tokensBetween(from: number, to: number): number {
 
 function tpsBetween(from: number, to: number): number {
   return tokensBetween(from, to) / ((to - from) / 1_000);
-}
-
-/** Clock ticks per second of /proc/stat (USER_HZ, 100 on Linux). */
-const TICKS_PER_S = 100;
-
-/** The machine's CPU seconds so far, busy and in all (every core), from /proc/stat. */
-function machineCpu(): { busyS: number; totalS: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0); // idle + iowait
-  return { busyS: (total - idle) / TICKS_PER_S, totalS: total / TICKS_PER_S };
-}
-
-/** One sample: when (ms), VmRSS (KiB) and CPU seconds of the process, and the machine's CPU. */
-interface Sample {
-  at: number;
-  rssKiB: number;
-  cpuS: number;
-  machineBusyS: number;
-  machineTotalS: number;
-}
-
-/** VmRSS and CPU of one process, and the machine's CPU, every RSS_SAMPLE_MS. */
-class ProcSampler {
-  readonly samples: Sample[] = [];
-  private readonly timer: NodeJS.Timeout;
-  constructor(private readonly pid: number) {
-    this.sample();
-    this.timer = setInterval(() => this.sample(), RSS_SAMPLE_MS);
-  }
-  stop(): void {
-    clearInterval(this.timer);
-  }
-  /** VmRSS samples in [from, to), KiB. */
-  rssBetween(from: number, to: number): number[] {
-    return this.within(from, to).map((x) => x.rssKiB);
-  }
-  /** Cores the process used in [from, to) (1 = one core busy), and the machine's busy share (0–1). */
-  cpuBetween(from: number, to: number): { cores: number; machineBusy: number } {
-    const w = this.within(from, to);
-    const [a, b] = [w[0], w.at(-1)];
-    if (a === undefined || b === undefined || b.at <= a.at) return { cores: NaN, machineBusy: NaN };
-    return {
-      cores: (b.cpuS - a.cpuS) / ((b.at - a.at) / 1_000),
-      machineBusy: (b.machineBusyS - a.machineBusyS) / (b.machineTotalS - a.machineTotalS),
-    };
-  }
-  private within(from: number, to: number): Sample[] {
-    return this.samples.filter((x) => x.at >= from && x.at < to);
-  }
-  private sample(): void {
-    const m = readMemory(this.pid);
-    const cpu = readCpuSeconds(this.pid);
-    if (m === undefined || cpu === undefined) return;
-    const machine = machineCpu();
-    this.samples.push({
-      at: performance.now(),
-      rssKiB: m.rssKiB,
-      cpuS: cpu,
-      machineBusyS: machine.busyS,
-      machineTotalS: machine.totalS,
-    });
-  }
 }
 
 async function main(): Promise<void> {
@@ -346,45 +269,8 @@ async function main(): Promise<void> {
       release_1s: tpsBetween(releasedAt, releasedAt + RELEASE_PHASE_MS) / steadyTps,
     };
 
-    // Requests: failures, versions, pins, and each request's tokens against its own repeats.
-    const failed = done.filter((d) => d.error !== undefined || d.tokens.length !== MAX_TOKENS);
-    const errorCodes = new Map<string, number>();
-    for (const d of failed) {
-      const why = d.error?.split(':')[0] ?? `short (${d.tokens.length} tokens)`;
-      errorCodes.set(why, (errorCodes.get(why) ?? 0) + 1);
-    }
-    const completed = done.filter((d) => d.error === undefined);
-    const perVersion: Record<string, number> = {};
-    for (const d of completed) perVersion[d.endVersion ?? '?'] = (perVersion[d.endVersion ?? '?'] ?? 0) + 1;
-    const pinMismatches = completed.filter(
-      (d) => d.pinnedAtAck === undefined || d.pinnedAtAck !== d.endVersion,
-    ).length;
-    // The most common token sequence of each (request, version); every other run of it differs.
-    const byRun = new Map<string, Map<string, number>>();
-    for (const d of completed) {
-      const run = `${d.key}@${d.endVersion}`;
-      const seqs = byRun.get(run) ?? new Map<string, number>();
-      const seq = d.tokens.join(',');
-      seqs.set(seq, (seqs.get(seq) ?? 0) + 1);
-      byRun.set(run, seqs);
-    }
-    let tokenMismatches = 0;
-    for (const seqs of byRun.values()) {
-      const counts = [...seqs.values()];
-      tokenMismatches += counts.reduce((a, b) => a + b, 0) - Math.max(...counts);
-    }
-    let versionsDiffer = 0;
-    let versionsCompared = 0;
-    for (let k = 0; k < DISTINCT_REQUESTS; k++) {
-      const top = (v: string): string | undefined => {
-        const seqs = byRun.get(`${k}@${v}`);
-        return seqs === undefined ? undefined : [...seqs].sort((a, b) => b[1] - a[1])[0]![0];
-      };
-      const [a, b] = [top('1'), top('2')];
-      if (a === undefined || b === undefined) continue;
-      versionsCompared++;
-      if (a !== b) versionsDiffer++;
-    }
+    const { failed, failures, perVersion, pinMismatches, tokenMismatches, versionsDiffer, versionsCompared } =
+      checkRequests(done, MAX_TOKENS);
 
     const t = (id: string): ReplicaTimeline => timelines.get(id)!;
     // Memory per replica: steady median, peak in the swap window, median after the release.
@@ -436,7 +322,7 @@ async function main(): Promise<void> {
       tokens_per_s_after: Math.round(afterTps),
       requests: done.length,
       requests_per_version: perVersion,
-      failures: Object.fromEntries(errorCodes),
+      failures,
       pin_mismatches: pinMismatches,
       token_mismatches: tokenMismatches,
       versions_differ: `${versionsDiffer}/${versionsCompared}`,

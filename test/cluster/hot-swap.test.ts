@@ -201,6 +201,24 @@ describe('hot swap', () => {
     assert.equal(fresh.end?.modelVersion, '2');
   });
 
+  it('a request that holds no tokens when its version is gone starts over on the version served now', async () => {
+    const sf = await replica('sf');
+    await alive(3);
+    for (const id of ['sa', 'sb']) await injectFault(nc, id, { drop_heartbeats: true });
+    await alive(1);
+    // Its engine stuck: the request is pinned to 1 and admitted, but no token comes.
+    await injectFault(nc, 'sf', { stall: true });
+    const req = { ...load(0), maxTokens: 16 };
+    const s = send(nc, req);
+    await waitFor('the ack', () => s.record.ack !== undefined);
+    assert.equal(s.record.ack?.modelVersion, '1');
+    for (const id of ['sa', 'sb']) await injectFault(nc, id, { drop_heartbeats: false });
+    await sf.kill();
+    const got = await s.done;
+    assert.equal(got.chunks[0]?.modelVersion, '2', 'the first chunk names the new pin');
+    await assertExactOn('2', req, got, 'the re-pinned request');
+  });
+
   it('a resend through another router carries the pin and resumes on the same version', async () => {
     const port = await freePort();
     const rt2 = await ActorProcess.start('router', 'rt2', server.url, ['--metrics-port', String(port)]);
@@ -219,6 +237,8 @@ describe('hot swap', () => {
       const reading = streams.map(async (s, k) => {
         for await (const d of s) tokens[k]!.push(...d.tokenIds);
       });
+      // A stream that fails is reported by the awaits below, not as an unhandled rejection.
+      for (const r of reading) r.catch(() => undefined);
       await waitFor('tokens on every stream', () => tokens.every((t) => t.length >= 3));
       for (const id of ['sa', 'sb']) await injectFault(nc, id, { drop_heartbeats: false });
       await alive(3);

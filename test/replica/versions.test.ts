@@ -43,7 +43,10 @@ function fakeEngine(version: string): ServingEngine & { stopped: number; finish(
     generate: () => Promise.reject(new Error('not used')),
     stats: () => idle,
     injectFault: () => {},
-    stop: async () => void engine.stopped++,
+    stop: (): Promise<void> => {
+      engine.stopped++;
+      return Promise.resolve();
+    },
   };
   return engine;
 }

@@ -1,7 +1,8 @@
 /**
  * A replica's heartbeats as an operator sees them: the scenarios that fault an engine (stall,
  * failing steps, CPU starvation) verify from them that the fault took (its steps stopped, or kept
- * moving) without trusting the replica's own answer alone.
+ * moving), and hot-swap that every replica serves the new version and released the old one,
+ * without trusting the replica's own answer alone.
  */
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { decodeReplicaHeartbeat } from '../src/cluster/messages/heartbeat.ts';

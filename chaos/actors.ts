@@ -95,9 +95,11 @@ export class ActorProcess {
     env: Record<string, string> = {},
   ): Promise<ActorProcess> {
     const base = ['--id', id, '--nats', natsUrl, '--log-level', 'warn'];
+    // A replica serves the bundled model unless `args` name another (a registry URL).
+    const model = args.includes('--model') ? [] : ['--model', CHAOS_MODEL_DIR];
     const extra =
       role === 'replica'
-        ? ['--model', CHAOS_MODEL_DIR, '--threads', '1', '--allow-fault-injection']
+        ? [...model, '--threads', '1', '--allow-fault-injection']
         : role === 'bridge'
           ? ['--host', '127.0.0.1', '--port', '0']
           : [];

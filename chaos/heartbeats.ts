@@ -1,7 +1,8 @@
 /**
  * A replica's heartbeats as an operator sees them: the scenarios that fault an engine (stall,
  * failing steps, CPU starvation) verify from them that the fault took (its steps stopped, or kept
- * moving) without trusting the replica's own answer alone.
+ * moving), and hot-swap that every replica serves the new version and released the old one,
+ * without trusting the replica's own answer alone.
  */
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { decodeReplicaHeartbeat } from '../src/cluster/messages/heartbeat.ts';
@@ -17,6 +18,14 @@ export interface Beat {
   activeSequences: number;
   queueDepth: number;
   state: string;
+  /** The version new requests get (hot swap: the new one once it took over). */
+  modelVersion: string;
+  /** Versions retired by a swap and still loaded (finishing their requests); empty once released. */
+  retiringVersions: string[];
+  /** The version a swap is loading, while it runs. */
+  swappingTo?: string;
+  /** Why the last swap failed. */
+  swapError?: string;
 }
 
 /** Records every heartbeat of one replica until closed. */
@@ -42,6 +51,10 @@ export class HeartbeatWatch {
             activeSequences: hb.activeSequences,
             queueDepth: hb.queueDepth,
             state: hb.state,
+            modelVersion: hb.modelVersion,
+            retiringVersions: hb.retiringVersions ?? [],
+            ...(hb.swappingTo === undefined ? {} : { swappingTo: hb.swappingTo }),
+            ...(hb.swapError === undefined ? {} : { swapError: hb.swapError }),
           });
         } catch {
           this.malformed++;
@@ -83,6 +96,11 @@ export class HeartbeatWatch {
       if (gap > ms) gaps.push(gap);
     }
     return gaps;
+  }
+
+  /** The last beat received, if any. */
+  get last(): Beat | undefined {
+    return this.beats[this.beats.length - 1];
   }
 
   close(): void {

@@ -49,6 +49,7 @@ async function runOne(
     chunks,
     outcome: { kind: 'unknown', at: invokedAt },
     ...(item.reference === undefined ? {} : { reference: item.reference }),
+    ...(item.references === undefined ? {} : { references: item.references }),
   };
   if (op.via !== 'nats') {
     if (plan.bridgeUrl === undefined) throw new Error(`${plan.client}: ${op.via} items need a bridgeUrl`);
@@ -67,7 +68,15 @@ async function runOne(
       const stream = client.stream(item.request, { timeoutMs: plan.timeoutMs, requestId: id });
       for await (const delta of stream) {
         if (chunks.length === 0) send({ type: 'streaming', id, client: plan.client, via: 'nats' });
-        chunks.push({ seq: chunks.length, tokenIds: delta.tokenIds, text: delta.text, at: Date.now() });
+        // The version the stream is pinned to now (the ack's, then the first chunk's).
+        const version = stream.modelVersion;
+        chunks.push({
+          seq: chunks.length,
+          tokenIds: delta.tokenIds,
+          text: delta.text,
+          at: Date.now(),
+          ...(version === undefined ? {} : { modelVersion: version }),
+        });
       }
       const result = await stream.result;
       return {
@@ -76,6 +85,7 @@ async function runOne(
         completionTokens: result.usage.completionTokens,
         at: Date.now(),
         attempts: result.attempts,
+        ...(result.modelVersion === undefined ? {} : { modelVersion: result.modelVersion }),
       };
     } catch (err) {
       const code = err instanceof SwitchyardError ? err.code : 'client_exception';

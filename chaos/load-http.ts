@@ -95,6 +95,23 @@ function choiceText(choice: Record<string, unknown> | undefined): string {
 interface Answer {
   finishReason?: string;
   completionTokens?: number;
+  /** The version the last chunk (or the body) named in `system_fingerprint`. */
+  modelVersion?: string;
+}
+
+/**
+ * The model version a `system_fingerprint` names (`<model>@<version>`, src/bridge/openai-response.ts),
+ * or undefined when it names none (null, or not of that shape).
+ */
+export function fingerprintVersion(fingerprint: unknown): string | undefined {
+  if (typeof fingerprint !== 'string') return undefined;
+  const at = fingerprint.lastIndexOf('@');
+  return at > 0 && at < fingerprint.length - 1 ? fingerprint.slice(at + 1) : undefined;
+}
+
+/** `{ modelVersion }` when `version` is known, else nothing (for spreading into a record). */
+function versionField(version: string | undefined): { modelVersion?: string } {
+  return version === undefined ? {} : { modelVersion: version };
 }
 
 /** Reads one SSE stream, recording every event but `[DONE]` as a chunk of `attempt`. */
@@ -130,7 +147,16 @@ async function readStream(
       }
       const choice = (json.choices as Array<Record<string, unknown>> | undefined)?.[0];
       if (seq === 0) onFirst();
-      chunks.push({ seq: seq++, attempt, tokenIds: [], text: choiceText(choice), at: Date.now() });
+      const version = fingerprintVersion(json.system_fingerprint);
+      if (version !== undefined) answer.modelVersion = version;
+      chunks.push({
+        seq: seq++,
+        attempt,
+        tokenIds: [],
+        text: choiceText(choice),
+        at: Date.now(),
+        ...versionField(version),
+      });
       if (typeof choice?.finish_reason === 'string') answer.finishReason = choice.finish_reason;
       const usage = json.usage as { completion_tokens?: unknown } | null | undefined;
       if (typeof usage?.completion_tokens === 'number') answer.completionTokens = usage.completion_tokens;
@@ -170,10 +196,20 @@ async function attemptOnce(
     const body = (await res.json()) as {
       choices?: Array<Record<string, unknown>>;
       usage?: { completion_tokens?: number };
+      system_fingerprint?: unknown;
     };
     const choice = body.choices?.[0];
-    op.chunks.push({ seq: 0, attempt, tokenIds: [], text: choiceText(choice), at: Date.now() });
+    const version = fingerprintVersion(body.system_fingerprint);
+    op.chunks.push({
+      seq: 0,
+      attempt,
+      tokenIds: [],
+      text: choiceText(choice),
+      at: Date.now(),
+      ...versionField(version),
+    });
     return {
+      ...versionField(version),
       ...(typeof choice?.finish_reason === 'string' ? { finishReason: choice.finish_reason } : {}),
       ...(body.usage?.completion_tokens === undefined
         ? {}
@@ -220,6 +256,7 @@ export async function sendHttp(op: Operation, ctx: HttpRequestContext): Promise<
         finishReason: answer.finishReason ?? 'none',
         completionTokens: answer.completionTokens ?? -1,
         at: Date.now(),
+        ...versionField(answer.modelVersion),
       };
     } catch (err) {
       if (ctx.stopped.aborted) return { kind: 'unknown', at: Date.now() };

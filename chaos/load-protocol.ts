@@ -5,6 +5,8 @@ import type { Operation, OperationRequest, Reference, Via } from './history/type
 export interface LoadItem {
   request: OperationRequest;
   reference?: Reference;
+  /** Its reference on every model version the run may serve, by version (Operation.references). */
+  references?: Record<string, Reference>;
   /** The door it goes through. @default 'nats' */
   via?: Via;
 }

@@ -18,6 +18,15 @@ export const MEMORY_PROBE = join(REPO_ROOT, 'chaos', 'memory-probe.mjs');
 /** The bundled tiny-gpt2 model folder the replicas and the reference engine load. */
 export const CHAOS_MODEL_DIR = join(REPO_ROOT, 'models', 'tiny-gpt2');
 
+/**
+ * The bundled model's second version (same tokenizer, other weights, manifest version 2): what
+ * the hot-swap scenario swaps to, so that tokens show which version made them.
+ */
+export const CHAOS_MODEL_V2_DIR = join(REPO_ROOT, 'models', 'tiny-gpt2-v2');
+
+/** Every version of the bundled model the suite serves, references are computed for. */
+export const CHAOS_MODEL_VERSION_DIRS: readonly string[] = [CHAOS_MODEL_DIR, CHAOS_MODEL_V2_DIR];
+
 /** Thrown when the bundled model has not been built: every replica would fail to start. */
 export class ModelNotBuiltError extends Error {
   constructor(dir: string) {

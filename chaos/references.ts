@@ -1,12 +1,12 @@
 /**
  * The load's requests and their reference outputs, computed before the cluster starts with an
- * in-process Engine on the bundled model and the replicas' engine settings: greedy and seeded
+ * in-process Engine on each version of the bundled model and the replicas' engine settings: greedy and seeded
  * requests at temperature ≤ 0.7 are exact (README, "Exactness, measured"), so a request that
  * completes under faults must match its reference token for token.
  */
 import { Engine } from '../src/engine/engine.ts';
-import { requireChaosModel } from './paths.ts';
-import type { OperationRequest, Via } from './history/types.ts';
+import { CHAOS_MODEL_VERSION_DIRS, requireChaosModel } from './paths.ts';
+import type { OperationRequest, Reference, Via } from './history/types.ts';
 import type { LoadItem } from './load-protocol.ts';
 
 /** The hottest temperature whose seeded output is still exact. */
@@ -64,32 +64,49 @@ export function itemsFor(items: readonly LoadItem[], door: Door): LoadItem[] {
   });
 }
 
-/** Each request with its reference (when exact), from one in-process engine. */
-export async function withReferences(requests: OperationRequest[]): Promise<LoadItem[]> {
-  const engine = await Engine.start({
-    modelDir: requireChaosModel(),
-    intraOpThreads: 1,
-    interOpThreads: 1,
-  });
-  try {
-    const items: LoadItem[] = [];
-    for (const request of requests) {
-      if (
-        (request.temperature ?? 1) > MAX_EXACT_TEMPERATURE ||
-        (request.temperature !== 0 && request.seed === undefined)
-      ) {
-        items.push({ request });
-        continue;
+/**
+ * Each request with its reference (when exact) on every model version in `modelDirs`, from one
+ * in-process engine per version: `reference` is the first version's (the bundled model the
+ * replicas serve unless a scenario swaps), `references` every version's by the version its
+ * manifest names, so that a request is judged against the version it completed on.
+ */
+export async function withReferences(
+  requests: OperationRequest[],
+  modelDirs: readonly string[] = CHAOS_MODEL_VERSION_DIRS,
+): Promise<LoadItem[]> {
+  const exact = (r: OperationRequest): boolean =>
+    (r.temperature ?? 1) <= MAX_EXACT_TEMPERATURE && (r.temperature === 0 || r.seed !== undefined);
+  const byVersion: Array<{ version: string; refs: Array<Reference | undefined> }> = [];
+  for (const dir of modelDirs) {
+    const engine = await Engine.start({
+      modelDir: requireChaosModel(dir),
+      intraOpThreads: 1,
+      interOpThreads: 1,
+    });
+    try {
+      const refs: Array<Reference | undefined> = [];
+      for (const request of requests) {
+        if (!exact(request)) {
+          refs.push(undefined);
+          continue;
+        }
+        const { model: _model, ...params } = request;
+        const got = await engine.generate(params);
+        refs.push({ tokenIds: got.tokenIds, text: got.text, finishReason: got.finishReason });
       }
-      const { model: _model, ...params } = request;
-      const got = await engine.generate(params);
-      items.push({
-        request,
-        reference: { tokenIds: got.tokenIds, text: got.text, finishReason: got.finishReason },
-      });
+      byVersion.push({ version: engine.info.version, refs });
+    } finally {
+      await engine.stop();
     }
-    return items;
-  } finally {
-    await engine.stop();
   }
+  return requests.map((request, i): LoadItem => {
+    const first = byVersion[0]?.refs[i];
+    if (first === undefined) return { request };
+    const references: Record<string, Reference> = {};
+    for (const { version, refs } of byVersion) {
+      const ref = refs[i];
+      if (ref !== undefined) references[version] = ref;
+    }
+    return { request, reference: first, references };
+  });
 }

@@ -14,7 +14,11 @@ import { authorizationBlock } from '../src/cluster/permissions.ts';
 import { CredentialStore, type Credential } from '../src/cli/nats-credentials.ts';
 import { freePort } from '../src/cli/nats-server.ts';
 import { DEFAULT_METRICS_HOST, metricsUrl } from '../src/telemetry/metrics-address.ts';
+import { STABLE_ALIAS } from '../src/cli/up.ts';
+import { Registry } from '../src/registry/registry.ts';
+import { registryUrl } from '../src/replica/model-source.ts';
 import { ActorProcess, killAll } from './actors.ts';
+import { CHAOS_MODEL_VERSION_DIRS } from './paths.ts';
 import { NatsCluster } from './nats-cluster.ts';
 
 /** How many of each actor a topology runs. */
@@ -34,6 +38,59 @@ export interface TopologyShape {
    * (the hostile-insecure scenario). Credentials are still issued; the server ignores them.
    */
   insecure?: boolean;
+  /**
+   * Replicas start from the model registry, as `switchyard up` starts them: the operator stores
+   * every bundled version (`CHAOS_MODEL_VERSION_DIRS`), points `stable` at the first, and
+   * replicas follow `registry://<id>@stable` (moving the alias hot swaps them), with a model
+   * cache of the topology's own. Otherwise they serve the bundled folder. @default false
+   */
+  modelRegistry?: boolean;
+}
+
+/** Who the topology's registry writes name (the alias history says who moved what). */
+export const REGISTRY_ACTOR = 'chaos topology';
+
+/** The models a registry topology stored: what replicas follow, and every version's id. */
+export interface StoredModels {
+  /** The model id (the bundled model's manifest id). */
+  id: string;
+  /** Every version stored, in `CHAOS_MODEL_VERSION_DIRS` order (the first is what `stable` starts at). */
+  versions: string[];
+  /** What replicas start from: `registry://<id>@stable`. */
+  url: string;
+}
+
+/**
+ * Stores every bundled version in the registry with the operator credential (creating the
+ * buckets with `replicas` stream replicas) and points `stable` at the first one.
+ */
+export async function storeModels(
+  urls: string[],
+  operator: Credential,
+  replicas: number,
+  dirs: readonly string[] = CHAOS_MODEL_VERSION_DIRS,
+): Promise<StoredModels> {
+  const nc = await connectNats({ servers: urls, nkeySeedFile: operator.seedFile });
+  try {
+    const registry = await Registry.open(nc, { create: true, replicas });
+    const versions: string[] = [];
+    let id: string | undefined;
+    for (const dir of dirs) {
+      const { manifest } = await registry.push(dir, { by: REGISTRY_ACTOR });
+      if (id !== undefined && manifest.id !== id)
+        throw new Error(`${dir} is model ${manifest.id}, not ${id}: one model's versions only`);
+      id = manifest.id;
+      versions.push(manifest.version);
+    }
+    if (id === undefined || versions[0] === undefined) throw new Error('no model version to store');
+    await registry.alias(id, STABLE_ALIAS, versions[0], {
+      by: REGISTRY_ACTOR,
+      reason: 'the version the topology starts with',
+    });
+    return { id, versions, url: registryUrl(id, STABLE_ALIAS) };
+  } finally {
+    await nc.close();
+  }
 }
 
 /** The full shape of issue 11. */
@@ -83,6 +140,10 @@ export class Topology {
   readonly collectors: ActorProcess[] = [];
   /** Replicas of the capture streams and records bucket, as the collector made them. */
   captureReplicas = 1;
+  /** With `shape.modelRegistry`: what the registry holds and replicas follow. */
+  models: StoredModels | undefined;
+  /** With `shape.modelRegistry`: the replicas' model cache (removed at stop). */
+  private modelCacheDir: string | undefined;
 
   private constructor(
     readonly nats: NatsCluster,
@@ -142,6 +203,8 @@ export class Topology {
     const replicasOfCapture = captureReplicas(shape);
     let nats: NatsCluster | undefined;
     const started: ActorProcess[] = [];
+    const modelCacheDir =
+      shape.modelRegistry === true ? mkdtempSync(join(tmpdir(), 'sy-chaos-models-')) : undefined;
     try {
       nats = await NatsCluster.start(
         shape.natsNodes,
@@ -172,6 +235,14 @@ export class Topology {
           String(COLLECTOR_ACK_WAIT_MS),
         ],
       });
+      // The registry before any replica (they start from it), once the collector's streams show
+      // that JetStream answers (a fresh cluster elects its meta leader first).
+      const models =
+        modelCacheDir === undefined ? undefined : await storeModels(urls, operator, replicasOfCapture);
+      const replicaArgs =
+        models === undefined || modelCacheDir === undefined
+          ? []
+          : ['--model', models.url, '--model-cache', modelCacheDir];
       const routerPorts = await Promise.all(routerCreds.map(() => freePort()));
       const routers = await Promise.all(
         routerCreds.map((c, i) =>
@@ -187,7 +258,9 @@ export class Topology {
       // Replicas load the model one after another: on 2 cores, parallel warm-ups time out.
       const replicas: ActorProcess[] = [];
       for (const [i, c] of replicaCreds.entries()) {
-        replicas.push(await launch({ role: 'replica', id: c.id, natsUrl: url(i), env: env(c), args: [] }));
+        replicas.push(
+          await launch({ role: 'replica', id: c.id, natsUrl: url(i), env: env(c), args: [...replicaArgs] }),
+        );
       }
       // Bridges last, so that their first request finds a cluster; each on another node.
       const bridges: ActorProcess[] = [];
@@ -203,6 +276,8 @@ export class Topology {
       for (const [a, l] of launches) topology.launches.set(a, l);
       topology.collectors.push(collector);
       topology.captureReplicas = replicasOfCapture;
+      topology.models = models;
+      topology.modelCacheDir = modelCacheDir;
       for (const [i, c] of routerCreds.entries())
         topology.routerMetrics.set(c.id, metricsUrl(DEFAULT_METRICS_HOST, routerPorts[i]!));
       return topology;
@@ -210,6 +285,7 @@ export class Topology {
       await killAll(started);
       await nats?.stop();
       rmSync(credentials.dir, { recursive: true, force: true });
+      if (modelCacheDir !== undefined) rmSync(modelCacheDir, { recursive: true, force: true });
       throw err;
     }
   }
@@ -218,6 +294,7 @@ export class Topology {
     await killAll([...this.bridges, ...this.routers, ...this.replicas, ...this.collectors]);
     await this.nats.stop();
     rmSync(this.credentials.dir, { recursive: true, force: true });
+    if (this.modelCacheDir !== undefined) rmSync(this.modelCacheDir, { recursive: true, force: true });
   }
 }
 

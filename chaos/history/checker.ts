@@ -159,27 +159,111 @@ export function checkOperation(
   if (op.via !== 'nats') return checkTextOperation(op, allowedErrors, slackMs);
   const findings: Finding[] = [...checkSeq(op.chunks)];
   const delivered = op.chunks.flatMap((c) => c.tokenIds);
-  const exactness = op.reference !== undefined && mustMatchReference(op.request);
-  if (exactness && op.reference) {
-    const finding = compareToReference(delivered, op.reference.tokenIds);
+  const outcome = op.outcome as Operation['outcome'] | undefined;
+  const ended = outcome?.kind === 'ok' ? outcome.modelVersion : undefined;
+  // One version from the pin to the end (failover resumes only on it).
+  const pinned = checkVersions(op.chunks, ended, '');
+  findings.push(...pinned.findings);
+  const judged = referenceFor(op, pinned.version, outcome?.kind === 'ok', '');
+  findings.push(...judged.findings);
+  const reference = judged.reference;
+  const exactness = reference !== undefined && mustMatchReference(op.request);
+  if (exactness) {
+    const finding = compareToReference(delivered, reference.tokenIds);
     if (finding) findings.push(finding);
   } else {
     findings.push(...resentAfterAttemptChange(op.chunks));
   }
   findings.push(...checkEnd(op, delivered, allowedErrors, slackMs));
 
-  const outcome = op.outcome as Operation['outcome'] | undefined;
   const failing = findings.some((f) => !PASSING_VERDICTS.has(f.verdict));
   if (outcome?.kind === 'ok' && !failing) {
     findings.push(
-      exactness && op.reference
-        ? compareCompleted(op, delivered, op.reference, outcome.finishReason)
+      exactness
+        ? compareCompleted(op, delivered, reference, outcome.finishReason, pinned.version)
         : { verdict: 'unchecked', reason: uncheckedReason(op) },
     );
   }
   findings.sort((a, b) => VERDICT_ORDER.indexOf(a.verdict) - VERDICT_ORDER.indexOf(b.verdict));
   const first = findings[0] ?? { verdict: 'lost', reason: 'no outcome' };
   return { id: op.id, verdict: first.verdict, reason: findings.map((f) => f.reason).join('; '), findings };
+}
+
+/** The model version an operation ran on (its pin), and what contradicts it. */
+interface VersionCheck {
+  /** The version of its first chunk that names one, else the end's; undefined when none says. */
+  version?: string;
+  findings: Finding[];
+}
+
+/**
+ * A request is pinned to one version at admission and keeps it to its end (resends and failover
+ * resume only on it): every chunk that names a version names the first one's, and an end that
+ * names one names it too. Chunks and ends that name none (older histories) are not judged.
+ * `label` prefixes each reason (`attempt 2: ` for an HTTP attempt).
+ */
+export function checkVersions(
+  chunks: readonly ChunkRecord[],
+  ended: string | undefined,
+  label: string,
+): VersionCheck {
+  const findings: Finding[] = [];
+  const first = chunks.find((c) => c.modelVersion !== undefined);
+  const pinned = first?.modelVersion;
+  const moved = chunks.find((c) => c.modelVersion !== undefined && c.modelVersion !== pinned);
+  if (first !== undefined && moved !== undefined) {
+    findings.push({
+      verdict: 'completed_different',
+      reason: `${label}pinned to version ${pinned} (chunk seq ${first.seq}), chunk seq ${moved.seq} came from version ${moved.modelVersion}`,
+    });
+  }
+  if (pinned !== undefined && ended !== undefined && ended !== pinned) {
+    findings.push({
+      verdict: 'completed_different',
+      reason: `${label}pinned to version ${pinned}, completed on version ${ended}`,
+    });
+  }
+  const version = pinned ?? ended;
+  return { ...(version === undefined ? {} : { version }), findings };
+}
+
+/**
+ * The reference `op` is judged against: with references by version (a run that may serve
+ * several), the one of the version it ran on; an exact request that completed on a version with
+ * no reference, or without naming a version at all, is a finding (it cannot be shown exact).
+ * Without them (older histories), `op.reference`.
+ */
+export function referenceFor(
+  op: Operation,
+  version: string | undefined,
+  completed: boolean,
+  label: string,
+): { reference?: Reference; findings: Finding[] } {
+  const references = op.references;
+  if (references === undefined) return { ...(op.reference ? { reference: op.reference } : {}), findings: [] };
+  const known = Object.keys(references).sort().join(', ');
+  if (version === undefined) {
+    if (!completed || !mustMatchReference(op.request)) return { findings: [] };
+    return {
+      findings: [
+        {
+          verdict: 'completed_different',
+          reason: `${label}completed without naming the model version it ran on (references for ${known})`,
+        },
+      ],
+    };
+  }
+  const reference = references[version];
+  if (reference !== undefined) return { reference, findings: [] };
+  if (!mustMatchReference(op.request)) return { findings: [] };
+  return {
+    findings: [
+      {
+        verdict: 'completed_different',
+        reason: `${label}ran on version ${version}, which has no reference (references for ${known})`,
+      },
+    ],
+  };
 }
 
 /** Chunk seq must run 0, 1, 2, …: a skipped seq is a gap, a repeated or earlier seq a duplicate. */
@@ -304,6 +388,7 @@ function compareCompleted(
   delivered: readonly number[],
   reference: Reference,
   finishReason: string,
+  version: string | undefined,
 ): Finding {
   const i = firstDifference(delivered, reference.tokenIds);
   if (i < delivered.length || i < reference.tokenIds.length) {
@@ -323,7 +408,8 @@ function compareCompleted(
       reason: `finish reason ${finishReason}, reference ${reference.finishReason}`,
     };
   }
-  return { verdict: 'exact', reason: `matches its reference (${delivered.length} tokens)` };
+  const on = version === undefined ? '' : ` of version ${version}`;
+  return { verdict: 'exact', reason: `matches its reference${on} (${delivered.length} tokens)` };
 }
 
 function uncheckedReason(op: Operation): string {
@@ -376,26 +462,46 @@ export function checkTextOperation(
   const findings: Finding[] = attempts.flatMap(([attempt, chunks]) =>
     checkSeq(chunks).map((f) => ({ ...f, reason: `attempt ${attempt}: ${f.reason}` })),
   );
-  const exactness = op.reference !== undefined && mustMatchReference(op.request);
+  const outcome = op.outcome as Operation['outcome'] | undefined;
+  const completed = outcome?.kind === 'ok';
+  // Each attempt is a generation of its own (a retry restarts it, maybe on another version): one
+  // version within it, and the completed one ends on the version its chunks came from.
+  const lastAttempt = attempts[attempts.length - 1]?.[0];
+  const judged = attempts.map(([attempt, chunks]) => {
+    const last = attempt === lastAttempt;
+    const ended = last && outcome?.kind === 'ok' ? outcome.modelVersion : undefined;
+    const label = `attempt ${attempt}: `;
+    const versions = checkVersions(chunks, ended, label);
+    const ref = referenceFor(op, versions.version, last && completed, label);
+    findings.push(...versions.findings, ...ref.findings);
+    return { attempt, version: versions.version, reference: ref.reference };
+  });
+  if (attempts.length === 0 && completed) {
+    findings.push(...referenceFor(op, outcome.modelVersion, true, '').findings);
+  }
+  const exactness =
+    mustMatchReference(op.request) && (op.reference !== undefined || op.references !== undefined);
   const texts = attempts.map(([attempt, chunks]): [number, string] => [
     attempt,
     chunks.map((c) => c.text).join(''),
   ]);
-  if (exactness && op.reference) {
-    const reference = codePoints(op.reference.text);
-    for (const [attempt, text] of texts) {
-      const finding = compareToReference(codePoints(text), reference);
+  if (exactness) {
+    for (const [k, [attempt, text]] of texts.entries()) {
+      const ref = judged[k]?.reference;
+      if (ref === undefined) continue;
+      const finding = compareToReference(codePoints(text), codePoints(ref.text));
       if (finding) findings.push({ ...finding, reason: `attempt ${attempt} (text): ${finding.reason}` });
     }
   }
   findings.push(...checkEnd(op, undefined, allowedErrors, slackMs));
-  const outcome = op.outcome as Operation['outcome'] | undefined;
   const failing = findings.some((f) => !PASSING_VERDICTS.has(f.verdict));
   if (outcome?.kind === 'ok' && !failing) {
     const last = texts[texts.length - 1]?.[1] ?? '';
     const restarts = texts.length > 1 ? ` after ${texts.length - 1} restarted attempt(s)` : '';
-    if (exactness && op.reference) {
-      findings.push(compareCompletedText(last, outcome, op.reference, restarts));
+    const lastJudged = judged[judged.length - 1];
+    const reference = op.references === undefined ? op.reference : (lastJudged?.reference ?? undefined);
+    if (exactness && reference !== undefined) {
+      findings.push(compareCompletedText(last, outcome, reference, restarts, lastJudged?.version));
     } else {
       findings.push({ verdict: 'unchecked', reason: `${uncheckedReason(op)}${restarts}` });
     }
@@ -427,6 +533,7 @@ function compareCompletedText(
   outcome: { finishReason: string; completionTokens: number },
   reference: Reference,
   restarts: string,
+  version: string | undefined,
 ): Finding {
   if (text !== reference.text) {
     const c = firstDifference([...text], [...reference.text]);
@@ -444,8 +551,9 @@ function compareCompletedText(
       reason: `usage counts ${outcome.completionTokens} completion token(s), reference ${reference.tokenIds.length}`,
     };
   }
+  const on = version === undefined ? '' : ` of version ${version}`;
   return {
     verdict: 'exact',
-    reason: `text matches its reference (${reference.tokenIds.length} tokens)${restarts}`,
+    reason: `text matches its reference${on} (${reference.tokenIds.length} tokens)${restarts}`,
   };
 }

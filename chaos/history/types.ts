@@ -33,6 +33,12 @@ export interface ChunkRecord {
   text: string;
   /** Epoch ms when the client received it. */
   at: number;
+  /**
+   * The model version the transport said made it, where it says: over NATS the version the
+   * stream was pinned to when the chunk came (the router's ack, the first chunk); over HTTP the
+   * chunk's or the body's `system_fingerprint` (`<model>@<version>`).
+   */
+  modelVersion?: string;
 }
 
 /** How the operation ended, as the client saw it. */
@@ -44,6 +50,11 @@ export type Outcome =
       at: number;
       /** Replica attempts the request used (the client library's count), where the transport says. */
       attempts?: number;
+      /**
+       * The model version it completed on, where the transport says: the end's version over NATS
+       * (`StreamResult.modelVersion`), the last chunk's or the body's `system_fingerprint` over HTTP.
+       */
+      modelVersion?: string;
     }
   | { kind: 'error'; code: string; message: string; httpStatus?: number; at: number }
   /** The client gave up or the run ended without an answer (Jepsen's :info). */
@@ -71,6 +82,13 @@ export interface Operation {
   outcome: Outcome;
   /** Absent for requests whose output is not reproducible (hot sampling without exactness). */
   reference?: Reference;
+  /**
+   * The reference of every model version the run may serve, by version (absent in older
+   * histories, and for requests that are not reproducible). Where present, the checker compares
+   * the request with the reference of the version it was pinned to and completed on, not with
+   * `reference` (the bundled model's, version 1).
+   */
+  references?: Record<string, Reference>;
 }
 
 /** A fault the runner injected, with what it verified really happened. */

@@ -5,6 +5,7 @@ import { engineStall } from './engine-stall.ts';
 import { failSteps } from './fail-steps.ts';
 import { hostile } from './hostile.ts';
 import { hostileInsecure } from './hostile-insecure.ts';
+import { hotSwap } from './hot-swap.ts';
 import { killCollector } from './kill-collector.ts';
 import { killReplica } from './kill-replica.ts';
 import { killRouter } from './kill-router.ts';
@@ -38,6 +39,7 @@ export const SCENARIOS: readonly Scenario[] = [
   killRouter,
   killCollector,
   rollingSigterm,
+  hotSwap,
   engineStall,
   failSteps,
   cpuStarve,

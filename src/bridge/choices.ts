@@ -29,6 +29,11 @@ export interface ChoiceRun {
   outcome: Promise<ChoiceOutcome>;
   /** Completion tokens the cluster delivered so far (a cache replay: 0, it costs none). */
   delivered(): number;
+  /**
+   * The model version the cluster pinned the choice to, once a router's ack or the first chunk
+   * said (before the first delta); undefined for a cache replay and before the ack.
+   */
+  modelVersion(): string | undefined;
 }
 
 /** How a live choice is sent. */
@@ -62,7 +67,12 @@ export function liveChoice(
     return out;
   });
   outcome.catch(() => undefined);
-  return { deltas: texts(), outcome, delivered: () => tokenIds.length };
+  return {
+    deltas: texts(),
+    outcome,
+    delivered: () => tokenIds.length,
+    modelVersion: () => stream.modelVersion,
+  };
 }
 
 /** Replays a cached generation as one delta. */
@@ -79,6 +89,7 @@ export function cachedChoice(hit: CachedGeneration): ChoiceRun {
       cached: true,
     }),
     delivered: () => 0,
+    modelVersion: () => undefined,
   };
 }
 

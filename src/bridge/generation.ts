@@ -18,7 +18,15 @@ import { STATUS_CLIENT_CLOSED, toHttpError } from './http-errors.ts';
 import { sendJson } from './http-io.ts';
 import type { BridgeMetrics } from './metrics.ts';
 import type { ParsedGeneration } from './openai-request.ts';
-import { responseBody, responseId, streamChunk, usageChunk, type ResponseMeta } from './openai-response.ts';
+import {
+  responseBody,
+  responseId,
+  servedMeta,
+  streamChunk,
+  usageChunk,
+  versionFingerprint,
+  type ResponseMeta,
+} from './openai-response.ts';
 import type { CachedGeneration, Caller, RateLimiter, ResponseCache } from './policy.ts';
 import type { Settle, SingleFlight } from './single-flight.ts';
 import { SseWriter } from './sse.ts';
@@ -267,13 +275,15 @@ export async function serveGeneration(deps: GenerationDeps, call: GenerationCall
           ...(keyId !== undefined ? { keyId } : {}),
         });
       });
+      const modelId = parsed.requests[0]?.model ?? parsed.model;
       const meta: ResponseMeta = {
         kind: parsed.kind,
         // The cluster's id, so that feedback on it can tell whose request it was (`feedback.ts`).
         id: responseId(parsed.kind, call.clusterRequestId),
         created: Math.floor(Date.now() / 1000),
         model: parsed.model,
-        fingerprint: version === undefined ? null : `${parsed.requests[0]?.model}@${version}`,
+        modelId,
+        fingerprint: version === undefined ? null : versionFingerprint(modelId, version),
         includeUsage: parsed.includeUsage,
       };
       const planned = plan;
@@ -334,10 +344,7 @@ async function jsonAnswer(
     return outcome;
   });
   const version = done.find((o) => o.modelVersion !== undefined)?.modelVersion;
-  const body = responseBody(
-    version === undefined ? meta : { ...meta, fingerprint: `${call.parsed.requests[0]?.model}@${version}` },
-    done,
-  );
+  const body = responseBody(servedMeta(meta, version), done);
   await store();
   sendJson(call.res, 200, body, headers);
   return 200;
@@ -360,12 +367,14 @@ async function streamAnswer(
       for await (const delta of run.deltas) {
         if (delta === '') continue; // an incomplete UTF-8 character: its bytes come with the next delta
         text += delta;
-        await sse.send(streamChunk(meta, index, delta, null, first));
+        // Each chunk names the version the cluster pinned this choice to (known before its first delta).
+        await sse.send(streamChunk(servedMeta(meta, run.modelVersion()), index, delta, null, first));
         first = false;
       }
       const outcome = await run.outcome;
-      if (first && meta.kind === 'chat') await sse.send(streamChunk(meta, index, '', null, true));
-      await sse.send(streamChunk(meta, index, '', outcome.finishReason));
+      const served = servedMeta(meta, outcome.modelVersion ?? run.modelVersion());
+      if (first && meta.kind === 'chat') await sse.send(streamChunk(served, index, '', null, true));
+      await sse.send(streamChunk(served, index, '', outcome.finishReason));
       outcomes[index] = { ...outcome, text };
     });
   } catch (err) {
@@ -381,7 +390,7 @@ async function streamAnswer(
   if (meta.includeUsage) {
     await sse.send(
       usageChunk(
-        meta,
+        servedMeta(meta, outcomes.find((o) => o?.modelVersion !== undefined)?.modelVersion),
         outcomes.map((o) => o?.usage ?? { promptTokens: 0, completionTokens: 0 }),
       ),
     );

@@ -19,7 +19,13 @@ export interface ResponseMeta {
   created: number;
   /** The model field as the caller wrote it. */
   model: string;
-  /** `<model>@<version>` that served the request, when known. */
+  /** The model id the cluster requests name (the caller's `model` without an `@version`). */
+  modelId: string;
+  /**
+   * `<model id>@<version>` expected to serve the request (the pinned version, or the only one
+   * live), else null; a choice's chunks carry the version that serves it once the cluster says
+   * ({@link servedMeta}).
+   */
   fingerprint: string | null;
   /** Streams: the caller asked for a usage chunk. */
   includeUsage: boolean;
@@ -68,6 +74,26 @@ export function totalUsage(usages: readonly Usage[]): OpenAiUsage {
   const prompt = usages.reduce((sum, u) => sum + u.promptTokens, 0);
   const completion = usages.reduce((sum, u) => sum + u.completionTokens, 0);
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/**
+ * The `system_fingerprint` of an answer served by `version` of model `modelId`:
+ * `<model id>@<version>`, as a pinned request names it, so that a client can tell which version
+ * made the tokens (versions differ in output; during a hot swap both serve).
+ */
+export function versionFingerprint(modelId: string, version: string): string {
+  return `${modelId}@${version}`;
+}
+
+/**
+ * `meta` as the chunks and body of a choice served by `version` carry it: the fingerprint names
+ * the version the cluster pinned the choice to (the router's ack), not the bridge's expectation,
+ * which during a hot swap is unknown (null) or already stale. Unchanged while `version` is
+ * unknown (a cache replay keeps the version its key was made for).
+ */
+export function servedMeta(meta: ResponseMeta, version: string | undefined): ResponseMeta {
+  if (version === undefined) return meta;
+  return { ...meta, fingerprint: versionFingerprint(meta.modelId, version) };
 }
 
 function head(meta: ResponseMeta, object: string): Record<string, unknown> {

@@ -10,6 +10,9 @@ import type { EngineStats, EngineStream, GenerateResult, ServingEngine, StepInfo
 import type { ModelInfo } from '../engine/model-info.ts';
 import type { FaultSettings } from '../engine/worker-protocol.ts';
 
+/** Past a retired version's grace period by this much when the release looks again (timer jitter). */
+const RELEASE_RECHECK_SLACK_MS = 5;
+
 /** One loaded version. */
 export interface LoadedVersion {
   readonly engine: ServingEngine;
@@ -180,15 +183,30 @@ export class VersionedEngine implements ServingEngine {
     return version;
   }
 
-  /** Stops every retired version that is idle and past its grace period. */
+  /**
+   * Stops every retired version that is idle and past its grace period, and looks again when
+   * the first idle one still inside it is due. A timer may fire before its delay has passed by
+   * `Date.now()` (libuv schedules from its loop time, stale after a busy turn such as a warm-up),
+   * and an idle version has no request left whose end would look again: without the second
+   * look it would stay loaded for good.
+   */
   private releaseIdle(): void {
     const now = Date.now();
+    let due: number | undefined;
     for (const version of this.retired) {
-      if (version.inFlight > 0 || now - (version.retiredAt ?? now) < this.retireGraceMs) continue;
+      if (version.inFlight > 0) continue; // its last request's end looks again
+      const left = this.retireGraceMs - (now - (version.retiredAt ?? now));
+      if (left > 0) {
+        due = Math.min(due ?? left, left);
+        continue;
+      }
       this.retired.delete(version);
       this.progressBase += version.engine.stats().progress;
       void version.engine.stop().then(() => this.hooks.onReleased?.(version));
     }
+    if (due === undefined) return;
+    clearTimeout(this.releaseTimer);
+    this.releaseTimer = setTimeout(() => this.releaseIdle(), due + RELEASE_RECHECK_SLACK_MS).unref();
   }
 }
 

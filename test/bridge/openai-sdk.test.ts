@@ -69,6 +69,8 @@ describe('the openai SDK against the bridge', () => {
     let finish: string | null = null;
     for await (const chunk of stream) {
       assert.equal(chunk.object, 'text_completion');
+      // Every chunk names the version that serves it (the cluster's pin).
+      assert.equal(chunk.system_fingerprint, `${MODEL}@1`);
       text += chunk.choices[0]?.text ?? '';
       finish = chunk.choices[0]?.finish_reason ?? finish;
     }

@@ -308,3 +308,123 @@ describe('history checker, HTTP operations (compared by text)', () => {
     );
   });
 });
+
+describe('history checker, model versions (a hot swap)', () => {
+  const REF2 = [21, 22, 23, 24, 25, 26];
+  const references = {
+    '1': { tokenIds: REF, text: text(REF), finishReason: 'length' },
+    '2': { tokenIds: REF2, text: text(REF2), finishReason: 'length' },
+  };
+  /** A NATS stream of `runs` whose chunks each name `versions[i]` (default the first), ending on `ended`. */
+  function versioned(runs: number[][], versions: string[], ended: string | undefined): Operation {
+    const o = op('v', runs, { references });
+    o.chunks = chunks(runs).map((c, i) => ({ ...c, modelVersion: versions[i] ?? versions[0]! }));
+    if (o.outcome.kind === 'ok' && ended !== undefined) o.outcome.modelVersion = ended;
+    return o;
+  }
+
+  it('a request is judged against the reference of the version it ran on, each exact on its own', () => {
+    const v1 = verdictOf(
+      versioned(
+        [
+          [11, 12, 13],
+          [14, 15, 16],
+        ],
+        ['1'],
+        '1',
+      ),
+    );
+    assert.equal(v1.verdict, 'exact');
+    assert.match(v1.reason, /of version 1/);
+    const v2 = verdictOf(
+      versioned(
+        [
+          [21, 22, 23],
+          [24, 25, 26],
+        ],
+        ['2'],
+        '2',
+      ),
+    );
+    assert.equal(v2.verdict, 'exact');
+    assert.match(v2.reason, /of version 2/);
+    // Version 1's tokens that say they came from version 2 are not exact.
+    assert.equal(verdictOf(versioned([[11, 12, 13, 14, 15, 16]], ['2'], '2')).verdict, 'completed_different');
+  });
+
+  it('a version that changed between the pin and the end, or between chunks, is a finding', () => {
+    const moved = verdictOf(versioned([[11, 12, 13, 14, 15, 16]], ['1'], '2'));
+    assert.equal(moved.verdict, 'completed_different');
+    assert.match(moved.reason, /pinned to version 1, completed on version 2/);
+    const midway = verdictOf(
+      versioned(
+        [
+          [11, 12, 13],
+          [24, 25, 26],
+        ],
+        ['1', '2'],
+        '1',
+      ),
+    );
+    assert.equal(midway.verdict, 'completed_different');
+    assert.match(midway.reason, /chunk seq 1 came from version 2/);
+  });
+
+  it('a completion on a version without a reference, or naming none, is a finding', () => {
+    const unknown = verdictOf(versioned([[31, 32, 33, 34, 35, 36]], ['3'], '3'));
+    assert.equal(unknown.verdict, 'completed_different');
+    assert.match(unknown.reason, /version 3, which has no reference \(references for 1, 2\)/);
+    const unnamed = op('n', [[11, 12, 13, 14, 15, 16]], { references });
+    const v = verdictOf(unnamed);
+    assert.equal(v.verdict, 'completed_different');
+    assert.match(v.reason, /without naming the model version/);
+    // Older histories (no references by version) keep their single reference.
+    assert.equal(verdictOf(op('o', [[11, 12, 13, 14, 15, 16]])).verdict, 'exact');
+  });
+
+  it("a failed request's tokens are checked against its pinned version; hot ones keep their version too", () => {
+    const o = versioned([[21, 22]], ['2'], undefined);
+    o.outcome = { kind: 'error', code: 'version_unavailable', message: 'gone', at: T0 + 100 };
+    assert.equal(verdictOf(o, ['version_unavailable']).verdict, 'error_allowed');
+    const off = versioned([[11, 12]], ['2'], undefined);
+    off.outcome = { kind: 'error', code: 'version_unavailable', message: 'gone', at: T0 + 100 };
+    assert.equal(verdictOf(off, ['version_unavailable']).verdict, 'completed_different');
+    const hot = versioned([[1, 2, 3, 4, 5, 6]], ['1'], '2');
+    hot.request = { model: 'tiny', prompt: 'p', temperature: 1 };
+    delete hot.references;
+    assert.equal(verdictOf(hot).verdict, 'completed_different');
+  });
+
+  it('HTTP: each attempt against its own version; the completed one ends on the version it streamed', () => {
+    const events = (ids: number[], version: string, attempt: number): ChunkRecord[] =>
+      [text(ids.slice(0, 3)), text(ids.slice(3))].map((t, seq) => ({
+        seq,
+        attempt,
+        tokenIds: [],
+        text: t,
+        at: T0 + 10 * (seq + 1) + attempt,
+        modelVersion: version,
+      }));
+    const httpOp = (recorded: ChunkRecord[], ended: string): Operation =>
+      op('h', [], {
+        via: 'http-stream',
+        chunks: recorded,
+        references,
+        outcome: {
+          kind: 'ok',
+          finishReason: 'length',
+          completionTokens: REF.length,
+          at: T0 + 100,
+          modelVersion: ended,
+        },
+      });
+    assert.equal(verdictOf(httpOp(events(REF2, '2', 1), '2')).verdict, 'exact');
+    // A cut attempt on version 1, restarted on version 2: each a prefix of its own version's text.
+    const restarted = httpOp([events(REF, '1', 1)[0]!, ...events(REF2, '2', 2)], '2');
+    assert.equal(verdictOf(restarted).verdict, 'exact');
+    const moved = verdictOf(httpOp(events(REF2, '2', 1), '1'));
+    assert.equal(moved.verdict, 'completed_different');
+    assert.match(moved.reason, /attempt 1: pinned to version 2, completed on version 1/);
+    assert.equal(verdictOf(httpOp(events(REF, '2', 1), '2')).verdict, 'completed_different');
+  });
+});

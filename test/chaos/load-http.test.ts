@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Operation, Via } from '../../chaos/history/types.ts';
-import { sendHttp } from '../../chaos/load-http.ts';
+import { fingerprintVersion, sendHttp } from '../../chaos/load-http.ts';
 
 type Script = (res: ServerResponse, attempt: number) => void;
 
@@ -139,5 +139,41 @@ describe('load client over HTTP', () => {
       ['hi'],
     );
     assert.equal(op.outcome.kind === 'ok' && op.outcome.completionTokens, 1);
+  });
+
+  it("records the version each chunk and the body name (system_fingerprint), and the end's", async () => {
+    const at = (version: string | null, e: unknown): unknown => ({
+      ...(e as object),
+      system_fingerprint: version === null ? null : `tiny-gpt2@${version}`,
+    });
+    script = (res) => sse(res, [at('2', event('a')), at('2', event('', 'length')), at('2', usage)]);
+    const streamed = await send('http-stream');
+    assert.deepEqual(
+      streamed.chunks.map((c) => c.modelVersion),
+      ['2', '2', '2'],
+    );
+    assert.equal(streamed.outcome.kind === 'ok' && streamed.outcome.modelVersion, '2');
+    script = (res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(at('1', { ...(event('abc', 'length') as object), usage })));
+    };
+    const body = await send('http');
+    assert.deepEqual(
+      body.chunks.map((c) => c.modelVersion),
+      ['1'],
+    );
+    assert.equal(body.outcome.kind === 'ok' && body.outcome.modelVersion, '1');
+    // A fingerprint that names no version leaves none recorded.
+    script = (res) => sse(res, [at(null, event('a', 'length'))]);
+    const unnamed = await send('http-stream');
+    assert.equal(unnamed.chunks[0]?.modelVersion, undefined);
+    assert.equal(unnamed.outcome.kind === 'ok' && unnamed.outcome.modelVersion, undefined);
+  });
+
+  it('reads the version out of a fingerprint, and nothing out of anything else', () => {
+    assert.equal(fingerprintVersion('tiny-gpt2@2'), '2');
+    assert.equal(fingerprintVersion('a@b@3'), '3');
+    for (const bad of [null, undefined, 3, '', 'tiny-gpt2', 'tiny-gpt2@', '@2'])
+      assert.equal(fingerprintVersion(bad), undefined, String(bad));
   });
 });

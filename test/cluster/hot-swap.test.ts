@@ -224,10 +224,14 @@ describe('hot swap', () => {
     const rt2 = await ActorProcess.start('router', 'rt2', server.url, ['--metrics-port', String(port)]);
     actors.push(rt2);
     await replica('se');
-    await waitForAliveReplicas(`http://127.0.0.1:${port}/metrics`, 'rt2', 3);
-    await alive(3);
+    // Both routers' views, each time: a stream may reach either router.
+    const both = async (n: number): Promise<void> => {
+      await alive(n);
+      await waitForAliveReplicas(`http://127.0.0.1:${port}/metrics`, 'rt2', n);
+    };
+    await both(3);
     for (const id of ['sa', 'sb']) await injectFault(nc, id, { drop_heartbeats: true });
-    await alive(1);
+    await both(1);
     await injectFault(nc, 'se', { step_delay_ms: 20 });
     const client = await SwitchyardClient.connect({ nats: { servers: server.url } });
     try {
@@ -241,8 +245,11 @@ describe('hot swap', () => {
       for (const r of reading) r.catch(() => undefined);
       await waitFor('tokens on every stream', () => tokens.every((t) => t.length >= 3));
       for (const id of ['sa', 'sb']) await injectFault(nc, id, { drop_heartbeats: false });
-      await alive(3);
-      assert.ok(streams.every((s) => s.modelVersion === '1'));
+      await both(3);
+      assert.deepEqual(
+        streams.map((s) => s.modelVersion),
+        ['1', '1', '1', '1'],
+      );
       // Kill whichever router owns streams (both may); the client resends to the other with its tokens.
       const owners = new Set(streams.map((s) => s.routerId));
       const victim = owners.has('rt2') ? rt2 : actors.find((a) => a.id === 'rt')!;

@@ -171,7 +171,8 @@ class CollectorActor implements Collector {
     await this.nc.flush();
     this.state = 'running';
     void this.nc.closed().then((err) => {
-      if (this.state !== 'stopped') {
+      // Closed under a running collector: an error. Closed by its own drain: the orderly stop.
+      if (this.state === 'running') {
         this.log.error({ err }, 'NATS connection closed; stopping');
         void this.stop();
       }

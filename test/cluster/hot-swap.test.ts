@@ -156,6 +156,15 @@ describe('hot swap', () => {
     );
     await waitFor('the failure in a heartbeat', () => /nonexistent/.test(beats.get('sa')?.swapError ?? ''));
     assert.equal(serving('sa'), '2');
+    // Malformed commands are refused with a typed answer; the replica serves on.
+    for (const bad of ['{"model": 5}', 'not json', JSON.stringify({ model: 'x'.repeat(5_000) })]) {
+      const msg = await nc.request(replicaSwapSubject('sa'), bad, { timeout: 10_000 });
+      const reply = decodeSwapReply(msg.data);
+      assert.ok(
+        'error' in reply && reply.error.code === 'invalid_request',
+        `${bad.slice(0, 20)}: ${msg.string()}`,
+      );
+    }
     const r = await send(nc, { ...load(0), maxTokens: 4 }).done;
     assert.equal(r.error, undefined);
   });

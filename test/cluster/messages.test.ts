@@ -7,6 +7,12 @@ import {
   type GenerateRequest,
 } from '../../src/cluster/messages/generate.ts';
 import { validateGenerateParams } from '../../src/cluster/messages/params.ts';
+import {
+  decodeSwapCommand,
+  decodeSwapReply,
+  encodeSwapCommand,
+  encodeSwapReply,
+} from '../../src/cluster/messages/swap.ts';
 import { decodeCompletionEvent, decodeFeedback } from '../../src/cluster/messages/capture.ts';
 import { decodeExportRequest, decodePageRequest } from '../../src/cluster/messages/collector.ts';
 import {
@@ -460,5 +466,86 @@ describe('capture fields on the wire', () => {
       /^offset must be an integer between 0 and/,
     );
     rejects(() => decodeCompletionEvent(body({ v: 1, request_id: 'r1' })), /must be/);
+  });
+});
+
+describe('version fields on the wire (hot swap, pinning)', () => {
+  const hb: ReplicaHeartbeat = {
+    id: 'replica-0',
+    model: 'tiny-gpt2',
+    modelVersion: '2',
+    device: 'cpu',
+    state: 'ready',
+    queueDepth: 0,
+    activeSequences: 1,
+    maxBatchSize: 8,
+    maxQueue: 8,
+    freeTokenBudget: 100,
+    tokenBudget: 100,
+    progress: 1,
+    busySince: null,
+    stepStartedAt: null,
+    stepTokens: 0,
+    sentAt: 1,
+    intervalMs: 200,
+    modelDigest: 'b'.repeat(64),
+    retiringVersions: ['1'],
+    swappingTo: '3',
+    swapError: 'swap to registry://tiny-gpt2@4 failed: corrupt',
+  };
+  const wire = (): Record<string, unknown> =>
+    JSON.parse(new TextDecoder().decode(encodeReplicaHeartbeat(hb))) as Record<string, unknown>;
+
+  it('heartbeat digest, retiring versions and swap state round-trip and refuse the wrong shape', () => {
+    assert.deepEqual(decodeReplicaHeartbeat(encodeReplicaHeartbeat(hb)), hb);
+    rejects(() => decodeReplicaHeartbeat(body({ ...wire(), model_digest: 'xyz' })), /^model_digest/);
+    rejects(() => decodeReplicaHeartbeat(body({ ...wire(), retiring_versions: '1' })), /^retiring_versions/);
+    rejects(
+      () =>
+        decodeReplicaHeartbeat(body({ ...wire(), retiring_versions: Array.from({ length: 17 }, () => '1') })),
+      /^retiring_versions/,
+    );
+    rejects(
+      () => decodeReplicaHeartbeat(body({ ...wire(), retiring_versions: ['a b'] })),
+      /retiring_versions\[0\]/,
+    );
+    rejects(() => decodeReplicaHeartbeat(body({ ...wire(), swapping_to: 7 })), /^swapping_to/);
+    rejects(() => decodeReplicaHeartbeat(body({ ...wire(), swap_error: 'x'.repeat(513) })), /^swap_error/);
+    // A swap error longer than the wire allows is cut by the sender, never refused by its monitors.
+    const long = { ...hb, swapError: 'y'.repeat(2_000) };
+    assert.equal(decodeReplicaHeartbeat(encodeReplicaHeartbeat(long)).swapError?.length, 512);
+  });
+
+  it('the pinned version in acks and chunks round-trips and refuses the wrong shape', () => {
+    const ack = { by: 'router-1', seed: 3, modelVersion: '2' };
+    assert.deepEqual(decodeAck(encodeAck(ack)), ack);
+    rejects(() => decodeAck(body({ by: 'router-1', model_version: 2 })), /^model_version/);
+    rejects(() => decodeAck(body({ by: 'router-1', model_version: '../etc' })), /^model_version/);
+    const chunk = { seq: 0, attempt: 1, tokenIds: [1], text: 'a', modelVersion: '1.0' };
+    assert.deepEqual(decodeChunk(encodeChunk(chunk)), chunk);
+    rejects(
+      () => decodeChunk(body({ seq: 0, attempt: 1, token_ids: [], text: '', model_version: 'v'.repeat(65) })),
+      /^model_version/,
+    );
+  });
+
+  it('swap commands and replies refuse the wrong shape; a failed swap comes back typed', () => {
+    assert.deepEqual(decodeSwapCommand(encodeSwapCommand({ model: 'registry://m@2' })), {
+      model: 'registry://m@2',
+    });
+    rejects(() => decodeSwapCommand(body({ model: 5 })), /^model/);
+    rejects(() => decodeSwapCommand(body({ model: '' })), /^model/);
+    rejects(() => decodeSwapCommand(body({ model: 'x'.repeat(4_097) })), /^model/);
+    rejects(() => decodeSwapCommand('not json'), /swap command/);
+    const done = { version: '2', digest: 'c'.repeat(64), swapped: true };
+    assert.deepEqual(decodeSwapReply(encodeSwapReply(done)), done);
+    const failed = decodeSwapReply(encodeSwapReply({ error: new InvalidRequestError('other model') }));
+    assert.ok(
+      'error' in failed && failed.error.code === 'invalid_request' && failed.error.message === 'other model',
+    );
+    // An unknown code from a peer is internal, never trusted as something else.
+    const odd = decodeSwapReply(body({ error: { code: 'nonsense', message: 'x' } }));
+    assert.ok('error' in odd && odd.error.code === 'internal');
+    rejects(() => decodeSwapReply(body({ version: '2', digest: 'short' })), /^digest/);
   });
 });

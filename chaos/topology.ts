@@ -16,7 +16,7 @@ import { freePort } from '../src/cli/nats-server.ts';
 import { DEFAULT_METRICS_HOST, metricsUrl } from '../src/telemetry/metrics-address.ts';
 import { STABLE_ALIAS } from '../src/cli/up.ts';
 import { Registry } from '../src/registry/registry.ts';
-import { registryUrl } from '../src/replica/model-source.ts';
+import { registryUrl } from '../src/registry/source.ts';
 import { ActorProcess, killAll } from './actors.ts';
 import { CHAOS_MODEL_VERSION_DIRS } from './paths.ts';
 import { NatsCluster } from './nats-cluster.ts';

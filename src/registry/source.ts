@@ -31,6 +31,11 @@ export interface RegistryRef {
   ref: string;
 }
 
+/** The registry URL of a version or an alias. */
+export function registryUrl(id: string, ref: string): string {
+  return `${REGISTRY_URL_SCHEME}${id}@${ref}`;
+}
+
 /** True when `s` is meant as a registry URL (a folder path never starts so). */
 export function isRegistryUrl(s: string): boolean {
   return s.startsWith(REGISTRY_URL_SCHEME);
@@ -108,7 +113,7 @@ function within<T>(ms: number, work: Promise<T>): Promise<T> {
 
 async function fromCache(opts: ResolveModelOptions, why: string, cause?: unknown): Promise<ResolvedModel> {
   const { id, ref } = opts.url;
-  const label = `registry://${id}@${ref}`;
+  const label = registryUrl(id, ref);
   const recorded = await readRef(opts.cacheDir, id, ref);
   const manifest =
     recorded === undefined ? undefined : await readCachedManifest(opts.cacheDir, recorded.digest);

@@ -8,7 +8,13 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { ModelIdentity } from '../engine/options.ts';
 import type { AliasRecord } from '../registry/alias-record.ts';
 import { Registry } from '../registry/registry.ts';
-import { isRegistryUrl, parseRegistryUrl, resolveModel, type RegistryRef } from '../registry/source.ts';
+import {
+  isRegistryUrl,
+  parseRegistryUrl,
+  registryUrl,
+  resolveModel,
+  type RegistryRef,
+} from '../registry/source.ts';
 
 /** A model ready to load. */
 export interface ModelTarget {
@@ -30,11 +36,6 @@ export interface ModelSourceContext {
   cacheDir: string;
   /** How long to wait for JetStream before falling back to the local cache. */
   timeoutMs: number;
-}
-
-/** The registry URL of a version or an alias. */
-export function registryUrl(id: string, ref: string): string {
-  return `registry://${id}@${ref}`;
 }
 
 /** Resolves `model` (a folder path or a registry URL) to a folder to load. */

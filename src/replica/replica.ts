@@ -31,14 +31,8 @@ import {
   toSwitchyardError,
   type SwitchyardError,
 } from '../errors/errors.ts';
-import {
-  followAlias,
-  resolveTarget,
-  registryUrl,
-  type AliasFollower,
-  type ModelTarget,
-} from './model-source.ts';
-import { isRegistryUrl } from '../registry/source.ts';
+import { followAlias, resolveTarget, type AliasFollower, type ModelTarget } from './model-source.ts';
+import { isRegistryUrl, registryUrl } from '../registry/source.ts';
 import { recordRef } from '../registry/cache.ts';
 import type { AliasRecord } from '../registry/alias-record.ts';
 import { VersionedEngine, type LoadedVersion } from './versions.ts';

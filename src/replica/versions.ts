@@ -139,9 +139,9 @@ export class VersionedEngine implements ServingEngine {
   }
 
   stats(): EngineStats {
-    const all = this.loaded();
-    const current = this.currentVersion.engine.stats();
-    const each = all.map((v) => v.engine.stats());
+    // loaded() lists the current version first: its stats are each[0], read once per beat.
+    const each = this.loaded().map((v) => v.engine.stats());
+    const current = each[0]!;
     const busy = each.map((s) => s.busySince).filter((t): t is number => t !== null);
     const stepping = each.map((s) => s.stepStartedAt).filter((t): t is number => t !== null);
     return {

@@ -258,6 +258,13 @@ export const MODEL_VERSIONS_BUCKET = 'SY_MODEL_VERSIONS';
 export const MODEL_ALIASES_BUCKET = 'SY_MODEL_ALIASES';
 
 /**
+ * Rollouts: one key per model id (the model's current or last rollout), written by operators'
+ * `switchyard rollout` commands and by the collector that drives it; routers watch it (read
+ * only) to split traffic. See src/rollout/.
+ */
+export const ROLLOUTS_BUCKET = 'SY_ROLLOUTS';
+
+/**
  * A version or alias becomes KV key tokens after the model id, so on top of
  * {@link MODEL_VERSION_PATTERN} it may not start or end with `.` nor hold `..` (an empty token).
  */

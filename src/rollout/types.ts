@@ -31,7 +31,11 @@ export const ROLLOUT_STATES = [
 export type RolloutState = (typeof ROLLOUT_STATES)[number];
 
 /** States after which a new rollout of the model may start. */
-export const FINAL_ROLLOUT_STATES: ReadonlySet<RolloutState> = new Set(['promoted', 'rolled_back', 'aborted']);
+export const FINAL_ROLLOUT_STATES: ReadonlySet<RolloutState> = new Set([
+  'promoted',
+  'rolled_back',
+  'aborted',
+]);
 
 /** The arm a request was placed on. */
 export type RolloutArm = 'stable' | 'canary';

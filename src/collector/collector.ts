@@ -160,6 +160,8 @@ class CollectorActor implements Collector {
       collector: this.id,
       records: this.records.size,
       versions: versionStats(this.records.records()),
+      // Each model's rollout with its recorded decisions: the web page's cluster view shows them.
+      rollouts: this.driver?.view() ?? [],
     }));
     serve(collectorSubject('export'), COLLECTOR_QUEUE_GROUP, (msg) => this.exportFirst(msg));
     serve(collectorPageSubject(this.id), undefined, (msg) => this.exportPage(msg));

@@ -72,6 +72,8 @@ export class RolloutDriver {
   private watch: RolloutWatch | undefined;
   private readonly replicas = new ReplicaView();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Every model's record as last seen through the watch. */
+  private readonly seen = new Map<string, RolloutRecord>();
   /** Models whose rollout this driver is acting on now (one action at a time per model). */
   private readonly busy = new Set<string>();
   private stopped = false;
@@ -108,7 +110,13 @@ export class RolloutDriver {
     );
   }
 
+  /** Every model's current or last rollout as this collector last saw it (stats, the web page). */
+  view(): RolloutRecord[] {
+    return [...this.seen.values()].sort((a, b) => a.model.localeCompare(b.model));
+  }
+
   private onRecord({ record }: StoredRollout): void {
+    this.seen.set(record.model, record);
     this.o.metrics.observe(record);
     if (FINAL_ROLLOUT_STATES.has(record.state) || record.state === 'held') {
       clearTimeout(this.timers.get(record.model));

@@ -51,6 +51,15 @@ function usage(action: Action, why: string): StartupError {
   );
 }
 
+/** A bad option value is a usage error (exit 2), whatever its checker throws. */
+function usageOf<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    throw new StartupError('config', (err as Error).message, { cause: err });
+  }
+}
+
 /** Runs `rollout <action>`; resolves to the exit status. */
 export async function rolloutCommand(argv: readonly string[]): Promise<number> {
   const [action, ...rest] = argv;
@@ -81,7 +90,7 @@ export async function rolloutCommand(argv: readonly string[]): Promise<number> {
   }
   // Read the policy before connecting: a bad file is a usage error, whatever the cluster.
   const policy = act === 'start' && s.policy !== undefined ? await readPolicyFile(s.policy) : undefined;
-  const steps = act === 'start' && s.steps !== undefined ? parseSteps(s.steps) : undefined;
+  const steps = act === 'start' && s.steps !== undefined ? usageOf(() => parseSteps(s.steps!)) : undefined;
   const nats = operatorConnection('rollout', s.nats, (line) => process.stderr.write(`${line}\n`));
   const nc = await connectNats({ name: 'switchyard-rollout', ...nats });
   try {

@@ -24,6 +24,7 @@ import {
   type WireObject,
 } from '../../validation/fields.ts';
 import type { ErrorCode } from '../../errors/errors.ts';
+import type { RequestRollout } from '../../rollout/types.ts';
 
 /** Version of the stored record formats. */
 export const CAPTURE_FORMAT_VERSION = 1;
@@ -112,6 +113,8 @@ export interface CompletionEvent {
   redacted?: RedactionKind[];
   /** Whether the text fields were captured (`--capture-text`). */
   text_captured: boolean;
+  /** The rollout arm its router placed the request on, while a rollout of its model ran. */
+  rollout?: RequestRollout;
   started_at: string;
   ended_at: string;
 }

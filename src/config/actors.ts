@@ -15,6 +15,8 @@ import { UP_TABLE, type UpSettings } from './up-table.ts';
 import { COLLECTOR_TABLE, type CollectorSettings } from './collector-table.ts';
 import { DATASET_TABLE, type DatasetSettings } from './dataset-table.ts';
 import { MODELS_TABLE, type ModelsSettings } from './models-table.ts';
+import { TRAIN_TABLE, type TrainSettings } from './train-table.ts';
+import { LOOP_TABLE, type LoopSettings } from './loop-table.ts';
 
 /** Every subcommand's options: a config file is checked against all of them. */
 export const ALL_TABLES: readonly OptionTable[] = [
@@ -24,6 +26,8 @@ export const ALL_TABLES: readonly OptionTable[] = [
   COLLECTOR_TABLE,
   DATASET_TABLE,
   MODELS_TABLE,
+  TRAIN_TABLE,
+  LOOP_TABLE,
   UP_TABLE,
 ];
 
@@ -68,6 +72,16 @@ export function resolveDatasetConfig(input: ResolveInput): Resolved<DatasetSetti
 /** Options of `switchyard models <action>` (the positional arguments taken out). */
 export function resolveModelsConfig(input: ResolveInput): Resolved<ModelsSettings> {
   return resolveAs<ModelsSettings>(MODELS_TABLE, input);
+}
+
+/** Options of `switchyard train`. */
+export function resolveTrainConfig(input: ResolveInput): Resolved<TrainSettings> {
+  return resolveAs<TrainSettings>(TRAIN_TABLE, input);
+}
+
+/** Options of `switchyard loop`. */
+export function resolveLoopConfig(input: ResolveInput): Resolved<LoopSettings> {
+  return resolveAs<LoopSettings>(LOOP_TABLE, input);
 }
 
 /**

@@ -56,10 +56,14 @@ export async function meanTokenLoss(
   let tokens = 0;
   try {
     for (const seq of sequences) {
-      if (seq.promptIds.length === 0) throw new Error('meanTokenLoss: a sequence needs a prompt of at least one token');
+      if (seq.promptIds.length === 0)
+        throw new Error('meanTokenLoss: a sequence needs a prompt of at least one token');
       const ids = [...seq.promptIds, ...seq.targetIds];
       const S = ids.length;
-      if (S > info.contextLength) throw new Error(`meanTokenLoss: a sequence of ${S} tokens exceeds the context (${info.contextLength})`);
+      if (S > info.contextLength)
+        throw new Error(
+          `meanTokenLoss: a sequence of ${S} tokens exceeds the context (${info.contextLength})`,
+        );
       const logits = await decoder.forwardAll(
         {
           batchSize: 1,

@@ -59,8 +59,10 @@ export async function readSftDataset(manifestPath: string): Promise<Dataset> {
     const bytes = await readFile(file).catch((err: Error) => {
       throw bad(manifestPath, `shard ${shard.file} cannot be read (${err.message})`);
     });
-    if (sha256(bytes) !== shard.sha256) throw bad(manifestPath, `shard ${shard.file} does not match its sha256`);
-    for (const line of bytes.toString('utf8').split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line));
+    if (sha256(bytes) !== shard.sha256)
+      throw bad(manifestPath, `shard ${shard.file} does not match its sha256`);
+    for (const line of bytes.toString('utf8').split('\n'))
+      if (line.trim() !== '') lines.push(JSON.parse(line));
   }
   return { manifestSha256: sha256(text), lines };
 }
@@ -81,7 +83,11 @@ const isMessages = (v: unknown): v is ChatMessage[] =>
  * generation prompt; its target is what the template writes after that, up to and including the
  * first end token. A prompt/completion line's target is the completion and the model's first EOS.
  */
-export function toExample(line: unknown, tokenizer: ModelTokenizer, eosTokenIds: readonly number[]): Example | undefined {
+export function toExample(
+  line: unknown,
+  tokenizer: ModelTokenizer,
+  eosTokenIds: readonly number[],
+): Example | undefined {
   if (typeof line !== 'object' || line === null) return undefined;
   const l = line as { prompt?: unknown; completion?: unknown; messages?: unknown };
   let prompt: string;

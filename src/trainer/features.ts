@@ -48,12 +48,21 @@ export async function targetFeatures(
         attention_mask: new ort.Tensor('int64', new BigInt64Array(S).fill(1n), [1, S]),
       };
       if (session.inputNames.includes('position_ids'))
-        feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, S]);
+        feeds.position_ids = new ort.Tensor(
+          'int64',
+          BigInt64Array.from(ids, (_, i) => BigInt(i)),
+          [1, S],
+        );
       if (session.inputNames.includes('use_cache_branch'))
         feeds.use_cache_branch = new ort.Tensor('bool', [false], [1]);
       for (let l = 0; l < info.numLayers; l++) {
         for (const kind of ['key', 'value'] as const) {
-          feeds[pastName(l, kind)] = new ort.Tensor('float32', emptyPast, [1, info.numKvHeads, 0, info.headDim]);
+          feeds[pastName(l, kind)] = new ort.Tensor('float32', emptyPast, [
+            1,
+            info.numKvHeads,
+            0,
+            info.headDim,
+          ]);
         }
       }
       const out = await session.run(feeds, [HIDDEN_OUTPUT]);

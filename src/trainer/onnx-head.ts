@@ -40,7 +40,10 @@ export interface OutputHead {
 }
 
 function corrupt(file: string, why: string): StartupError {
-  return new StartupError('model_corrupt', `${file}: ${why}; the reference trainer cannot edit its output layer`);
+  return new StartupError(
+    'model_corrupt',
+    `${file}: ${why}; the reference trainer cannot edit its output layer`,
+  );
 }
 
 function floatsOf(t: Onnx.ITensorProto): Float32Array {
@@ -94,11 +97,13 @@ export function readOutputHead(bytes: Uint8Array, file: string): OutputHead {
   } else {
     const transpose = producer(w);
     const table = transpose?.opType === 'Transpose' ? inits.get(transpose.input?.[0] ?? '') : undefined;
-    if (table === undefined) throw corrupt(file, "the logits MatMul's weight is neither an initializer nor Transpose(initializer)");
+    if (table === undefined)
+      throw corrupt(file, "the logits MatMul's weight is neither an initializer nor Transpose(initializer)");
     [vocab = 0, nEmbd = 0] = dimsOf(table);
     const wte = floatsOf(table);
     weight = new Float32Array(nEmbd * vocab);
-    for (let v = 0; v < vocab; v++) for (let e = 0; e < nEmbd; e++) weight[e * vocab + v] = wte[v * nEmbd + e]!;
+    for (let v = 0; v < vocab; v++)
+      for (let e = 0; e < nEmbd; e++) weight[e * vocab + v] = wte[v * nEmbd + e]!;
     tied = true;
   }
   if (weight.length !== nEmbd * vocab || nEmbd === 0 || vocab === 0)
@@ -110,8 +115,14 @@ export function readOutputHead(bytes: Uint8Array, file: string): OutputHead {
 export function withHiddenOutput(head: OutputHead): Uint8Array {
   const model = onnx.ModelProto.decode(onnx.ModelProto.encode(head.model).finish());
   const graph = model.graph!;
-  graph.node.push({ opType: 'Identity', name: 'switchyard_train_hidden', input: [head.hidden], output: [HIDDEN_OUTPUT] });
-  graph.output.push({ name: HIDDEN_OUTPUT, type: { tensorType: { elemType: FLOAT } } });
+  graph.node = [
+    ...(graph.node ?? []),
+    { opType: 'Identity', name: 'switchyard_train_hidden', input: [head.hidden], output: [HIDDEN_OUTPUT] },
+  ];
+  graph.output = [
+    ...(graph.output ?? []),
+    { name: HIDDEN_OUTPUT, type: { tensorType: { elemType: FLOAT } } },
+  ];
   return onnx.ModelProto.encode(model).finish();
 }
 
@@ -123,6 +134,7 @@ export function withHiddenOutput(head: OutputHead): Uint8Array {
 export function withUntiedHead(head: OutputHead, weight: Float32Array, bias: Float32Array): Uint8Array {
   const model = onnx.ModelProto.decode(onnx.ModelProto.encode(head.model).finish());
   const graph = model.graph!;
+  const nodes = graph.node ?? [];
   const produces = (n: Onnx.INodeProto, name: string): boolean => (n.output ?? []).includes(name);
   // Drop what produced logits back to the hidden input: Add?, MatMul, Transpose?.
   const drop = new Set<Onnx.INodeProto>();
@@ -130,7 +142,7 @@ export function withUntiedHead(head: OutputHead, weight: Float32Array, bias: Flo
   while (frontier.length > 0) {
     const next: string[] = [];
     for (const name of frontier) {
-      const node = graph.node.find((n) => produces(n, name));
+      const node = nodes.find((n) => produces(n, name));
       if (node === undefined || drop.has(node)) continue;
       drop.add(node);
       for (const input of node.input ?? []) if (input !== head.hidden) next.push(input);
@@ -140,27 +152,27 @@ export function withUntiedHead(head: OutputHead, weight: Float32Array, bias: Flo
   // Keep any dropped node whose output something else still reads (it is not part of the head).
   for (const node of [...drop]) {
     const out = node.output ?? [];
-    const readElsewhere = graph.node.some(
-      (n) => !drop.has(n) && (n.input ?? []).some((i) => out.includes(i)),
-    );
+    const readElsewhere = nodes.some((n) => !drop.has(n) && (n.input ?? []).some((i) => out.includes(i)));
     if (readElsewhere) drop.delete(node);
   }
   const dropped = new Set(
     [...drop].flatMap((n) => (n.output ?? []).concat(n.input ?? [])).filter((name) => name !== head.hidden),
   );
-  graph.node = graph.node.filter((n) => !drop.has(n));
-  const stillRead = new Set(graph.node.flatMap((n) => n.input ?? []));
-  graph.initializer = graph.initializer.filter(
+  const kept = nodes.filter((n) => !drop.has(n));
+  const stillRead = new Set(kept.flatMap((n) => n.input ?? []));
+  const initializers = (graph.initializer ?? []).filter(
     (t) => !dropped.has(t.name ?? '') || stillRead.has(t.name ?? ''),
   );
-  graph.initializer.push(
+  graph.initializer = [
+    ...initializers,
     { name: HEAD_WEIGHT, dims: [head.nEmbd, head.vocab], dataType: FLOAT, rawData: rawOf(weight) },
     { name: HEAD_BIAS, dims: [head.vocab], dataType: FLOAT, rawData: rawOf(bias) },
-  );
+  ];
   const product = 'lm_head.matmul';
-  graph.node.push(
+  graph.node = [
+    ...kept,
     { opType: 'MatMul', name: 'lm_head_MatMul', input: [head.hidden, HEAD_WEIGHT], output: [product] },
     { opType: 'Add', name: 'lm_head_Add', input: [product, HEAD_BIAS], output: [LOGITS_OUTPUT] },
-  );
+  ];
   return onnx.ModelProto.encode(model).finish();
 }

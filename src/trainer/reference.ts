@@ -102,12 +102,16 @@ export async function trainReference(opts: ReferenceTrainingOptions): Promise<Tr
   if (!MODEL_VERSION_PATTERN.test(version) || version.startsWith('.') || version.includes('..'))
     throw new StartupError('config', `--version '${version}' must match [A-Za-z0-9._-]{1,64}`);
   if (version === baseManifest.version)
-    throw new StartupError('config', `--version ${version} is the base's version; a trained model needs another`);
+    throw new StartupError(
+      'config',
+      `--version ${version} is the base's version; a trained model needs another`,
+    );
 
   const examples: Example[] = [];
   for (const line of dataset.lines) {
     const ex = toExample(line, tokenizer, info.eosTokenIds);
-    if (ex !== undefined && ex.promptIds.length + ex.targetIds.length <= info.contextLength) examples.push(ex);
+    if (ex !== undefined && ex.promptIds.length + ex.targetIds.length <= info.contextLength)
+      examples.push(ex);
   }
   const heldout = examples.filter((e) => isHeldOut(e.prompt));
   const train = examples.filter((e) => !isHeldOut(e.prompt));
@@ -135,7 +139,11 @@ export async function trainReference(opts: ReferenceTrainingOptions): Promise<Tr
 
   const onnxRel = baseManifest.path;
   await mkdir(join(opts.out, dirname(onnxRel)), { recursive: true });
-  await copyBase(opts.base, opts.out, new Set([MANIFEST_FILE, VERSION_MANIFEST_FILE, TRAINING_FILE, onnxRel]));
+  await copyBase(
+    opts.base,
+    opts.out,
+    new Set([MANIFEST_FILE, VERSION_MANIFEST_FILE, TRAINING_FILE, onnxRel]),
+  );
   const onnxOut = join(opts.out, onnxRel);
   await writeFile(onnxOut, withUntiedHead(head, weight, bias));
   const configPath = join(opts.out, 'config.json');

@@ -8,7 +8,7 @@ import type { Features } from './features.ts';
 /** Epochs over the training rows. */
 export const DEFAULT_EPOCHS = 4;
 /** Adam's step size. */
-export const DEFAULT_LEARNING_RATE = 0.01;
+export const DEFAULT_LEARNING_RATE = 0.02;
 /** Rows per Adam step. */
 export const DEFAULT_BATCH_ROWS = 64;
 /** Seed of the mini-batch order. */

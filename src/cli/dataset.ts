@@ -9,7 +9,8 @@ import { operatorConnection } from './local-up.ts';
 import type { ExportPage } from '../cluster/messages/collector.ts';
 import { collectorPageSubject, collectorSubject } from '../cluster/subjects.ts';
 import { describeFilters, type DatasetFilters } from '../collector/dataset-filters.ts';
-import { writeShards } from '../collector/shards.ts';
+import { writeShards, type DatasetManifest } from '../collector/shards.ts';
+import type { DatasetFormat } from '../collector/datasets.ts';
 import type { VersionStats } from '../collector/stats.ts';
 import { resolveDatasetConfig } from '../config/actors.ts';
 import { DATASET_TABLE, type DatasetSettings } from '../config/dataset-table.ts';
@@ -106,12 +107,7 @@ async function ask<T>(nc: NatsConnection, subject: string, body: unknown, timeou
 }
 
 async function printStats(nc: NatsConnection, s: DatasetSettings): Promise<void> {
-  const stats = await ask<{ collector: string; records: number; versions: VersionStats[] }>(
-    nc,
-    collectorSubject('stats'),
-    {},
-    s.timeoutMs,
-  );
+  const stats = await collectorStats(nc, s.timeoutMs);
   if (s.json) {
     process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
     return;
@@ -145,16 +141,29 @@ async function printStats(nc: NatsConnection, s: DatasetSettings): Promise<void>
   process.stdout.write(`${stats.records} records (collector ${stats.collector})\n`);
 }
 
-async function runExport(nc: NatsConnection, s: DatasetSettings): Promise<void> {
-  if (s.format === undefined)
-    throw new StartupError('config', 'dataset export needs --format sft|preference|kto');
-  if (s.out === undefined) throw new StartupError('config', 'dataset export needs --out DIR');
-  const filters = filtersOf(s);
+/** What one export asks for. */
+export interface ExportRequest {
+  format: DatasetFormat;
+  /** The directory to write shards and manifest.json into. */
+  out: string;
+  filters: DatasetFilters;
+  timeoutMs: number;
+}
+
+/**
+ * Exports a dataset from a collector (every page of one snapshot) and writes it into `req.out`;
+ * `say` hears page progress. `dataset export` and `loop` both call it.
+ */
+export async function exportDataset(
+  nc: NatsConnection,
+  req: ExportRequest,
+  say: (line: string) => void = () => {},
+): Promise<DatasetManifest> {
   const first = await ask<ExportPage>(
     nc,
     collectorSubject('export'),
-    { format: s.format, filters: describeFilters(filters) },
-    s.timeoutMs,
+    { format: req.format, filters: describeFilters(req.filters) },
+    req.timeoutMs,
   );
   const lines = [...first.lines];
   while (lines.length < first.total) {
@@ -162,25 +171,49 @@ async function runExport(nc: NatsConnection, s: DatasetSettings): Promise<void> 
       nc,
       collectorPageSubject(first.collector),
       { snapshot: first.snapshot, offset: lines.length },
-      s.timeoutMs,
+      req.timeoutMs,
     );
     if (page.lines.length === 0)
       throw new UnavailableError('the collector sent an empty page before the end');
     lines.push(...page.lines);
     say(`dataset: ${lines.length}/${first.total} lines`);
   }
-  const manifest = await writeShards(s.out, lines, {
-    format: s.format,
-    filters,
+  return writeShards(req.out, lines, {
+    format: req.format,
+    filters: req.filters,
     counts: first.counts as never,
     seqRange: first.seq_range ?? null,
   });
+}
+
+/** The collector's `stats` answer. */
+export interface CollectorStats {
+  collector: string;
+  records: number;
+  versions: VersionStats[];
+}
+
+/** Asks a collector for its per-version figures. */
+export function collectorStats(nc: NatsConnection, timeoutMs: number): Promise<CollectorStats> {
+  return ask<CollectorStats>(nc, collectorSubject('stats'), {}, timeoutMs);
+}
+
+async function runExport(nc: NatsConnection, s: DatasetSettings): Promise<void> {
+  if (s.format === undefined)
+    throw new StartupError('config', 'dataset export needs --format sft|preference|kto');
+  if (s.out === undefined) throw new StartupError('config', 'dataset export needs --out DIR');
+  const manifest = await exportDataset(
+    nc,
+    { format: s.format, out: s.out, filters: filtersOf(s), timeoutMs: s.timeoutMs },
+    say,
+  );
   if (s.json) {
     process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
     return;
   }
+  const lines = manifest.shards.reduce((n, shard) => n + shard.lines, 0);
   say(
-    `dataset: wrote ${lines.length} ${s.format} line(s) in ${manifest.shards.length} shard(s) to ${s.out} ` +
+    `dataset: wrote ${lines} ${s.format} line(s) in ${manifest.shards.length} shard(s) to ${s.out} ` +
       `(manifest.json; ${JSON.stringify(manifest.counts)})`,
   );
 }

@@ -20,7 +20,9 @@ import { COLLECTOR_TABLE } from '../config/collector-table.ts';
 import { DATASET_TABLE } from '../config/dataset-table.ts';
 import { MODELS_TABLE } from '../config/models-table.ts';
 import { ROLLOUT_TABLE } from '../config/rollout-table.ts';
-import { RegistryError, StartupError, SwitchyardError } from '../errors/errors.ts';
+import { LOOP_TABLE } from '../config/loop-table.ts';
+import { TRAIN_TABLE } from '../config/train-table.ts';
+import { RegistryError, StartupError, SwitchyardError, TrainingError } from '../errors/errors.ts';
 import { subcommandHelp } from '../config/help.ts';
 import { hasParent, reportedReady, tellParent } from './ipc.ts';
 
@@ -103,6 +105,30 @@ const COMMANDS: ReadonlyMap<string, CommandEntry> = new Map<string, CommandEntry
       run: lazy(() => import('./rollout.ts'), 'rolloutCommand'),
     },
   ],
+  [
+    'train',
+    {
+      summary: TRAIN_TABLE.summary,
+      help: subcommandHelp(TRAIN_TABLE),
+      run: lazy(() => import('./train.ts'), 'trainCommand'),
+    },
+  ],
+  [
+    'train-reference',
+    {
+      summary:
+        'The reference trainer behind the trainer interface (what `train` runs by default; docs/training.md).',
+      run: lazy(() => import('../trainer/command.ts'), 'trainReferenceCommand'),
+    },
+  ],
+  [
+    'loop',
+    {
+      summary: LOOP_TABLE.summary,
+      help: subcommandHelp(LOOP_TABLE),
+      run: lazy(() => import('./loop.ts'), 'loopCommand'),
+    },
+  ],
   ['help', { summary: "Show this help, or a command's: switchyard help <command>.", run: helpCommand }],
 ]);
 
@@ -142,7 +168,11 @@ function version(): string {
 
 /** Prints a failure as one line (a stack only for what is not a known start-up failure) and picks the exit status. */
 async function report(command: string, err: unknown): Promise<number> {
-  const known = err instanceof StartupError || err instanceof SwitchyardError || err instanceof RegistryError;
+  const known =
+    err instanceof StartupError ||
+    err instanceof SwitchyardError ||
+    err instanceof RegistryError ||
+    err instanceof TrainingError;
   const message = err instanceof Error ? err.message : String(err);
   // Under `up`, a start-up failure goes to the parent, which prints it once for the cluster.
   if (hasParent() && !reportedReady()) await tellParent({ type: 'failed', message });

@@ -16,6 +16,8 @@ import { COLLECTOR_TABLE, type CollectorSettings } from './collector-table.ts';
 import { DATASET_TABLE, type DatasetSettings } from './dataset-table.ts';
 import { ROLLOUT_TABLE, type RolloutSettings } from './rollout-table.ts';
 import { MODELS_TABLE, type ModelsSettings } from './models-table.ts';
+import { TRAIN_TABLE, type TrainSettings } from './train-table.ts';
+import { LOOP_TABLE, type LoopSettings } from './loop-table.ts';
 
 /** Every subcommand's options: a config file is checked against all of them. */
 export const ALL_TABLES: readonly OptionTable[] = [
@@ -26,6 +28,8 @@ export const ALL_TABLES: readonly OptionTable[] = [
   DATASET_TABLE,
   MODELS_TABLE,
   ROLLOUT_TABLE,
+  TRAIN_TABLE,
+  LOOP_TABLE,
   UP_TABLE,
 ];
 
@@ -75,6 +79,16 @@ export function resolveModelsConfig(input: ResolveInput): Resolved<ModelsSetting
 /** Options of `switchyard rollout`. */
 export function resolveRolloutConfig(input: ResolveInput): Resolved<RolloutSettings> {
   return resolveAs<RolloutSettings>(ROLLOUT_TABLE, input);
+}
+
+/** Options of `switchyard train`. */
+export function resolveTrainConfig(input: ResolveInput): Resolved<TrainSettings> {
+  return resolveAs<TrainSettings>(TRAIN_TABLE, input);
+}
+
+/** Options of `switchyard loop`. */
+export function resolveLoopConfig(input: ResolveInput): Resolved<LoopSettings> {
+  return resolveAs<LoopSettings>(LOOP_TABLE, input);
 }
 
 /**

@@ -104,6 +104,22 @@ export class OnnxDecoder implements Decoder {
 
   async forward(input: ForwardInput, cache: KvCache): Promise<Float32Array[]> {
     const { batchSize: B, seqLen: S } = input;
+    const data = await this.forwardAll(input, cache);
+    const V = this.vocabSize;
+    const rows: Float32Array[] = [];
+    for (let b = 0; b < B; b++) {
+      const at = (b * S + S - 1) * V;
+      rows.push(data.subarray(at, at + V));
+    }
+    return rows;
+  }
+
+  /**
+   * Like {@link forward}, but returns the logits of every position, `[batchSize, seqLen, vocab]`
+   * row-major (what scoring a whole sequence needs: see `token-loss.ts`).
+   */
+  async forwardAll(input: ForwardInput, cache: KvCache): Promise<Float32Array> {
+    const { batchSize: B, seqLen: S } = input;
     const feeds: Record<string, Tensor> = {
       input_ids: new ort.Tensor('int64', input.inputIds, [B, S]),
       attention_mask: new ort.Tensor('int64', input.attentionMask, [B, cache.length + S]),
@@ -115,14 +131,7 @@ export class OnnxDecoder implements Decoder {
     cache.adopt(out);
     const logits = out.logits;
     if (!logits) throw new Error('session output logits is missing');
-    const data = logits.data as Float32Array;
-    const V = this.vocabSize;
-    const rows: Float32Array[] = [];
-    for (let b = 0; b < B; b++) {
-      const at = (b * S + S - 1) * V;
-      rows.push(data.subarray(at, at + V));
-    }
-    return rows;
+    return logits.data as Float32Array;
   }
 
   /** Frees the native session. */

@@ -60,14 +60,17 @@ export class ModelTokenizer {
     return this.tokenizer.decode(ids as number[], { skip_special_tokens: true });
   }
 
-  /** Renders chat messages with the model's chat template, ready for generation. */
-  applyChatTemplate(messages: ChatMessage[]): string {
+  /**
+   * Renders chat messages with the model's chat template, ready for generation; with
+   * `addGenerationPrompt` false, as a finished conversation (what a trainer scores).
+   */
+  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt = true): string {
     if (!this.tokenizer.chat_template) {
       throw new InvalidRequestError('this model has no chat template: use a completion prompt instead');
     }
     const text: unknown = this.tokenizer.apply_chat_template(messages, {
       tokenize: false,
-      add_generation_prompt: true,
+      add_generation_prompt: addGenerationPrompt,
     });
     return String(text);
   }

@@ -246,3 +246,29 @@ export class RegistryError extends Error {
     this.reason = reason;
   }
 }
+
+/** Why a training run failed (see {@link TrainingError}). */
+export type TrainingFailure = 'trainer_failed' | 'bad_output';
+
+/**
+ * A training run (`switchyard train`, `switchyard loop`) failed: the trainer command exited
+ * non-zero or could not start (`trainer_failed`, with its exit code and last stderr lines in the
+ * message), or it exited 0 without leaving a model folder the engine can load (`bad_output`).
+ * Not part of the wire taxonomy: it reaches the operator who ran the command.
+ */
+export class TrainingError extends Error {
+  readonly reason: TrainingFailure;
+  /** The trainer's exit code, when it exited; null when it was killed by a signal or never started. */
+  readonly exitCode: number | null;
+  constructor(
+    reason: TrainingFailure,
+    message: string,
+    exitCode: number | null = null,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'TrainingError';
+    this.reason = reason;
+    this.exitCode = exitCode;
+  }
+}

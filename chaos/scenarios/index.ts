@@ -1,5 +1,6 @@
 /** Every scenario, in the order `npm run chaos` runs them. Add new ones here. */
 import { bridgeRestart } from './bridge-restart.ts';
+import { canaryRollback } from './canary-rollback.ts';
 import { cpuStarve } from './cpu-starve.ts';
 import { engineStall } from './engine-stall.ts';
 import { failSteps } from './fail-steps.ts';
@@ -40,6 +41,7 @@ export const SCENARIOS: readonly Scenario[] = [
   killCollector,
   rollingSigterm,
   hotSwap,
+  canaryRollback,
   engineStall,
   failSteps,
   cpuStarve,

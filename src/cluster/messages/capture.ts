@@ -18,12 +18,15 @@ import {
   readEnum,
   readInt,
   readNumber,
+  readObject,
   readOptional,
   readPattern,
   readString,
   type WireObject,
 } from '../../validation/fields.ts';
 import type { ErrorCode } from '../../errors/errors.ts';
+import type { RequestRollout } from '../../rollout/types.ts';
+import { ID_PATTERN } from '../subjects.ts';
 
 /** Version of the stored record formats. */
 export const CAPTURE_FORMAT_VERSION = 1;
@@ -110,6 +113,11 @@ export interface CompletionEvent {
   metadata?: Metadata;
   /** Kinds of text replaced by redaction, once each, sorted. */
   redacted?: RedactionKind[];
+  /**
+   * The canary rollout the request was split by, and the arm it was placed on (absent when no
+   * rollout split it). See docs/protocol.md, "Rollouts".
+   */
+  rollout?: RequestRollout;
   /** Whether the text fields were captured (`--capture-text`). */
   text_captured: boolean;
   started_at: string;
@@ -274,10 +282,26 @@ export function decodeCompletionEvent(data: Uint8Array | string): CompletionEven
   readNumber('duration_ms', o.duration_ms, { min: 0, max: Infinity });
   if (typeof o.final !== 'boolean') invalidField('final', 'a boolean', o.final);
   readString('requester', o.requester, { minLength: 1, maxLength: 256 });
+  readOptional(o, 'rollout', readRequestRollout);
   return o as unknown as CompletionEvent;
 }
 
-/** JSON bytes of a record. */
+/** The `rollout` field of a completion event: the rollout's id and the arm. */
+export function readRequestRollout(field: string, value: unknown): RequestRollout {
+  const o = readObject(field, value);
+  return {
+    id: readPattern(`${field}.id`, o.id, ID_PATTERN, '[A-Za-z0-9_-]{1,64}'),
+    arm: readEnum(`${field}.arm`, o.arm, ROLLOUT_ARMS),
+  };
+}
+
+/** The arms a request of a rollout is placed on. */
+const ROLLOUT_ARMS = ['stable', 'canary'] as const;
+
+/**
+ * JSON bytes of a record. It never throws (the capture publisher's pump calls it): a completion
+ * event's `rollout` comes from a rollout record the router decoded, so its id is valid already.
+ */
 export function encodeCaptureRecord(record: CompletionEvent | FeedbackEvent): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(record));
 }

@@ -50,6 +50,8 @@ export function watchRollouts(opts: RolloutWatchOptions): RolloutWatch {
   let retry: NodeJS.Timeout | undefined;
   /** Set while a problem was logged and no watch ran since: one line per outage, not per retry. */
   let complained = false;
+  /** Whether a watch ever ran. */
+  let watched = false;
 
   const again = (why: unknown): void => {
     current?.stop();
@@ -57,9 +59,13 @@ export function watchRollouts(opts: RolloutWatchOptions): RolloutWatch {
     if (stopped) return;
     if (!complained) {
       complained = true;
-      opts.log.warn(
+      // Before any watch ran, a missing bucket is the normal state of a cluster that has had no
+      // rollout (or runs without JetStream): said once, not as a warning. A watch lost is one.
+      opts.log[watched ? 'warn' : 'info'](
         { err: why instanceof Error ? why.message : String(why), retryMs },
-        `cannot watch rollouts (${ROLLOUTS_BUCKET}); no split until it can, retrying`,
+        watched
+          ? `the rollouts watch (${ROLLOUTS_BUCKET}) ended; splitting by the last weights seen, retrying`
+          : `cannot watch rollouts (${ROLLOUTS_BUCKET}) yet; no split until it can, retrying`,
       );
     }
     clearTimeout(retry);
@@ -98,6 +104,7 @@ export function watchRollouts(opts: RolloutWatchOptions): RolloutWatch {
       const watch = await kv.watch({ key: '>' });
       if (stopped) return watch.stop();
       current = watch;
+      watched = true;
       if (complained) opts.log.info({}, `watching rollouts (${ROLLOUTS_BUCKET}) again`);
       complained = false;
       void (async () => {

@@ -19,6 +19,7 @@ import { UP_TABLE } from '../config/up-table.ts';
 import { COLLECTOR_TABLE } from '../config/collector-table.ts';
 import { DATASET_TABLE } from '../config/dataset-table.ts';
 import { MODELS_TABLE } from '../config/models-table.ts';
+import { ROLLOUT_TABLE } from '../config/rollout-table.ts';
 import { RegistryError, StartupError, SwitchyardError } from '../errors/errors.ts';
 import { subcommandHelp } from '../config/help.ts';
 import { hasParent, reportedReady, tellParent } from './ipc.ts';
@@ -92,6 +93,14 @@ const COMMANDS: ReadonlyMap<string, CommandEntry> = new Map<string, CommandEntry
       summary: MODELS_TABLE.summary,
       help: subcommandHelp(MODELS_TABLE),
       run: lazy(() => import('./models.ts'), 'modelsCommand'),
+    },
+  ],
+  [
+    'rollout',
+    {
+      summary: ROLLOUT_TABLE.summary,
+      help: subcommandHelp(ROLLOUT_TABLE),
+      run: lazy(() => import('./rollout.ts'), 'rolloutCommand'),
     },
   ],
   ['help', { summary: "Show this help, or a command's: switchyard help <command>.", run: helpCommand }],

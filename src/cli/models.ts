@@ -7,6 +7,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../cluster/connection.ts';
 import { operatorConnection } from './local-up.ts';
+import { splitArgs } from './split-args.ts';
 import { assertId, assertRegistryRef } from '../cluster/subjects.ts';
 import { resolveModelsConfig } from '../config/actors.ts';
 import { subcommandHelp } from '../config/help.ts';
@@ -46,28 +47,6 @@ function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-/**
- * Splits the arguments into positionals and flags: a flag that takes a value takes the next
- * argument, so `--reason "a b" stable` keeps `stable` positional.
- */
-function splitArgs(argv: readonly string[]): { positionals: string[]; flags: string[] } {
-  const valueless = new Set(MODELS_TABLE.defs.filter((d) => d.type === 'bool').map((d) => d.flag));
-  valueless.add('help');
-  const positionals: string[] = [];
-  const flags: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (arg === '-h') flags.push(arg);
-    else if (!arg.startsWith('--')) positionals.push(arg);
-    else {
-      flags.push(arg);
-      const name = arg.slice(2);
-      if (!name.includes('=') && !valueless.has(name) && i + 1 < argv.length) flags.push(argv[++i] ?? '');
-    }
-  }
-  return { positionals, flags };
-}
-
 function usage(action: Action, why: string): StartupError {
   return new StartupError(
     'config',
@@ -89,7 +68,7 @@ export async function modelsCommand(argv: readonly string[]): Promise<number> {
     );
   }
   const act = action as Action;
-  const { positionals, flags } = splitArgs(rest);
+  const { positionals, flags } = splitArgs(rest, MODELS_TABLE);
   const resolved = resolveModelsConfig({ argv: flags });
   if (resolved.help) {
     process.stdout.write(subcommandHelp(MODELS_TABLE));

@@ -172,11 +172,14 @@ export function rolePermissions(
           ...streamConsumerSubjects(FEEDBACK_STREAM),
           ...kvBucketSubjects(RECORDS_BUCKET),
           ...registryWriter(),
-          // Rollouts tell replicas to swap (and swap back).
+          // Rollouts: their bucket, and swap commands to replicas (and back).
+          ...kvBucketSubjects(ROLLOUTS_BUCKET),
           ALL_REPLICA_SWAP,
         ],
         subscribe: [
           `${ALL_COLLECTOR_REQUESTS} ${COLLECTOR_QUEUE_GROUP}`,
+          // A rollout driver picks canary replicas from their heartbeats.
+          ALL_REPLICA_HEARTBEATS,
           collectorPageSubject(id),
           actorInboxes('collector', id),
         ],

@@ -47,6 +47,8 @@ import {
 import { mergeCompletion, mergeFeedback } from './record.ts';
 import { RecordStore } from './records.ts';
 import { versionStats } from './stats.ts';
+import { RolloutDriver } from '../rollout/driver.ts';
+import { RolloutMetrics } from '../rollout/metrics.ts';
 
 /** How long an export snapshot waits for its next page request. */
 export const SNAPSHOT_TTL_MS = 5 * 60_000;
@@ -105,6 +107,7 @@ class CollectorActor implements Collector {
   private readonly subs: Subscription[] = [];
   private readonly snapshots = new Map<string, Snapshot>();
   private metricsServer: MetricsServer | undefined;
+  private driver: RolloutDriver | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -157,10 +160,27 @@ class CollectorActor implements Collector {
       collector: this.id,
       records: this.records.size,
       versions: versionStats(this.records.records()),
+      // Each model's rollout with its recorded decisions: the web page's cluster view shows them.
+      rollouts: this.driver?.view() ?? [],
     }));
     serve(collectorSubject('export'), COLLECTOR_QUEUE_GROUP, (msg) => this.exportFirst(msg));
     serve(collectorPageSubject(this.id), undefined, (msg) => this.exportPage(msg));
     this.lagTimer = setInterval(() => void this.readLag(), DEFAULT_COLLECTOR_LAG_INTERVAL_MS).unref();
+    // Rollouts are judged on these records: every collector drives them (see src/rollout/driver.ts).
+    this.driver = new RolloutDriver({
+      nc: this.nc,
+      id: this.id,
+      log: this.log,
+      records: () => this.records.records(),
+      metrics: new RolloutMetrics(this.metrics.registry),
+    });
+    await this.driver.start().catch((err: unknown) => {
+      throw new StartupError(
+        'dependency',
+        `cannot start the rollout driver: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    });
     if (options.metricsPort > 0) {
       this.metricsServer = await serveMetrics(
         options.metricsPort,
@@ -328,6 +348,7 @@ class CollectorActor implements Collector {
     if (this.state === 'stopped') return;
     this.state = 'draining';
     clearInterval(this.lagTimer);
+    this.driver?.stop();
     for (const sub of this.subs) sub.unsubscribe();
     // Finish the merges in hand (their acks go out), leave the rest to the group.
     await Promise.allSettled(this.consumers.map((c) => c.stop()));

@@ -14,6 +14,7 @@ import { ROUTER_TABLE, type RouterSettings } from './router-table.ts';
 import { UP_TABLE, type UpSettings } from './up-table.ts';
 import { COLLECTOR_TABLE, type CollectorSettings } from './collector-table.ts';
 import { DATASET_TABLE, type DatasetSettings } from './dataset-table.ts';
+import { ROLLOUT_TABLE, type RolloutSettings } from './rollout-table.ts';
 import { MODELS_TABLE, type ModelsSettings } from './models-table.ts';
 
 /** Every subcommand's options: a config file is checked against all of them. */
@@ -24,6 +25,7 @@ export const ALL_TABLES: readonly OptionTable[] = [
   COLLECTOR_TABLE,
   DATASET_TABLE,
   MODELS_TABLE,
+  ROLLOUT_TABLE,
   UP_TABLE,
 ];
 
@@ -68,6 +70,11 @@ export function resolveDatasetConfig(input: ResolveInput): Resolved<DatasetSetti
 /** Options of `switchyard models <action>` (the positional arguments taken out). */
 export function resolveModelsConfig(input: ResolveInput): Resolved<ModelsSettings> {
   return resolveAs<ModelsSettings>(MODELS_TABLE, input);
+}
+
+/** Options of `switchyard rollout`. */
+export function resolveRolloutConfig(input: ResolveInput): Resolved<RolloutSettings> {
+  return resolveAs<RolloutSettings>(ROLLOUT_TABLE, input);
 }
 
 /**

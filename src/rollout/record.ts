@@ -43,6 +43,13 @@ export const MAX_STEPS = 20;
 export const MAX_CANARY_REPLICAS = 1_024;
 /** Longest reason (of the record, a decision, a check). */
 export const MAX_ROLLOUT_REASON_LENGTH = 1_024;
+/**
+ * A rollout id: what `rollout start` mints (`<model>@<version>-<random>`), so the model id, a
+ * version and a suffix fit.
+ */
+export const ROLLOUT_ID_PATTERN = /^[A-Za-z0-9._:@-]{1,160}$/;
+/** {@link ROLLOUT_ID_PATTERN} as error messages say it. */
+export const ROLLOUT_ID_SHAPE = '[A-Za-z0-9._:@-]{1,160}';
 /** Longest ISO 8601 time accepted. */
 const MAX_TIME_LENGTH = 64;
 
@@ -112,7 +119,7 @@ function readSteps(field: string, value: unknown): number[] {
 function readRoutingFields(o: WireObject): RoutingView {
   readInt('v', o.v, { min: ROLLOUT_FORMAT_VERSION, max: ROLLOUT_FORMAT_VERSION });
   const view: RoutingView = {
-    id: readId('id', o.id),
+    id: readPattern('id', o.id, ROLLOUT_ID_PATTERN, ROLLOUT_ID_SHAPE),
     model: readId('model', o.model),
     stable: readVersion('stable', o.stable),
     canary: readVersion('canary', o.canary),

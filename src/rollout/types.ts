@@ -15,12 +15,14 @@ export const ROLLOUT_FORMAT_VERSION = 1;
  * Where a rollout is. `starting`: written by `rollout start`, waiting for a collector to swap
  * the canary replicas (weight 0). `running`: the canary takes `weight` percent. `promoting`,
  * `aborting`: an operator asked (`rollout promote|abort`), the collector carries it out.
- * `rolling_back`: a check failed, weight is 0 already, canary replicas are being swapped back.
- * The rest are final.
+ * `held`: a step stayed inconclusive for the policy's `max_looks`: the canary keeps its weight
+ * and an operator promotes or aborts. `rolling_back`: a check failed, weight is 0 already,
+ * canary replicas are being swapped back. The rest are final.
  */
 export const ROLLOUT_STATES = [
   'starting',
   'running',
+  'held',
   'promoting',
   'aborting',
   'rolling_back',

@@ -121,9 +121,10 @@ describe('rollout record codec', () => {
   it('refuses every hostile field, naming it', () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ v: 2 }, /\bv must be/],
-      [{ id: 'a.b' }, /\bid must be/],
+      [{ id: 'a b' }, /\bid must be/],
+      [{ id: 'a/b' }, /\bid must be/],
       [{ id: '' }, /\bid must be/],
-      [{ id: 'x'.repeat(65) }, /\bid must be/],
+      [{ id: 'x'.repeat(161) }, /\bid must be/],
       [{ model: 'tiny gpt2' }, /model must be/],
       [{ model: undefined }, /model must be/],
       [{ stable: 'a/b' }, /stable must be/],

@@ -2,6 +2,7 @@
 // time to first token (p50, p99), time per output token (p50) and feedback (count, mean rating).
 
 import { $, el } from './dom.js';
+import { renderRollouts } from './rollouts.js';
 
 function ms(value) {
   if (typeof value !== 'number') return '–';
@@ -48,4 +49,5 @@ export function renderStats(doc, message) {
   empty.hidden = versions.length > 0;
   empty.textContent = message ?? 'No captured request yet.';
   $('stats-updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
+  renderRollouts(doc?.rollouts ?? []);
 }

@@ -26,7 +26,7 @@ import {
 } from '../../validation/fields.ts';
 import type { ErrorCode } from '../../errors/errors.ts';
 import type { RequestRollout } from '../../rollout/types.ts';
-import { ID_PATTERN } from '../subjects.ts';
+import { ROLLOUT_ID_PATTERN, ROLLOUT_ID_SHAPE } from '../../rollout/record.ts';
 
 /** Version of the stored record formats. */
 export const CAPTURE_FORMAT_VERSION = 1;
@@ -290,7 +290,7 @@ export function decodeCompletionEvent(data: Uint8Array | string): CompletionEven
 export function readRequestRollout(field: string, value: unknown): RequestRollout {
   const o = readObject(field, value);
   return {
-    id: readPattern(`${field}.id`, o.id, ID_PATTERN, '[A-Za-z0-9_-]{1,64}'),
+    id: readPattern(`${field}.id`, o.id, ROLLOUT_ID_PATTERN, ROLLOUT_ID_SHAPE),
     arm: readEnum(`${field}.arm`, o.arm, ROLLOUT_ARMS),
   };
 }

@@ -19,7 +19,11 @@
  *   - each replica's VmRSS (sampled from /proc every 50 ms): steady, peak during the swap, and
  *     after the old version was released (is the memory returned?), and idle after a full GC;
  *   - each replica's CPU (/proc/<pid>/stat) and the machine's (/proc/stat) in each window: what
- *     loading and warming the second version takes from serving on a machine with few cores.
+ *     loading and warming the second version takes from serving on a machine with few cores;
+ *   - after the load: how long a rollout weight change takes to reach every router
+ *     (`weight_apply_ms`): two more routers (in this process, for their onRolloutApplied hook)
+ *     watch the rollouts bucket; from just before each KV put of a new weight to the moment the
+ *     last of them applied that revision, median and worst of WEIGHT_CHANGES changes.
  * Prints a table and one JSON line; targets are reported as met or missed, never asserted.
  *
  *   npm run bench:rollout [-- --steady 20 --after 10 --concurrency 8 --tokens 32]
@@ -33,7 +37,13 @@ import { SwitchyardClient } from '../src/client/client.ts';
 import { connectNats } from '../src/cluster/connection.ts';
 import type { GenerateRequest } from '../src/cluster/messages/generate.ts';
 import { decodeReplicaHeartbeat } from '../src/cluster/messages/heartbeat.ts';
-import { ALL_REPLICA_HEARTBEATS } from '../src/cluster/subjects.ts';
+import { ALL_REPLICA_HEARTBEATS, ROLLOUTS_BUCKET } from '../src/cluster/subjects.ts';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { DEFAULT_POLICY } from '../src/rollout/policy.ts';
+import { encodeRolloutRecord } from '../src/rollout/record.ts';
+import { ROLLOUT_FORMAT_VERSION, type RolloutRecord } from '../src/rollout/types.ts';
+import { startRouter, type Router } from '../src/router/router.ts';
 import { freePort } from '../src/cli/nats-server.ts';
 import { Registry } from '../src/registry/registry.ts';
 import { ActorProcess, killAll, waitFor } from '../test/helpers/cluster.ts';
@@ -81,6 +91,12 @@ const TIMELINE_BIN_MS = 250;
 /** Targets of the issue (reported, not asserted). */
 const TARGET_TPS_RATIO = 0.8;
 const TARGET_CONVERGE_MS = 5_000;
+/** Routers that time a weight change, and the changes timed. */
+const WEIGHT_ROUTERS = 2;
+const WEIGHT_CHANGES = 7;
+/** The longest a weight change may take to reach every router before the bench gives up. */
+const WEIGHT_APPLY_TIMEOUT_MS = 10_000;
+
 /** Distinct requests the load cycles through: each recurs, so its tokens can be compared per version. */
 const DISTINCT_REQUESTS = 16;
 /** Seeded requests' sampling (as the hot-swap tests use: moderate, so batching does not flip tokens). */
@@ -235,6 +251,7 @@ async function main(): Promise<void> {
     for (const s of samplers) s.stop();
     // With the load stopped: a full GC in each replica, to tell garbage from memory held natively.
     const gcd = await Promise.all(replicas.map((r) => r.memory({ gc: true })));
+    const weightApply = await measureWeightApply(server.url, nc);
 
     if (args.timeline) {
       for (
@@ -358,6 +375,10 @@ async function main(): Promise<void> {
       max_tokens: MAX_TOKENS,
       replica_threads: THREADS,
       load_s: +((afterTo - loadStart) / 1_000).toFixed(1),
+      weight_apply_ms: weightApply.median,
+      weight_apply_ms_max: weightApply.max,
+      weight_apply_routers: WEIGHT_ROUTERS,
+      weight_apply_changes: WEIGHT_CHANGES,
     };
     const row = (name: string, value: number, unit: string): [string, number, string] => [
       name,
@@ -411,6 +432,11 @@ async function main(): Promise<void> {
         row('machine CPU busy, swap window', machineSwap * 100, `% of ${cores} cores`),
         row('peak RSS / steady (worst replica)', peakRatio, ''),
         row('RSS after release / steady (worst)', afterRatio, ''),
+        row(
+          'rollout weight put -> last router applied',
+          weightApply.median,
+          `ms (median of ${WEIGHT_CHANGES}, worst ${weightApply.max}; ${WEIGHT_ROUTERS} routers)`,
+        ),
       ])}\n`,
     );
     const targets: Array<[string, boolean]> = [
@@ -428,6 +454,75 @@ async function main(): Promise<void> {
     await killAll(actors);
     await server.stop();
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Times rollout weight changes: WEIGHT_ROUTERS routers watch the rollouts bucket; each change is
+ * timed from just before its put to the last router's onRolloutApplied of its revision.
+ */
+async function measureWeightApply(
+  natsUrl: string,
+  nc: Awaited<ReturnType<typeof connectNats>>,
+): Promise<{ median: number; max: number }> {
+  const kv = await new Kvm(jetstream(nc)).create(ROLLOUTS_BUCKET, { history: 1 });
+  const appliedAt = new Map<number, number[]>();
+  const routers: Router[] = [];
+  try {
+    for (let i = 0; i < WEIGHT_ROUTERS; i++) {
+      routers.push(
+        await startRouter({
+          id: `roll-w${i}`,
+          nats: { servers: natsUrl },
+          onRolloutApplied: (_model, revision) => {
+            const at = performance.now();
+            appliedAt.set(revision, [...(appliedAt.get(revision) ?? []), at]);
+          },
+        }),
+      );
+    }
+    const at = new Date().toISOString();
+    const record = (weight: number): RolloutRecord => ({
+      v: ROLLOUT_FORMAT_VERSION,
+      id: 'bench-weight',
+      model: 'bench-weight-model',
+      stable: '1',
+      canary: '2',
+      alias: ALIAS,
+      steps: [10, 25, 50, 100],
+      step: 0,
+      weight,
+      state: 'running',
+      canary_replicas_min: 1,
+      canary_replicas: [],
+      policy: DEFAULT_POLICY,
+      by: 'bench',
+      started_at: at,
+      step_started_at: at,
+      updated_at: at,
+      reason: 'bench:rollout weight_apply_ms',
+      decisions: [],
+    });
+    const applied = (revision: number): Promise<void> =>
+      waitFor(
+        `${WEIGHT_ROUTERS} routers applying revision ${revision}`,
+        () => (appliedAt.get(revision)?.length ?? 0) >= WEIGHT_ROUTERS,
+        WEIGHT_APPLY_TIMEOUT_MS,
+      );
+    // A first put that both routers see before anything is timed (their watches are running).
+    await applied(await kv.put('bench-weight-model', encodeRolloutRecord(record(5))));
+    const times: number[] = [];
+    for (let i = 0; i < WEIGHT_CHANGES; i++) {
+      const weight = [10, 25, 50, 75, 30, 60, 90][i % 7]!;
+      const from = performance.now();
+      const revision = await kv.put('bench-weight-model', encodeRolloutRecord(record(weight)));
+      await applied(revision);
+      times.push(Math.max(...appliedAt.get(revision)!) - from);
+    }
+    const round = (ms: number): number => Math.round(ms * 10) / 10;
+    return { median: round(median(times)), max: round(Math.max(...times)) };
+  } finally {
+    await Promise.all(routers.map((r) => r.stop()));
   }
 }
 

@@ -93,6 +93,11 @@ function registryReader(): string[] {
   ];
 }
 
+/** Watching the rollouts (routers split traffic by them): get and watch, never a write. */
+function rolloutsReader(): string[] {
+  return [JETSTREAM_ACCOUNT_INFO, ...kvBucketReadSubjects(ROLLOUTS_BUCKET)];
+}
+
 /** Managing the model registry (the collector's rollouts): push, alias and remove. */
 function registryWriter(): string[] {
   return [
@@ -123,6 +128,8 @@ export function rolePermissions(
           roleInboxes('bridge'),
           // Completion events, acked by JetStream on the router's inbox.
           ALL_COMPLETIONS,
+          // Rollout weights: watched, never written.
+          ...rolloutsReader(),
         ],
         subscribe: [
           `${GENERATE_SUBJECT} ${ROUTER_QUEUE_GROUP}`,

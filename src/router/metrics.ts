@@ -17,6 +17,7 @@ import {
   type Registry,
 } from '../telemetry/prometheus.ts';
 import type { Membership } from './membership.ts';
+import type { RolloutArm } from '../rollout/types.ts';
 
 /**
  * Most distinct `model` label values one router mints. Model names reach the router in replica
@@ -67,6 +68,10 @@ export class RouterMetrics {
   private readonly generationTokens: Counter<'model'>;
   private readonly failovers: Counter<'reason'>;
   private readonly declaredDead: Counter;
+  private readonly rolloutWeight: Gauge<'model' | 'canary_version'>;
+  private readonly rolloutRequests: Counter<'model' | 'arm'>;
+  /** The canary label each model's weight series has now (removed when the rollout changes). */
+  private readonly rolloutSeries = new Map<string, string>();
   private readonly byModel = new Map<string, ModelInstruments>();
   /** Model names given a label of their own so far (at most MAX_MODEL_LABELS). */
   private readonly modelLabels = new Set<string>();
@@ -158,6 +163,18 @@ export class RouterMetrics {
         this.inc({ reason: 'refused' }, refused);
       },
     });
+    this.rolloutWeight = new Gauge({
+      name: 'switchyard_router_rollout_weight',
+      help: 'Percent of new requests of a model this router sends to its canary version (rollouts).',
+      labelNames: ['model', 'canary_version'],
+      registers,
+    });
+    this.rolloutRequests = new Counter({
+      name: 'switchyard_router_rollout_requests_total',
+      help: 'Requests admitted during a rollout, by the arm they were placed on (stable, canary).',
+      labelNames: ['model', 'arm'],
+      registers,
+    });
     scraped(registry, 'gauge', 'switchyard_router_in_flight', 'Requests this router owns now.', () =>
       source.inFlight(),
     );
@@ -198,6 +215,24 @@ export class RouterMetrics {
 
   replicaDeclaredDead(): void {
     this.declaredDead.inc();
+  }
+
+  /** The weight this router applies to `model`'s canary now; undefined when it has no rollout. */
+  rolloutApplied(model: string, canary: string | undefined, weight: number): void {
+    const label = this.modelLabel(model);
+    const previous = this.rolloutSeries.get(label);
+    if (previous !== undefined && previous !== canary) {
+      this.rolloutWeight.remove({ model: label, canary_version: previous });
+      this.rolloutSeries.delete(label);
+    }
+    if (canary === undefined) return;
+    this.rolloutSeries.set(label, canary);
+    this.rolloutWeight.set({ model: label, canary_version: canary }, weight);
+  }
+
+  /** A request admitted on an arm of a rollout. */
+  rolloutRequest(model: string, arm: RolloutArm): void {
+    this.rolloutRequests.inc({ model: this.modelLabel(model), arm });
   }
 
   /** `model` itself while fewer than MAX_MODEL_LABELS names have a label, else OTHER_MODEL_LABEL. */

@@ -69,6 +69,11 @@ export interface RouterOptions {
   metricsHost?: string;
   /** What this router captures into the completions stream (README, "Capture"). */
   capture?: CaptureOptions;
+  /**
+   * In-process hook (tests, bench:rollout): a model's rollout change, of KV revision `revision`,
+   * now routes new requests. Not a configuration option.
+   */
+  onRolloutApplied?: (model: string, revision: number) => void;
 }
 
 /** Router options with every default filled in. */
@@ -88,6 +93,7 @@ export interface CompiledRouterOptions {
   metricsPort: number;
   metricsHost: string;
   capture: CompiledCaptureOptions;
+  onRolloutApplied?: (model: string, revision: number) => void;
 }
 
 /** Fills defaults and rejects contradictions with a message naming the option. */
@@ -131,5 +137,6 @@ export function compileRouterOptions(opts: RouterOptions): CompiledRouterOptions
     metricsPort: checkMs('metricsPort', opts.metricsPort, 0, 0),
     metricsHost: checkMetricsHost(opts.metricsHost),
     capture: compileCaptureOptions(opts.capture),
+    ...(opts.onRolloutApplied !== undefined ? { onRolloutApplied: opts.onRolloutApplied } : {}),
   };
 }

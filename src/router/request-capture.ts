@@ -16,6 +16,7 @@ import { CAPTURE_FORMAT_VERSION } from '../cluster/messages/capture.ts';
 import type { GenerateRequest } from '../cluster/messages/generate.ts';
 import type { End } from '../cluster/messages/stream.ts';
 import type { SwitchyardError } from '../errors/errors.ts';
+import type { RequestRollout } from '../rollout/types.ts';
 
 /** Who and what a captured request is, known at admission. */
 export interface CaptureSubject {
@@ -29,6 +30,8 @@ export interface CaptureSubject {
   /** Capture prompts and outputs (`--capture-text`). */
   text: boolean;
   span: Span;
+  /** The rollout that split the request, and its arm. */
+  rollout?: RequestRollout;
 }
 
 /** The outcome of a request as its router ends it. */
@@ -75,7 +78,7 @@ export class RequestCapture {
 
   /** The event for this request's end, as it will be stored (before redaction). */
   event(outcome: CaptureOutcome, attempts: number, promptTokens: number): CompletionEvent {
-    const { req, requestId, requester, router, keyId, span, text } = this.subject;
+    const { req, requestId, requester, router, keyId, span, text, rollout } = this.subject;
     const endedAt = Date.now();
     const durationMs = performance.now() - this.startedMs;
     const resumed = req.resumeTokenIds ?? [];
@@ -118,6 +121,7 @@ export class RequestCapture {
       ...(traceId !== undefined && !/^0+$/.test(traceId) ? { trace_id: traceId } : {}),
       ...(keyId !== undefined ? { api_key_id: keyId } : {}),
       ...(req.metadata !== undefined ? { metadata: req.metadata } : {}),
+      ...(rollout !== undefined ? { rollout: { id: rollout.id, arm: rollout.arm } } : {}),
       text_captured: text,
       started_at: new Date(this.startedAt).toISOString(),
       ended_at: new Date(endedAt).toISOString(),

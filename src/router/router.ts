@@ -55,6 +55,10 @@ import { RequestCapture } from './request-capture.ts';
 import type { SwitchyardError } from '../errors/errors.ts';
 import type { RequestMeta } from '../cluster/headers.ts';
 import { context, trace, type Context, type Span } from '@opentelemetry/api';
+import { SWITCHYARD_ATTRS } from '../telemetry/attributes.ts';
+import type { RequestRollout } from '../rollout/types.ts';
+import { watchRollouts, type AppliedRollout, type RolloutWatch } from './rollouts.ts';
+import { armOfVersion, placeSplit, splits } from './rollout-split.ts';
 
 /** Lifecycle of a router (the one actor lifecycle). */
 export type RouterState = ActorState;
@@ -129,6 +133,9 @@ class RouterActor implements Router, RouterContext {
   private stopping: Promise<void> | undefined;
   private resolveClosed!: () => void;
   private readonly capture: CapturePublisher | undefined;
+  /** Each model's rollout as the watch last delivered it (models without one are absent). */
+  private readonly rollouts = new Map<string, AppliedRollout>();
+  private rolloutWatch: RolloutWatch | undefined;
 
   constructor(
     readonly options: CompiledRouterOptions,
@@ -191,6 +198,12 @@ class RouterActor implements Router, RouterContext {
     this.stopReconnectWatch = watchReconnects(this.nc, () => {
       this.log.warn({ inFlight: this.requests.size }, 'NATS reconnected: failing over every running attempt');
       for (const request of [...this.requests.values()]) request.connectionLost();
+    });
+    // Started before the warm-up, so that the first requests are split as every other router splits them.
+    this.rolloutWatch = watchRollouts({
+      nc: this.nc,
+      log: this.log,
+      onChange: (model, rollout, revision) => this.applyRollout(model, rollout, revision),
     });
     this.beat();
     await new Promise((resolve) => setTimeout(resolve, MEMBERSHIP_WARMUP_MS));
@@ -268,6 +281,22 @@ class RouterActor implements Router, RouterContext {
     });
   }
 
+  /** A rollout change from the watch: new requests of `model` split by it from now on. */
+  private applyRollout(model: string, rollout: AppliedRollout | undefined, revision: number): void {
+    if (rollout === undefined) this.rollouts.delete(model);
+    else this.rollouts.set(model, rollout);
+    this.metrics.rolloutApplied(model, rollout?.canary, rollout?.weight ?? 0);
+    this.log.info(
+      rollout === undefined
+        ? { model, revision }
+        : { model, rollout: rollout.id, weight: rollout.weight, state: rollout.state, revision },
+      rollout === undefined
+        ? `rollout of ${model} gone: no split`
+        : `rollout ${rollout.id} of ${model}: ${rollout.weight}% to ${rollout.canary} (${rollout.state})`,
+    );
+    this.options.onRolloutApplied?.(model, revision);
+  }
+
   /** Malformed heartbeats and those whose subject names another id are counted and logged by the monitor. */
   private onHeartbeat(msg: Msg): void {
     const change = this.membership.receive(msg.subject, msg.data, Date.now());
@@ -299,8 +328,15 @@ class RouterActor implements Router, RouterContext {
       model = req.model;
       trace.describe(req, requestId);
       refused = { req, requestId, meta };
-      const first = this.admit(req);
+      const { first, rollout } = this.admit(req, requestId);
       refused = undefined;
+      if (rollout !== undefined) {
+        this.metrics.rolloutRequest(req.model, rollout.arm);
+        trace.span.setAttributes({
+          [SWITCHYARD_ATTRS.rolloutId]: rollout.id,
+          [SWITCHYARD_ATTRS.rolloutArm]: rollout.arm,
+        });
+      }
       if (isSampled(req) && req.seed === undefined) req.seed = randomSeed();
       // A resend of a request this router still owns for this requester (its client lost track of
       // us): the new stream replaces the old one, which nobody listens to any more. The same id
@@ -308,7 +344,7 @@ class RouterActor implements Router, RouterContext {
       const key = requestKey(requesterOf(msg.reply), requestId);
       this.requests.get(key)?.fail(new UnavailableError('superseded by a resend of the same request'));
       const deadline = meta.deadline ?? Date.now() + this.options.requestTimeoutMs;
-      const capture = this.captureOf(req, requestId, meta, msg.reply, trace.span);
+      const capture = this.captureOf(req, requestId, meta, msg.reply, trace.span, rollout);
       // The router's own fields stay here: a replica needs no caller metadata.
       const forwarded = { ...req };
       delete forwarded.metadata;
@@ -351,6 +387,7 @@ class RouterActor implements Router, RouterContext {
     meta: RequestMeta,
     reply: string,
     span: Span,
+    rollout?: RequestRollout,
   ): RequestCapture | undefined {
     if (this.capture === undefined || !isCaptured(this.options.capture, req.model, requestId))
       return undefined;
@@ -365,6 +402,7 @@ class RouterActor implements Router, RouterContext {
       ...(keyId !== undefined ? { keyId } : {}),
       text: this.options.capture.text,
       span,
+      ...(rollout !== undefined ? { rollout } : {}),
     });
   }
 
@@ -387,9 +425,11 @@ class RouterActor implements Router, RouterContext {
 
   /**
    * Throws the typed refusal when the request cannot be placed now; else returns the replica
-   * its first attempt goes to (its version is the request's pin).
+   * its first attempt goes to (its version is the request's pin) and, while a rollout of the
+   * model is live, the arm it is on: a request that names no version is split by its id
+   * (rollout-split.ts), one that names a version is on that version's arm.
    */
-  private admit(req: GenerateRequest): Member {
+  private admit(req: GenerateRequest, requestId: string): { first: Member; rollout?: RequestRollout } {
     const { model, version } = req;
     if (this.state !== 'running') throw new UnavailableError(`router ${this.id} is ${this.state}`);
     if (this.requests.size >= this.options.maxInFlight) {
@@ -416,11 +456,19 @@ class RouterActor implements Router, RouterContext {
     }
     // Only full queues refuse: a replica short of token budget still queues the request (its
     // queue is bounded), and routing prefers replicas whose budget fits (RoutedRequest.choose).
-    const first = place(candidates, NO_EXCLUSIONS, estimateRequestTokens(req), this.strategy);
-    if (first === undefined) {
-      throw new BusyError(`every replica of ${wanted} is full (${candidates.length} live); retry later`);
+    const estimate = estimateRequestTokens(req);
+    const rollout = this.rollouts.get(model);
+    if (version === undefined && splits(rollout)) {
+      const split = placeSplit(rollout, requestId, this.membership, estimate, this.strategy);
+      if (split !== undefined) return split;
+    } else {
+      const first = place(candidates, NO_EXCLUSIONS, estimate, this.strategy);
+      if (first !== undefined) {
+        const arm = version === undefined ? undefined : armOfVersion(rollout, version);
+        return arm === undefined ? { first } : { first, rollout: arm };
+      }
     }
-    return first;
+    throw new BusyError(`every replica of ${wanted} is full (${candidates.length} live); retry later`);
   }
 
   private onCancel(msg: Msg): void {
@@ -477,6 +525,7 @@ class RouterActor implements Router, RouterContext {
     this.state = 'stopped';
     this.beat();
     this.stopReconnectWatch?.();
+    this.rolloutWatch?.stop();
     // What is still buffered gets the rest of the grace to reach JetStream (then counted as dropped).
     await this.capture?.close(CAPTURE_CLOSE_GRACE_MS);
     for (const timer of this.timers) clearInterval(timer);

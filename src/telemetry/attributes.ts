@@ -81,6 +81,9 @@ export const SWITCHYARD_ATTRS = {
   /** Tokens already streamed when a failover resumed the request elsewhere. */
   resumedTokens: 'switchyard.resumed_tokens',
   batchSize: 'switchyard.batch.size',
+  /** On the route span of a request split by a canary rollout: the rollout's id and the arm. */
+  rolloutId: 'switchyard.rollout.id',
+  rolloutArm: 'switchyard.rollout.arm',
 } as const;
 
 /** Names of the spans that are not message spans (those are named by operation and subject). */

@@ -2,7 +2,8 @@
  * The registry under the per-role permissions (src/cluster/permissions.ts) on an nkey-secured
  * nats-server with JetStream: a replica resolves, fetches and watches, but every push, alias
  * move and removal it tries is refused and changes nothing; the collector and the operator may
- * do all three; bridges, routers and clients cannot even read the registry.
+ * do all three; bridges, routers and clients cannot even read the registry. Routers watch the
+ * rollouts bucket but cannot write, purge or delete it.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -15,8 +16,14 @@ import {
   MODELS_OBJECT_BUCKET,
   MODEL_ALIASES_BUCKET,
   MODEL_VERSIONS_BUCKET,
+  ROLLOUTS_BUCKET,
   type InboxRole,
 } from '../../src/cluster/subjects.ts';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { encodeRolloutRecord } from '../../src/rollout/record.ts';
+import { watchRollouts, type AppliedRollout } from '../../src/router/rollouts.ts';
+import { sampleRollout } from '../rollout/record-fixture.ts';
 import { fetchVersion } from '../../src/registry/cache.ts';
 import { Registry } from '../../src/registry/registry.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
@@ -141,5 +148,37 @@ describe('the model registry under the per-role permissions', () => {
       await publishRefused(nc, `$JS.API.CONSUMER.CREATE.OBJ_${MODELS_OBJECT_BUCKET}`);
       await publishRefused(nc, `$KV.${MODEL_ALIASES_BUCKET}.pm.stable`);
     }
+  });
+
+  it('a router watches the rollouts but cannot write, purge or delete them', async () => {
+    const operator = await new Kvm(jetstream(await as('operator'))).create(ROLLOUTS_BUCKET, { history: 1 });
+    await operator.put('pm', encodeRolloutRecord(sampleRollout({ model: 'pm', weight: 10 })));
+    const seen: AppliedRollout[] = [];
+    const watch = watchRollouts({
+      nc: await as('router'),
+      log: { info: () => undefined, warn: () => undefined },
+      onChange: (_model, rollout) => {
+        if (rollout !== undefined) seen.push(rollout);
+      },
+    });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (seen.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(seen[0]?.weight, 10, 'the router read the rollout through its watch');
+    } finally {
+      watch.stop();
+    }
+    const nc = await as('router');
+    for (const subject of [
+      `$KV.${ROLLOUTS_BUCKET}.pm`,
+      `$JS.API.STREAM.PURGE.KV_${ROLLOUTS_BUCKET}`,
+      `$JS.API.STREAM.DELETE.KV_${ROLLOUTS_BUCKET}`,
+      `$JS.API.STREAM.CREATE.KV_${ROLLOUTS_BUCKET}`,
+      `$JS.API.STREAM.UPDATE.KV_${ROLLOUTS_BUCKET}`,
+      `$JS.API.STREAM.MSG.DELETE.KV_${ROLLOUTS_BUCKET}`,
+    ]) {
+      await publishRefused(nc, subject);
+    }
+    assert.equal((await operator.get('pm'))?.revision, 1, 'the rollout is unchanged');
   });
 });

@@ -18,6 +18,7 @@ import {
   readEnum,
   readInt,
   readNumber,
+  readObject,
   readOptional,
   readPattern,
   readString,
@@ -25,6 +26,7 @@ import {
 } from '../../validation/fields.ts';
 import type { ErrorCode } from '../../errors/errors.ts';
 import type { RequestRollout } from '../../rollout/types.ts';
+import { ROLLOUT_ID_PATTERN, ROLLOUT_ID_SHAPE } from '../../rollout/record.ts';
 
 /** Version of the stored record formats. */
 export const CAPTURE_FORMAT_VERSION = 1;
@@ -111,10 +113,13 @@ export interface CompletionEvent {
   metadata?: Metadata;
   /** Kinds of text replaced by redaction, once each, sorted. */
   redacted?: RedactionKind[];
+  /**
+   * The canary rollout the request was split by, and the arm it was placed on (absent when no
+   * rollout split it). See docs/protocol.md, "Rollouts".
+   */
+  rollout?: RequestRollout;
   /** Whether the text fields were captured (`--capture-text`). */
   text_captured: boolean;
-  /** The rollout arm its router placed the request on, while a rollout of its model ran. */
-  rollout?: RequestRollout;
   started_at: string;
   ended_at: string;
 }
@@ -277,10 +282,26 @@ export function decodeCompletionEvent(data: Uint8Array | string): CompletionEven
   readNumber('duration_ms', o.duration_ms, { min: 0, max: Infinity });
   if (typeof o.final !== 'boolean') invalidField('final', 'a boolean', o.final);
   readString('requester', o.requester, { minLength: 1, maxLength: 256 });
+  readOptional(o, 'rollout', readRequestRollout);
   return o as unknown as CompletionEvent;
 }
 
-/** JSON bytes of a record. */
+/** The `rollout` field of a completion event: the rollout's id and the arm. */
+export function readRequestRollout(field: string, value: unknown): RequestRollout {
+  const o = readObject(field, value);
+  return {
+    id: readPattern(`${field}.id`, o.id, ROLLOUT_ID_PATTERN, ROLLOUT_ID_SHAPE),
+    arm: readEnum(`${field}.arm`, o.arm, ROLLOUT_ARMS),
+  };
+}
+
+/** The arms a request of a rollout is placed on. */
+const ROLLOUT_ARMS = ['stable', 'canary'] as const;
+
+/**
+ * JSON bytes of a record. It never throws (the capture publisher's pump calls it): a completion
+ * event's `rollout` comes from a rollout record the router decoded, so its id is valid already.
+ */
 export function encodeCaptureRecord(record: CompletionEvent | FeedbackEvent): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(record));
 }

@@ -285,8 +285,8 @@ export class RoutedRequest {
   }
 
   /**
-   * The replica of the next attempt: one that has the pinned version loaded. A soft pin whose
-   * version is gone, on a request that holds no tokens yet, moves to a version served now.
+   * The replica of the next attempt: one that has the pinned version loaded. A soft pin, on a
+   * request that holds no tokens yet, moves to another version when none of its own can take it.
    */
   private choose(estimate: number): Member | undefined {
     const first = this.firstChoice;
@@ -302,7 +302,10 @@ export class RoutedRequest {
       strategy,
     );
     if (pinned !== undefined || this.pin.hard || this.tokensHeld > 0) return pinned;
-    if (membership.hasVersion(this.req.model, this.pin.version)) return undefined;
+    // A soft pin with no token delivered yet binds nothing the client holds: when no replica of
+    // its version can take the attempt (gone, excluded after failing, or full), any version may.
+    // A canary whose engine fails is then retried on stable, and the evidence still counts the
+    // failover against the canary (the completion event keeps the arm it was admitted on).
     const other = place(membership.candidates(this.req.model, undefined), this.excluded, estimate, strategy);
     if (other !== undefined) this.pin.version = other.hb.modelVersion;
     return other;

@@ -149,6 +149,10 @@ export function defBuilders(subcommand: string): {
   ms: (key: string, flag: string, fallback: number, doc: string, min?: number) => OptionDef;
   /** A string option with no default. */
   text: (key: string, flag: string, metavar: string, doc: string) => OptionDef;
+  /** A bare flag, off unless given. */
+  bool: (key: string, flag: string, doc: string) => OptionDef;
+  /** `--by NAME`: who is acting, as a command records it (default `user@host`). */
+  by: (doc: string) => OptionDef;
   metricsPort: () => OptionDef;
   metricsHost: () => OptionDef;
 } {
@@ -175,6 +179,16 @@ export function defBuilders(subcommand: string): {
       doc,
     }),
     text: (key, flag, metavar, doc) => ({ key, flag, env: env(flag), type: 'string', metavar, doc }),
+    bool: (key, flag, doc) => ({ key, flag, env: env(flag), type: 'bool', default: false, doc }),
+    by: (doc) => ({
+      key: 'by',
+      flag: 'by',
+      env: env('by'),
+      type: 'string',
+      metavar: 'NAME',
+      defaultText: 'user@host',
+      doc,
+    }),
     metricsPort: () => ({
       key: 'metricsPort',
       flag: 'metrics-port',

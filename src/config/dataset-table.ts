@@ -33,7 +33,7 @@ export interface DatasetSettings extends CommonSettings {
   timeoutMs: number;
 }
 
-const { env, text } = defBuilders('dataset');
+const { env, text, bool, ms } = defBuilders('dataset');
 
 const defs: OptionDef[] = [
   {
@@ -73,23 +73,8 @@ const defs: OptionDef[] = [
     type: 'bool',
     doc: 'Only requests with feedback (--has-feedback=false: only those without).',
   },
-  {
-    key: 'json',
-    flag: 'json',
-    env: env('json'),
-    type: 'bool',
-    default: false,
-    doc: 'Write one JSON document on stdout and nothing else (progress goes to stderr).',
-  },
-  {
-    key: 'timeoutMs',
-    flag: 'timeout-ms',
-    env: env('timeout-ms'),
-    type: 'duration-ms',
-    min: 1,
-    default: DEFAULT_DATASET_TIMEOUT_MS,
-    doc: "How long to wait for a collector's answer.",
-  },
+  bool('json', 'json', 'Write one JSON document on stdout and nothing else (progress goes to stderr).'),
+  ms('timeoutMs', 'timeout-ms', DEFAULT_DATASET_TIMEOUT_MS, "How long to wait for a collector's answer."),
   logLevelDef(),
   ...natsDefs(DEFAULT_SERVERS_TEXT),
 ];

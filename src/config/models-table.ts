@@ -32,7 +32,7 @@ export interface ModelsSettings extends CommonSettings {
   timeoutMs: number;
 }
 
-const { env, text } = defBuilders('models');
+const { text, bool, by, ms } = defBuilders('models');
 
 const defs: OptionDef[] = [
   text(
@@ -51,32 +51,9 @@ const defs: OptionDef[] = [
   ),
   text('trainer', 'trainer', 'COMMAND', 'push: lineage, the command that trained it.'),
   text('reason', 'reason', 'TEXT', 'alias: why the alias moves (kept in its history).'),
-  {
-    key: 'by',
-    flag: 'by',
-    env: env('by'),
-    type: 'string',
-    metavar: 'NAME',
-    defaultText: 'user@host',
-    doc: 'push, alias: who is acting, as the registry records it.',
-  },
-  {
-    key: 'json',
-    flag: 'json',
-    env: env('json'),
-    type: 'bool',
-    default: false,
-    doc: 'Write one JSON document on stdout and nothing else (messages go to stderr).',
-  },
-  {
-    key: 'timeoutMs',
-    flag: 'timeout-ms',
-    env: env('timeout-ms'),
-    type: 'duration-ms',
-    min: 1,
-    default: DEFAULT_MODELS_TIMEOUT_MS,
-    doc: 'How long one JetStream call may take.',
-  },
+  by('push, alias: who is acting, as the registry records it.'),
+  bool('json', 'json', 'Write one JSON document on stdout and nothing else (messages go to stderr).'),
+  ms('timeoutMs', 'timeout-ms', DEFAULT_MODELS_TIMEOUT_MS, 'How long one JetStream call may take.'),
   logLevelDef(),
   ...natsDefs(DEFAULT_SERVERS_TEXT),
 ];

@@ -29,7 +29,7 @@ export interface RolloutSettings extends CommonSettings {
   timeoutMs: number;
 }
 
-const { env, text, int } = defBuilders('rollout');
+const { text, int, bool, by, ms } = defBuilders('rollout');
 
 const defs: OptionDef[] = [
   text(
@@ -52,32 +52,9 @@ const defs: OptionDef[] = [
   ),
   text('alias', 'alias', 'ALIAS', 'start: the alias promotion moves (default stable).'),
   text('reason', 'reason', 'TEXT', 'promote, abort: why (kept in the decisions).'),
-  {
-    key: 'by',
-    flag: 'by',
-    env: env('by'),
-    type: 'string',
-    metavar: 'NAME',
-    defaultText: 'user@host',
-    doc: 'Who is acting, as the rollout records it.',
-  },
-  {
-    key: 'json',
-    flag: 'json',
-    env: env('json'),
-    type: 'bool',
-    default: false,
-    doc: 'status: write one JSON document on stdout and nothing else.',
-  },
-  {
-    key: 'timeoutMs',
-    flag: 'timeout-ms',
-    env: env('timeout-ms'),
-    type: 'duration-ms',
-    min: 1,
-    default: DEFAULT_ROLLOUT_TIMEOUT_MS,
-    doc: 'How long one JetStream call may take.',
-  },
+  by('Who is acting, as the rollout records it.'),
+  bool('json', 'json', 'status: write one JSON document on stdout and nothing else.'),
+  ms('timeoutMs', 'timeout-ms', DEFAULT_ROLLOUT_TIMEOUT_MS, 'How long one JetStream call may take.'),
   logLevelDef(),
   ...natsDefs(DEFAULT_SERVERS_TEXT),
 ];

@@ -8,7 +8,8 @@
 //
 //   node scripts/setup.mjs [--quiet] [--no-nats] [--browser]
 //
-// --browser (also implied by CI=true) installs Debian's chromium for the web page's browser test.
+// --browser (also implied by CI=true) installs Debian's chromium for the web page's browser test,
+// and the Vulkan loader (libvulkan1) that the WebGPU tests need to run on chromium's SwiftShader.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
@@ -171,10 +172,28 @@ function ensureChromium() {
     fail(`chromium still not found at ${CHROMIUM_PATH} after installing; run: ${aptCommand('chromium')}`);
 }
 
+// The Vulkan loader, for the WebGPU tests on SwiftShader (chromium's software Vulkan driver):
+// Dawn, inside onnxruntime, opens libvulkan.so.1, which chromium's package does not install.
+const VULKAN_LOADER_DIRS = ['/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib'];
+
+function ensureVulkanLoader() {
+  if (VULKAN_LOADER_DIRS.some((d) => existsSync(join(d, 'libvulkan.so.1')))) return;
+  if (!isRoot()) {
+    console.error(
+      `[setup] The Vulkan loader is not installed, so the WebGPU tests will be skipped. Install it with:\n  sudo sh -c '${aptCommand('libvulkan1')}'`,
+    );
+    return;
+  }
+  aptInstall('libvulkan1', 'the Vulkan loader, for the WebGPU tests');
+}
+
 checkNode();
 ensureDependencies();
 ensureModels();
 if (!skipNats) ensureNatsServer();
 ensureSetpriv();
-if (withBrowser) ensureChromium();
+if (withBrowser) {
+  ensureChromium();
+  ensureVulkanLoader();
+}
 log('ready');

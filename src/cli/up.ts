@@ -349,7 +349,8 @@ class Cluster {
       plan.logLevel,
       ...(this.configFile === undefined ? [] : ['--config', this.configFile]),
     ];
-    const where = plan.gpuIds === undefined ? 'cpu' : `GPUs ${plan.gpuIds.join(',')}`;
+    const where =
+      plan.gpuIds === undefined ? (plan.replicaDevices[0] ?? 'cpu') : plan.replicaDevices.join(',');
     say(
       `up: starting ${plan.routers} router(s), then ${plan.replicas} replica(s) of ` +
         `${displayPath(plan.model)} (${where}, ${plan.threads} thread(s) each)…`,
@@ -387,17 +388,16 @@ class Cluster {
 
     for (let i = 1; i <= plan.replicas; i++) {
       const id = local ? `replica-${i}` : newActorId('replica');
-      const gpu = plan.gpuIds?.[i - 1];
-      const device = gpu === undefined ? undefined : `cuda:${gpu}`;
+      const device = plan.replicaDevices[i - 1] ?? 'cpu';
       const args = [...common, '--model', model, '--threads', String(plan.threads)];
-      if (device !== undefined) args.push('--device', device);
+      if (device !== 'cpu') args.push('--device', device);
       this.replicas.push(
         await this.spawn({
           role: 'replica',
           id,
           env: this.childEnv(env, 'replica', id),
           args,
-          device: device ?? 'cpu',
+          device,
         }),
       );
     }

@@ -4,6 +4,7 @@
  * particular to one subcommand (up's GPU list and thread split, the bridge's timeouts).
  */
 import { availableParallelism } from 'node:os';
+import { parseDevice, webgpuIndexRefusal } from '../engine/device.ts';
 import { StartupError } from '../errors/errors.ts';
 import { BRIDGE_TABLE, type BridgeSettings } from './bridge-table.ts';
 import { selectGpus, parseGpus, type NvidiaSmi } from './gpus.ts';
@@ -123,6 +124,8 @@ export function resolveBridgeConfig(input: ResolveInput): Resolved<BridgeSetting
 export interface UpPlan extends UpSettings {
   /** GPU ordinal of each replica, or undefined for CPU replicas. */
   gpuIds: number[] | undefined;
+  /** The device each replica is started with (`cpu`, `cuda:N`, `webgpu:N`). */
+  replicaDevices: string[];
   /** Intra-op threads of each replica. */
   threads: number;
 }
@@ -131,6 +134,34 @@ export interface UpPlan extends UpSettings {
 export interface MachineProbe {
   nvidiaSmi?: NvidiaSmi;
   cores?: number;
+}
+
+/**
+ * The device of each replica `up` starts. With `--gpus`, `--device` names the provider (`cuda`
+ * unless it says `webgpu`); WebGPU can address only adapter 0 (see `webgpuIndexRefusal`), so a
+ * list that needs another is refused before anything starts.
+ */
+function devicesOf(device: string | undefined, gpuIds: number[] | undefined, replicas: number): string[] {
+  if (gpuIds === undefined) {
+    const one = device === undefined ? 'cpu' : device === 'cuda' ? 'cuda:0' : device;
+    const parsed = parseDevice(one);
+    if (parsed.kind === 'webgpu' && parsed.id > 0)
+      throw new StartupError('config', webgpuIndexRefusal(parsed.id));
+    return Array.from({ length: replicas }, () => (parsed.kind === 'webgpu' ? 'webgpu:0' : one));
+  }
+  const kind = device ?? 'cuda';
+  if (kind !== 'cuda' && kind !== 'webgpu') {
+    throw new StartupError(
+      'config',
+      `--gpus places one replica per GPU with the provider --device names: give --device cuda or --device webgpu, not '${kind}'`,
+    );
+  }
+  if (kind === 'webgpu') {
+    const beyond = gpuIds.find((id) => id > 0);
+    if (beyond !== undefined)
+      throw new StartupError('config', `--gpus ${gpuIds.join(',')}: ${webgpuIndexRefusal(beyond)}`);
+  }
+  return gpuIds.map((id) => `${kind}:${id}`);
 }
 
 /** Options of `switchyard up`; `--gpus all` runs nvidia-smi. */
@@ -143,7 +174,7 @@ export function resolveUpConfig(input: ResolveInput, probe: MachineProbe = {}): 
   if (s.gpus !== undefined) {
     const selection = parseGpus(s.gpus);
     if (typeof selection === 'string') throw new StartupError('config', selection); // the table checked it already
-    gpuIds = selectGpus(selection, probe.nvidiaSmi);
+    gpuIds = selectGpus(selection, probe.nvidiaSmi, s.device === 'webgpu');
     const replicasSource = r.sources.get('replicas');
     if (replicasSource !== undefined && replicasSource.kind !== 'default' && replicas !== gpuIds.length) {
       const gpusSource = r.sources.get('gpus') ?? { kind: 'default' };
@@ -154,7 +185,8 @@ export function resolveUpConfig(input: ResolveInput, probe: MachineProbe = {}): 
     }
     replicas = gpuIds.length;
   }
+  const replicaDevices = devicesOf(s.device, gpuIds, replicas);
   const cores = probe.cores ?? availableParallelism();
   const threads = s.threads ?? Math.max(1, Math.floor(cores / replicas));
-  return { ...r, settings: { ...s, replicas, gpuIds, threads } };
+  return { ...r, settings: { ...s, replicas, gpuIds, replicaDevices, threads } };
 }

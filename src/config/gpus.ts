@@ -43,10 +43,20 @@ export type NvidiaSmi = () => SpawnSyncReturns<string>;
 
 const runNvidiaSmi: NvidiaSmi = () => spawnSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 10_000 });
 
-/** The GPU ordinals a selection stands for; `all` asks nvidia-smi, with a clear error when it cannot. */
-export function selectGpus(selection: GpuSelection, nvidiaSmi: NvidiaSmi = runNvidiaSmi): number[] {
+/**
+ * The GPU ordinals a selection stands for; `all` asks nvidia-smi, with a clear error when it cannot.
+ * For WebGPU without nvidia-smi (another vendor's driver, or SwiftShader) `all` is adapter 0, the
+ * one adapter onnxruntime's WebGPU provider opens.
+ */
+export function selectGpus(
+  selection: GpuSelection,
+  nvidiaSmi: NvidiaSmi = runNvidiaSmi,
+  webgpu = false,
+): number[] {
   if (selection.kind === 'list') return selection.ids;
   const result = nvidiaSmi();
+  if (webgpu && result.error !== undefined && (result.error as NodeJS.ErrnoException).code === 'ENOENT')
+    return [0];
   if (result.error !== undefined) {
     const missing = (result.error as NodeJS.ErrnoException).code === 'ENOENT';
     throw new StartupError(

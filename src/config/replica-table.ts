@@ -31,7 +31,7 @@ import { MODEL_CACHE_ENV } from '../registry/cache.ts';
 export const MODEL_ENV = 'SWITCHYARD_MODEL';
 
 /** Whether a device name is one the engine accepts; kept here so a typo fails before NATS is touched. */
-export const DEVICE_PATTERN = /^(cpu|cuda:\d{1,3})$/;
+export const DEVICE_PATTERN = /^(cpu|cuda:\d{1,3}|webgpu(:\d{1,3})?)$/;
 
 /** A replica's settings as resolved: its options plus what only the CLI uses. */
 export interface ReplicaSettings extends ReplicaOptions, CommonSettings {
@@ -65,13 +65,13 @@ const defs: OptionDef[] = [
     flag: 'device',
     env: env('device'),
     type: 'string',
-    metavar: 'cpu|cuda:N',
+    metavar: 'cpu|cuda:N|webgpu[:N]',
     default: 'cpu',
     check: (v) =>
       typeof v === 'string' && DEVICE_PATTERN.test(v)
         ? undefined
-        : `expected cpu or cuda:N (e.g. cuda:0), got '${String(v)}'`,
-    doc: 'Device to run on; a GPU that cannot be had fails start-up (never a silent CPU fallback).',
+        : `expected cpu, cuda:N or webgpu[:N] (e.g. cuda:0, webgpu), got '${String(v)}'`,
+    doc: 'Device to run on: the CPU, a CUDA GPU, or a WebGPU (Vulkan) adapter; one that cannot be had fails start-up (never a silent CPU fallback).',
   },
   {
     key: 'engine.intraOpThreads',

@@ -25,6 +25,8 @@ export interface UpSettings extends CommonSettings {
   model: string;
   /** `all` or `0,1`, checked by the table; {@link resolveUpConfig} turns it into GPU ordinals. */
   gpus?: string;
+  /** Every replica's device, or with `gpus` the provider of the GPUs it lists (`cuda` without it). */
+  device?: string;
   threads?: number;
   /** Where the bridge listens; port 0 lets it pick a free one. */
   host: string;
@@ -105,7 +107,20 @@ const defs: OptionDef[] = [
       const parsed = parseGpus(String(v));
       return typeof parsed === 'string' ? parsed : undefined;
     },
-    doc: 'One replica per listed GPU, each pinned with --device cuda:N; `all` counts them with nvidia-smi.',
+    doc: 'One replica per listed GPU, each pinned to it with the provider --device names (cuda unless --device webgpu); `all` counts them with nvidia-smi.',
+  },
+  {
+    key: 'device',
+    flag: 'device',
+    env: env('device'),
+    type: 'string',
+    metavar: 'cpu|cuda[:N]|webgpu[:N]',
+    defaultText: 'cpu (cuda with --gpus)',
+    check: (v) =>
+      /^(cpu|cuda(:\d{1,3})?|webgpu(:\d{1,3})?)$/.test(String(v))
+        ? undefined
+        : `expected cpu, cuda[:N] or webgpu[:N] (e.g. webgpu), got '${String(v)}'`,
+    doc: 'Device of every replica; with --gpus, the provider of the GPUs it lists (a kind: cuda or webgpu).',
   },
   {
     key: 'threads',

@@ -27,10 +27,15 @@ export interface KvCache {
   feeds(into: Record<string, Tensor>): void;
   /** Adopts the present.* outputs of a run as the new past (length grows by the run's sequence length). */
   adopt(outputs: Record<string, Tensor>): void;
-  /** Appends another cache's rows below this one's, left-padding the shorter side. */
-  append(other: KvCache): void;
+  /**
+   * Appends another cache's rows below this one's, left-padding the shorter side. Takes `other`'s
+   * rows: `other` is left empty. (A device cache runs a graph for it, hence the promise.)
+   */
+  append(other: KvCache): void | Promise<void>;
   /** Keeps only the given rows (in order) and drops `trimLeft` leading positions of every row. */
-  select(rows: readonly number[], trimLeft: number): void;
+  select(rows: readonly number[], trimLeft: number): void | Promise<void>;
+  /** Frees what the cache holds (device buffers); the cache is empty afterwards. */
+  dispose(): void;
 }
 
 /** Names of the past inputs and present outputs for layer i, as Optimum exports them. */
@@ -119,6 +124,11 @@ export class HostKvCache implements KvCache {
     }
     this.rows = rows;
     this.len = len;
+  }
+
+  dispose(): void {
+    this.tensors = this.tensors.map(() => new Float32Array(0));
+    this.len = 0;
   }
 
   select(keep: readonly number[], trimLeft: number): void {

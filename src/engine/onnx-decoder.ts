@@ -7,8 +7,10 @@ import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import * as ort from 'onnxruntime-node';
 import { StartupError } from '../errors/errors.ts';
 import { deviceFailure, executionProviders, type Device } from './device.ts';
+import { DeviceKvCache, DeviceKvOps } from './device-kv-cache.ts';
 import { HostKvCache, pastName, presentName, type KvCache } from './kv-cache.ts';
 import type { ModelInfo } from './model-info.ts';
+import type { OrtMeter } from './ort-meter.ts';
 
 /** One forward pass over a left-padded batch. */
 export interface ForwardInput {
@@ -46,10 +48,14 @@ export interface SessionSettings {
    * actors share a host (measured: tens of times slower steps with two spinning sessions on 2 cores).
    */
   spinning: boolean;
+  /** Counts host bytes and device buffers over every session run (tests and benchmarks, in-process only). */
+  meter?: OrtMeter;
 }
 
 /** onnxruntime session options for these settings (also used by benchmarks for like-for-like runs). */
-export function sessionOptions(settings: Omit<SessionSettings, 'device'>): InferenceSession.SessionOptions {
+export function sessionOptions(
+  settings: Omit<SessionSettings, 'device' | 'meter'>,
+): InferenceSession.SessionOptions {
   return {
     intraOpNumThreads: settings.intraOpThreads,
     interOpNumThreads: settings.interOpThreads,
@@ -61,6 +67,28 @@ export function sessionOptions(settings: Omit<SessionSettings, 'device'>): Infer
 
 const USE_CACHE_BRANCH = 'use_cache_branch';
 
+/**
+ * Session options for a graph on the WebGPU provider whose outputs stay on the device. The cache
+ * graphs must run there entirely (`allNodesOnDevice`: a node placed on the CPU would copy a KV
+ * tensor to the host inside onnxruntime, where no meter sees it). The model may not: onnxruntime
+ * places its int64 shape and mask arithmetic on the CPU (measured on the bundled model: 10 such
+ * nodes, three MemcpyFromHost for input_ids and two mask booleans, no MemcpyToHost).
+ */
+function deviceOptions(
+  settings: SessionSettings,
+  outputLocation: 'gpu-buffer' | 'cpu',
+  allNodesOnDevice: boolean,
+): InferenceSession.SessionOptions {
+  const base = sessionOptions(settings);
+  const session = { ...(base.extra as { session: object }).session };
+  return {
+    ...base,
+    executionProviders: executionProviders(settings.device),
+    preferredOutputLocation: outputLocation,
+    extra: { session: allNodesOnDevice ? { ...session, disable_cpu_ep_fallback: '1' } : session },
+  };
+}
+
 /** A {@link Decoder} backed by an onnxruntime-node session. */
 export class OnnxDecoder implements Decoder {
   readonly vocabSize: number;
@@ -70,6 +98,8 @@ export class OnnxDecoder implements Decoder {
   private constructor(
     private readonly session: InferenceSession,
     private readonly info: ModelInfo,
+    /** The device-side cache graphs when the model runs on WebGPU; undefined on the CPU. */
+    private readonly ops: DeviceKvOps | undefined,
   ) {
     this.vocabSize = info.vocabSize;
     this.hasPositionIds = session.inputNames.includes('position_ids');
@@ -79,12 +109,15 @@ export class OnnxDecoder implements Decoder {
   /** Loads the session and checks that its inputs and outputs are the layout the engine drives. */
   static async load(info: ModelInfo, settings: SessionSettings): Promise<OnnxDecoder> {
     const providers = executionProviders(settings.device);
+    const onDevice = settings.device.kind === 'webgpu';
     let session: InferenceSession;
     try {
-      session = await ort.InferenceSession.create(info.onnxPath, {
-        ...sessionOptions(settings),
-        executionProviders: providers,
-      });
+      session = await ort.InferenceSession.create(
+        info.onnxPath,
+        onDevice
+          ? deviceOptions(settings, 'gpu-buffer', false)
+          : { ...sessionOptions(settings), executionProviders: providers },
+      );
     } catch (err) {
       if (settings.device.kind !== 'cpu') throw deviceFailure(settings.device, err);
       throw new StartupError(
@@ -95,18 +128,47 @@ export class OnnxDecoder implements Decoder {
       );
     }
     checkLayout(session, info);
-    return new OnnxDecoder(session, info);
+    settings.meter?.attach(session);
+    let ops: DeviceKvOps | undefined;
+    if (onDevice) {
+      try {
+        ops = await DeviceKvOps.create(
+          info,
+          info.vocabSize,
+          (model, location) => ort.InferenceSession.create(model, deviceOptions(settings, location, true)),
+          settings.meter,
+        );
+      } catch (err) {
+        await session.release();
+        throw deviceFailure(settings.device, err);
+      }
+    }
+    return new OnnxDecoder(session, info, ops);
   }
 
   newCache(batchSize: number): KvCache {
-    return new HostKvCache(this.info, batchSize);
+    return this.ops
+      ? new DeviceKvCache(this.info, this.ops, batchSize)
+      : new HostKvCache(this.info, batchSize);
   }
 
   async forward(input: ForwardInput, cache: KvCache): Promise<Float32Array[]> {
     const { batchSize: B, seqLen: S } = input;
-    const data = await this.forwardAll(input, cache);
     const V = this.vocabSize;
     const rows: Float32Array[] = [];
+    if (this.ops) {
+      // On the device only each row's last logits come to the host (a prefill's other positions stay).
+      const logits = await this.run(input, cache);
+      let last: Float32Array;
+      try {
+        last = await this.ops.lastLogits(logits);
+      } finally {
+        logits.dispose();
+      }
+      for (let b = 0; b < B; b++) rows.push(last.subarray(b * V, (b + 1) * V));
+      return rows;
+    }
+    const data = await this.forwardAll(input, cache);
     for (let b = 0; b < B; b++) {
       const at = (b * S + S - 1) * V;
       rows.push(data.subarray(at, at + V));
@@ -119,6 +181,13 @@ export class OnnxDecoder implements Decoder {
    * row-major (what scoring a whole sequence needs: see `token-loss.ts`).
    */
   async forwardAll(input: ForwardInput, cache: KvCache): Promise<Float32Array> {
+    if (this.ops) throw new Error("forwardAll reads every position's logits: run it on the CPU");
+    const logits = await this.run(input, cache);
+    return logits.data as Float32Array;
+  }
+
+  /** One session run that extends `cache`; returns the logits tensor (on the device under WebGPU). */
+  private async run(input: ForwardInput, cache: KvCache): Promise<Tensor> {
     const { batchSize: B, seqLen: S } = input;
     const feeds: Record<string, Tensor> = {
       input_ids: new ort.Tensor('int64', input.inputIds, [B, S]),
@@ -128,15 +197,21 @@ export class OnnxDecoder implements Decoder {
     if (this.hasCacheBranch) feeds[USE_CACHE_BRANCH] = new ort.Tensor('bool', [cache.length > 0], [1]);
     cache.feeds(feeds);
     const out = await this.session.run(feeds);
-    cache.adopt(out);
     const logits = out.logits;
-    if (!logits) throw new Error('session output logits is missing');
-    return logits.data as Float32Array;
+    try {
+      if (!logits) throw new Error('session output logits is missing');
+      cache.adopt(out);
+    } catch (err) {
+      for (const t of Object.values(out)) if (t.location === 'gpu-buffer') t.dispose();
+      throw err;
+    }
+    return logits;
   }
 
-  /** Frees the native session. */
+  /** Frees the native sessions. */
   async release(): Promise<void> {
     await this.session.release();
+    await this.ops?.release();
   }
 }
 

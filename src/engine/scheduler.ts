@@ -122,7 +122,7 @@ export class Scheduler {
    */
   async prefill(): Promise<StepEvent[]> {
     const events: StepEvent[] = [];
-    this.dropCancelled(events);
+    await this.dropCancelled(events);
     const batch = this.admit();
     if (batch.length === 0) return events;
     for (const req of batch) this.prefilling.set(req.id, req);
@@ -151,6 +151,7 @@ export class Scheduler {
       );
     } catch (err) {
       // Only this batch is lost: the running batch's cache is untouched.
+      cache.dispose();
       this.failPrefilling(events, messageOf(err));
       return events;
     }
@@ -169,14 +170,25 @@ export class Scheduler {
     });
     this.prefilling.clear();
     this.cancelAfterPrefill.clear();
-    if (joined.length === 0) return events;
-    if (keep.length < n) {
-      // Some newcomers finished on their first token: drop them before joining.
-      const trim = Math.min(...joined.map((r) => r.pad));
-      cache.select(keep, trim);
-      for (const row of joined) row.pad -= trim;
+    if (joined.length === 0) {
+      cache.dispose();
+      return events;
     }
-    this.join(joined, cache);
+    try {
+      if (keep.length < n) {
+        // Some newcomers finished on their first token: drop them before joining.
+        const trim = Math.min(...joined.map((r) => r.pad));
+        await cache.select(keep, trim);
+        for (const row of joined) row.pad -= trim;
+      }
+      await this.join(joined, cache);
+    } catch (err) {
+      // Reshaping a cache failed (on a device, a lost buffer): the running batch's cache may be
+      // half-written, so every admitted row ends; what was already emitted stands.
+      cache.dispose();
+      for (const row of joined) if (!this.rows.includes(row)) this.rows.push(row);
+      this.failAll(events, messageOf(err));
+    }
     return events;
   }
 
@@ -215,7 +227,12 @@ export class Scheduler {
   /** One decode step over the running batch. */
   async decode(): Promise<StepEvent[]> {
     const events: StepEvent[] = [];
-    this.dropCancelled(events);
+    try {
+      await this.dropCancelled(events);
+    } catch (err) {
+      this.failAll(events, messageOf(err));
+      return events;
+    }
     const B = this.rows.length;
     if (B === 0) return events;
     const L = this.cache.length;
@@ -251,7 +268,14 @@ export class Scheduler {
         events.push(failed(row.req.id, row.req.promptIds.length, row.produced, messageOf(err), 'request'));
       }
     });
-    if (keep.length < B) this.compact(keep);
+    if (keep.length < B) {
+      try {
+        await this.compact(keep);
+      } catch (err) {
+        // Rows that ended this step keep their events; the rest lose a cache that may be half-written.
+        this.failAll(events, messageOf(err));
+      }
+    }
     return events;
   }
 
@@ -262,6 +286,7 @@ export class Scheduler {
       events.push(failed(row.req.id, row.req.promptIds.length, row.produced, message, 'engine'));
     }
     this.rows = [];
+    this.cache.dispose();
     this.cache = this.decoder.newCache(0);
   }
 
@@ -351,16 +376,16 @@ export class Scheduler {
     return this.tokenBytes[token] ?? EMPTY;
   }
 
-  private join(joined: Row[], cache: KvCache): void {
+  private async join(joined: Row[], cache: KvCache): Promise<void> {
     const grow = Math.max(0, cache.length - this.cache.length);
     const shift = Math.max(0, this.cache.length - cache.length);
+    await this.cache.append(cache);
     for (const row of this.rows) row.pad += grow;
     for (const row of joined) row.pad += shift;
-    this.cache.append(cache);
     this.rows.push(...joined);
   }
 
-  private dropCancelled(events: StepEvent[]): void {
+  private async dropCancelled(events: StepEvent[]): Promise<void> {
     if (!this.rows.some((r) => r.cancelled)) return;
     const keep: number[] = [];
     this.rows.forEach((row, b) => {
@@ -371,18 +396,24 @@ export class Scheduler {
         keep.push(b);
       }
     });
-    this.compact(keep);
+    await this.compact(keep);
   }
 
-  private compact(keep: number[]): void {
+  private async compact(keep: number[]): Promise<void> {
     const rows = keep.map((b) => this.rows[b]!);
     if (rows.length === 0) {
       this.rows = [];
+      this.cache.dispose();
       this.cache = this.decoder.newCache(0);
       return;
     }
     const trim = Math.min(...rows.map((r) => r.pad));
-    this.cache.select(keep, trim);
+    try {
+      await this.cache.select(keep, trim);
+    } catch (err) {
+      this.rows = rows; // the dropped rows have ended; the caller fails the kept ones
+      throw err;
+    }
     for (const row of rows) row.pad -= trim;
     this.rows = rows;
   }

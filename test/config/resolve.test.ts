@@ -155,7 +155,7 @@ describe('bad input names its source', () => {
     );
     rejects(() => replica({ argv: ['--max-queue', '-1'] }), /--max-queue: expected an integer >= 0/);
     rejects(() => replica({ argv: ['--drain-grace-ms', 'soon'] }), /--drain-grace-ms: expected a duration/);
-    rejects(() => replica({ argv: ['--device', 'gpu0'] }), /--device: expected cpu or cuda:N/);
+    rejects(() => replica({ argv: ['--device', 'gpu0'] }), /--device: expected cpu, cuda:N or webgpu\[:N\]/);
     rejects(() => replica({ argv: ['--id', 'a.b'] }), /--id: expected \[A-Za-z0-9_-\]/);
     rejects(
       () => replica({ env: { SWITCHYARD_ALLOW_FAULT_INJECTION: 'maybe' } }),
@@ -253,6 +253,27 @@ describe('up: --gpus and threads', () => {
     assert.equal(s.replicas, 2);
     assert.equal(s.threads, 4);
     assert.deepEqual(up(['--gpus', '0', '--replicas', '1']).gpuIds, [0], 'an agreeing count is fine');
+  });
+
+  it("--device names every replica's device, and the provider of the GPUs --gpus lists", () => {
+    assert.deepEqual(up(['--replicas', '2']).replicaDevices, ['cpu', 'cpu']);
+    assert.deepEqual(up(['--device', 'webgpu']).replicaDevices, ['webgpu:0']);
+    assert.deepEqual(up(['--gpus', '1,3']).replicaDevices, ['cuda:1', 'cuda:3'], '--gpus alone is CUDA');
+    assert.deepEqual(up(['--gpus', '0', '--device', 'webgpu']).replicaDevices, ['webgpu:0']);
+    const missing: NvidiaSmi = () => ({
+      ...smi('')(),
+      error: Object.assign(new Error('spawnSync nvidia-smi ENOENT'), { code: 'ENOENT' }),
+      status: null,
+    });
+    assert.deepEqual(
+      up(['--gpus', 'all', '--device', 'webgpu'], { nvidiaSmi: missing }).replicaDevices,
+      ['webgpu:0'],
+      'without nvidia-smi, all is the one adapter WebGPU opens',
+    );
+    rejects(() => up(['--gpus', '0,1', '--device', 'webgpu']), /webgpu:1 cannot be had: .*no adapter index/);
+    rejects(() => up(['--device', 'webgpu:2']), /webgpu:2 cannot be had/);
+    rejects(() => up(['--gpus', '0', '--device', 'cpu']), /give --device cuda or --device webgpu, not 'cpu'/);
+    rejects(() => up(['--device', 'tpu']), /--device: expected cpu, cuda\[:N\] or webgpu\[:N\]/);
   });
 
   it('all counts GPUs with nvidia-smi', () => {

@@ -24,6 +24,9 @@ class FakeCache implements KvCache {
   ) {}
   feeds(): void {}
   adopt(): void {}
+  dispose(): void {
+    this.length = 0;
+  }
   append(other: KvCache): void {
     this.batchSize += other.batchSize;
     this.length = Math.max(this.length, other.length);

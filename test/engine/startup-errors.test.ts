@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { StartupError } from '../../src/errors/errors.ts';
+import { findVulkanLoader, VULKAN_LOADER } from '../../src/engine/device.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { TEST_THREADS, TINY_MODEL } from '../helpers/models.ts';
 
@@ -73,6 +74,41 @@ describe('engine start-up errors', () => {
   it('an unknown device name is a configuration error', async () => {
     const err = await startupFailure({ modelDir: TINY_MODEL, device: 'gpu0', ...TEST_THREADS });
     assert.equal(err.reason, 'config');
-    assert.match(err.message, /'cpu' or 'cuda:N'/);
+    assert.match(err.message, /'cpu', 'cuda:N' or 'webgpu\[:N\]'/);
+  });
+
+  it('a WebGPU adapter other than 0 is refused: the provider cannot choose one', async () => {
+    const err = await startupFailure({ modelDir: TINY_MODEL, device: 'webgpu:1', ...TEST_THREADS });
+    assert.equal(err.reason, 'device_unavailable');
+    assert.match(err.message, /webgpu:1 cannot be had: .*has no adapter index/);
+    assert.match(err.message, /only webgpu:0 can be honoured/);
+  });
+
+  it('WebGPU without a Vulkan driver fails with how to fix it, never falling back to CPU', async () => {
+    // No driver manifest at all (this process never opened a WebGPU device before).
+    process.env.VK_ICD_FILENAMES = join(tmpdir(), 'switchyard-no-such-driver', 'icd.json');
+    const err = await startupFailure({ modelDir: TINY_MODEL, device: 'webgpu', ...TEST_THREADS });
+    assert.equal(err.reason, 'device_unavailable');
+    assert.match(err.message, /webgpu:0 is unavailable: no Vulkan adapter that WebGPU accepts/);
+    assert.match(err.message, /VK_ICD_FILENAMES=.*vk_swiftshader_icd\.json/);
+  });
+
+  it('finds the Vulkan loader where dlopen would, and nothing where it is absent', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-vulkan-'));
+    writeFileSync(join(dir, VULKAN_LOADER), '');
+    assert.equal(
+      findVulkanLoader({ LD_LIBRARY_PATH: dir }, () => '', []),
+      join(dir, VULKAN_LOADER),
+    );
+    const cache = '\tlibvulkan.so.1 (libc6,x86-64) => /opt/vk/libvulkan.so.1\n';
+    assert.equal(
+      findVulkanLoader({}, () => cache, []),
+      '/opt/vk/libvulkan.so.1',
+    );
+    assert.equal(
+      findVulkanLoader({}, () => '', []),
+      undefined,
+    );
+    rmSync(dir, { recursive: true });
   });
 });

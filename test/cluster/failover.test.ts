@@ -11,9 +11,9 @@ import { connectNats } from '../../src/cluster/connection.ts';
 import type { GenerateRequest } from '../../src/cluster/messages/generate.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { freePort } from '../../src/cli/nats-server.ts';
-import type { GenerateResult } from '../../src/engine/types.ts';
 import { ActorProcess, injectFault, killAll, waitFor } from '../helpers/cluster.ts';
-import { request, send, type Recorded, type Sent } from '../helpers/front-door.ts';
+import { assertExact } from '../helpers/exact.ts';
+import { request, send, type Sent } from '../helpers/front-door.ts';
 import { waitForAliveReplicas } from '../helpers/metrics.ts';
 import { TEST_THREADS, TINY_MODEL } from '../helpers/models.ts';
 import { NatsServer } from '../helpers/nats-server.ts';
@@ -69,58 +69,6 @@ const ENDINGS: GenerateRequest[] = [
   // An end-of-sequence token after 94 tokens (seed 27; no greedy prompt tried reached EOS).
   { model: 'tiny-gpt2', prompt: 'The night shift at the yard', temperature: 0.6, topP: 0.9, seed: 27 },
 ];
-
-/** The uninterrupted run of the same request (with the seed the router announced). */
-async function reference(engine: Engine, req: GenerateRequest, got: Recorded): Promise<GenerateResult> {
-  const { model: _model, ...params } = req;
-  const seed = got.ack?.seed;
-  return engine.generate(seed === undefined ? params : { ...params, seed });
-}
-
-/**
- * Every stream ended as its uninterrupted run ends: the same tokens, none twice, none missing,
- * the same text (the end's text included), finish reason and usage, after at least `minAttempts`
- * attempts whose chunks come in attempt order. (Contiguous seq needs no check here: the stream
- * layer turns a gap into an error, which the first assertion catches.)
- */
-async function assertExact(
-  engine: Engine,
-  requests: GenerateRequest[],
-  sent: Sent[],
-  minAttempts: number,
-): Promise<GenerateResult[]> {
-  const results = await Promise.all(sent.map((s) => s.done));
-  const refs: GenerateResult[] = [];
-  for (const [i, got] of results.entries()) {
-    const req = requests[i]!;
-    assert.equal(got.error, undefined, `stream ${i} failed: ${got.error?.code} ${got.error?.message}`);
-    assert.ok(got.end, `stream ${i} has no end`);
-    assert.ok(got.end.attempts >= minAttempts, `stream ${i} took ${got.end.attempts} attempt(s)`);
-    const attempts = got.chunks.map((c) => c.attempt);
-    assert.equal(attempts[0], 1, `stream ${i}: the first chunk is not from the first attempt`);
-    assert.ok(
-      attempts.every((a, k) => k === 0 || a >= attempts[k - 1]!),
-      `stream ${i}: chunk attempts go back: ${attempts.join(',')}`,
-    );
-    assert.equal(
-      attempts.at(-1),
-      got.end.attempts,
-      `stream ${i}: the last chunk is not from the last attempt`,
-    );
-    if (req.temperature !== 0) assert.equal(typeof got.ack?.seed, 'number', 'sampled request got no seed');
-    const ref = await reference(engine, req, got);
-    refs.push(ref);
-    assert.deepEqual(got.tokenIds, ref.tokenIds, `stream ${i}: tokens differ from the uninterrupted run`);
-    assert.equal(
-      got.text + (got.end.text ?? ''),
-      ref.text,
-      `stream ${i}: text differs from the uninterrupted run`,
-    );
-    assert.equal(got.end.finishReason, ref.finishReason, `stream ${i}: finish reason`);
-    assert.deepEqual(got.end.usage, ref.usage, `stream ${i}: usage`);
-  }
-  return refs;
-}
 
 describe('failover between replica processes', () => {
   let server: NatsServer;

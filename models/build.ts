@@ -4,7 +4,11 @@
  * Nothing is downloaded, the build takes seconds, and the same inputs give byte-identical files,
  * so tests and every replica of a cluster agree on the model without shipping 14 MB in git.
  *
- *   tsx models/build.ts [--out DIR] [--use-cache-branch] [--version V] [--weight-seed N] [--force]
+ *   tsx models/build.ts [--out DIR] [--use-cache-branch] [--version V] [--weight-seed N]
+ *                       [--context N] [--force]
+ *
+ * `--context N` gives the model a position table of N rows (default 512): a longer-context
+ * variant of the same model for benchmarks (`bench:gpu` runs a 2048 one).
  *
  * `--all` builds the bundled variants: the model, the same model with a `use_cache_branch`
  * input, and a second version of it (other seeded weights, version 2) that hot swap and
@@ -75,7 +79,7 @@ export function defaultOutDir(useCacheBranch = false): string {
 }
 
 /** The bundled second version: same architecture and tokenizer, other weights. */
-export const SECOND_VERSION: Readonly<Required<Omit<BuildOptions, 'useCacheBranch'>>> = {
+export const SECOND_VERSION: Readonly<Required<Omit<BuildOptions, 'useCacheBranch' | 'context'>>> = {
   outDir: path.join(MODELS_DIR, 'tiny-gpt2-v2'),
   version: '2',
   weightSeed: 20261202,
@@ -91,7 +95,12 @@ export interface BuildOptions {
   version?: string;
   /** Seed of the random weights: another seed, another model. @default DEFAULT_WEIGHT_SEED */
   weightSeed?: number;
+  /** Context length (rows of the position table). @default N_POSITIONS */
+  context?: number;
 }
+
+/** The longest context `--context` accepts (the position table grows by 1 KiB per position). */
+export const MAX_CONTEXT = 32768;
 
 /** Git may check text out with CRLF; hash and train on LF so every checkout builds the same. */
 const toLf = (text: string): string => text.replace(/\r\n/g, '\n');
@@ -105,27 +114,28 @@ async function readCorpus(): Promise<Array<{ name: string; text: string }>> {
 }
 
 /** The manifest's `builder`: version, variant and a digest of every input of the build. */
-async function builderId(useCacheBranch: boolean, weightSeed?: number): Promise<string> {
+async function builderId(useCacheBranch: boolean, weightSeed?: number, context?: number): Promise<string> {
   const hash = createHash('sha256');
   for (const { name, text } of await readCorpus()) hash.update(`corpus/${name}\0${text}\0`);
   for (const file of SOURCE_FILES) {
     hash.update(`${file}\0${toLf(await readFile(path.join(MODELS_DIR, file), 'utf8'))}\0`);
   }
   const seeded = weightSeed === undefined || weightSeed === DEFAULT_WEIGHT_SEED ? '' : `-seed${weightSeed}`;
-  const variant = `${useCacheBranch ? 'cache-branch' : 'plain'}${seeded}`;
+  const ctx = context === undefined || context === N_POSITIONS ? '' : `-ctx${context}`;
+  const variant = `${useCacheBranch ? 'cache-branch' : 'plain'}${seeded}${ctx}`;
   return `${BUILDER_VERSION}/${variant}/${hash.digest('hex').slice(0, DIGEST_HEX_CHARS)}`;
 }
 
 const sha256Hex = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
 const json = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
 
-function hfConfig(): Record<string, unknown> {
+function hfConfig(context: number): Record<string, unknown> {
   return {
     architectures: ['GPT2LMHeadModel'],
     model_type: 'gpt2',
     vocab_size: VOCAB_SIZE,
-    n_positions: N_POSITIONS,
-    n_ctx: N_POSITIONS,
+    n_positions: context,
+    n_ctx: context,
     n_embd: N_EMBD,
     n_layer: N_LAYER,
     n_head: N_HEAD,
@@ -140,11 +150,11 @@ function hfConfig(): Record<string, unknown> {
     hidden_size: N_EMBD,
     num_hidden_layers: N_LAYER,
     num_attention_heads: N_HEAD,
-    max_position_embeddings: N_POSITIONS,
+    max_position_embeddings: context,
   };
 }
 
-function tokenizerConfig(): Record<string, unknown> {
+function tokenizerConfig(context: number): Record<string, unknown> {
   const [eot = '', imStart = '', imEnd = ''] = SPECIAL_TOKENS;
   const decoder: Record<string, unknown> = {};
   SPECIAL_TOKENS.forEach((content, id) => {
@@ -159,7 +169,7 @@ function tokenizerConfig(): Record<string, unknown> {
   });
   return {
     tokenizer_class: 'GPT2Tokenizer',
-    model_max_length: N_POSITIONS,
+    model_max_length: context,
     add_prefix_space: false,
     add_bos_token: false,
     // Exact round trips: the default clean-up rewrites " ." and " 's" in decoded text.
@@ -178,18 +188,19 @@ function tokenizerConfig(): Record<string, unknown> {
 async function renderFiles(
   useCacheBranch: boolean,
   weightSeed: number | undefined,
+  context: number,
 ): Promise<Map<string, Uint8Array | string>> {
   const corpus = (await readCorpus()).map((f) => f.text).join('\n');
   const bpe = trainByteLevelBpe(corpus, { vocabSize: VOCAB_SIZE, specialTokens: SPECIAL_TOKENS });
   const [eot = '', imStart = '', imEnd = ''] = SPECIAL_TOKENS;
   return new Map<string, Uint8Array | string>([
-    ['config.json', json(hfConfig())],
+    ['config.json', json(hfConfig(context))],
     [
       'generation_config.json',
       json({ bos_token_id: ENDOFTEXT_ID, eos_token_id: EOS_TOKEN_IDS, pad_token_id: PAD_TOKEN_ID }),
     ],
     ['tokenizer.json', json(toTokenizerJson(bpe))],
-    ['tokenizer_config.json', json(tokenizerConfig())],
+    ['tokenizer_config.json', json(tokenizerConfig(context))],
     [
       'special_tokens_map.json',
       json({
@@ -207,6 +218,7 @@ async function renderFiles(
       buildGpt2Onnx({
         useCacheBranch,
         producerVersion: BUILDER_VERSION,
+        positions: context,
         ...(weightSeed !== undefined ? { seed: weightSeed } : {}),
       }),
     ],
@@ -219,8 +231,9 @@ async function renderFiles(
  */
 export async function buildModel(opts: BuildOptions): Promise<ModelManifest> {
   const useCacheBranch = opts.useCacheBranch ?? false;
-  const builder = await builderId(useCacheBranch, opts.weightSeed);
-  const files = await renderFiles(useCacheBranch, opts.weightSeed);
+  const context = opts.context ?? N_POSITIONS;
+  const builder = await builderId(useCacheBranch, opts.weightSeed, opts.context);
+  const files = await renderFiles(useCacheBranch, opts.weightSeed, context);
   await mkdir(path.join(opts.outDir, path.dirname(ONNX_PATH)), { recursive: true });
   await rm(path.join(opts.outDir, MANIFEST_FILE), { force: true });
   for (const [rel, data] of files) await writeFile(path.join(opts.outDir, rel), data);
@@ -231,7 +244,7 @@ export async function buildModel(opts: BuildOptions): Promise<ModelManifest> {
     version: opts.version ?? DEFAULT_MODEL_VERSION,
     path: ONNX_PATH,
     sha256: sha256Hex(onnxBytes),
-    contextLength: N_POSITIONS,
+    contextLength: context,
     eosTokenIds: EOS_TOKEN_IDS,
     padTokenId: PAD_TOKEN_ID,
     vocabSize: VOCAB_SIZE,
@@ -252,7 +265,7 @@ export async function upToDateManifest(opts: BuildOptions): Promise<ModelManifes
   } catch {
     return undefined;
   }
-  const builder = await builderId(opts.useCacheBranch ?? false, opts.weightSeed);
+  const builder = await builderId(opts.useCacheBranch ?? false, opts.weightSeed, opts.context);
   if (manifest.builder !== builder || manifest.version !== (opts.version ?? DEFAULT_MODEL_VERSION))
     return undefined;
   try {
@@ -271,6 +284,7 @@ async function main(argv: string[]): Promise<void> {
       'use-cache-branch': { type: 'boolean', default: false },
       version: { type: 'string' },
       'weight-seed': { type: 'string' },
+      context: { type: 'string' },
       force: { type: 'boolean', default: false },
       all: { type: 'boolean', default: false },
     },
@@ -290,8 +304,17 @@ async function main(argv: string[]): Promise<void> {
     useCacheBranch,
     ...(values.version !== undefined ? { version: values.version } : {}),
     ...(values['weight-seed'] !== undefined ? { weightSeed: seedOf(values['weight-seed']) } : {}),
+    ...(values.context !== undefined ? { context: contextOf(values.context) } : {}),
   };
   await buildOne(opts, values.force);
+}
+
+function contextOf(text: string): number {
+  const context = Number(text);
+  if (!Number.isSafeInteger(context) || context < 8 || context > MAX_CONTEXT) {
+    throw new Error(`--context must be an integer in [8, ${MAX_CONTEXT}], got '${text}'`);
+  }
+  return context;
 }
 
 function seedOf(text: string): number {

@@ -62,6 +62,8 @@ export interface Gpt2GraphOptions {
   seed?: number;
   /** Recorded as the model's producer_version. */
   producerVersion?: string;
+  /** Rows of the position table: the context length. @default N_POSITIONS */
+  positions?: number;
 }
 
 /** Names of the graph's KV-cache inputs and outputs for one layer. */
@@ -327,7 +329,7 @@ export function buildGpt2Onnx(opts: Gpt2GraphOptions = {}): Uint8Array {
   const bias = attentionBias(g, pastLen, seqLen, mask);
 
   const wte = g.normal('wte.weight', [VOCAB_SIZE, N_EMBD], WEIGHT_STD);
-  const wpe = g.normal('wpe.weight', [N_POSITIONS, N_EMBD], WEIGHT_STD);
+  const wpe = g.normal('wpe.weight', [opts.positions ?? N_POSITIONS, N_EMBD], WEIGHT_STD);
   let h = g.op1('Add', [g.op1('Gather', [wte, 'input_ids']), g.op1('Gather', [wpe, 'position_ids'])]);
   for (let i = 0; i < N_LAYER; i++) h = block(g, h, i, pastOf(i, 'pastKey'), pastOf(i, 'pastValue'), bias);
   // Tied embeddings: the LM head is wte transposed, so the file holds the table once.

@@ -85,6 +85,8 @@ function deviceOptions(
     ...base,
     executionProviders: executionProviders(settings.device),
     preferredOutputLocation: outputLocation,
+    // Errors only: onnxruntime warns on every load that it put the shape nodes on the CPU (above).
+    logSeverityLevel: allNodesOnDevice ? 2 : 3,
     extra: { session: allNodesOnDevice ? { ...session, disable_cpu_ep_fallback: '1' } : session },
   };
 }

@@ -54,9 +54,20 @@ export function noteProgress(
   if (!sameStep) mark.stepStartAt = stepStartOf(hb, now);
 }
 
-/** Allowance the running step's size buys, in ms. */
+/**
+ * Times the sender's own expectation for its running step that the step may take before it is
+ * stuck: a device measured slow (SwiftShader, a large model) gets the time it needs.
+ */
+export const STUCK_PACE_MARGIN = 4;
+
+/**
+ * Allowance the running step buys, in ms: its size at the fixed per-token rate, or, when the
+ * sender measured itself slower, a margin over what it expects the step to take.
+ */
 export function stepAllowanceMs(hb: ReplicaHeartbeat): number {
-  return Math.min(STUCK_ALLOWANCE_MAX_MS, (hb.stepTokens ?? 0) * STUCK_ALLOWANCE_MS_PER_TOKEN);
+  const bySize = (hb.stepTokens ?? 0) * STUCK_ALLOWANCE_MS_PER_TOKEN;
+  const byPace = (hb.stepExpectedMs ?? 0) * STUCK_PACE_MARGIN;
+  return Math.min(STUCK_ALLOWANCE_MAX_MS, Math.max(bySize, byPace));
 }
 
 /**

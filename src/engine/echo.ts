@@ -106,6 +106,7 @@ export class EchoEngine implements ServingEngine {
       busySince: null,
       stepStartedAt: null,
       stepTokens: 0,
+      stepExpectedMs: 0,
     };
   }
 

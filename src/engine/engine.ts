@@ -18,6 +18,7 @@ import {
 } from '../errors/errors.ts';
 import { compileEngineOptions, type CompiledEngineOptions, type EngineOptions } from './options.ts';
 import { formatDevice } from './device.ts';
+import { StepPace } from './step-pace.ts';
 import { loadModelInfo, type ModelInfo } from './model-info.ts';
 import {
   isSampled,
@@ -60,6 +61,7 @@ export class Engine implements ServingEngine {
   private busySince: number | null = null;
   private stepStartedAt: number | null = null;
   private stepTokens = 0;
+  private readonly pace = new StepPace();
   private stopped: Promise<void> | undefined;
   private readonly exited: Promise<void>;
   private readonly limits: AdmissionLimits;
@@ -118,10 +120,13 @@ export class Engine implements ServingEngine {
     };
     const tokenizing = TokenizerThread.start(info.dir, options.maxBatchSize + options.maxQueue);
     const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: init });
+    let warmUp: Array<[number, number]> = [];
     const ready = new Promise<ModelInfo>((resolve, reject) => {
       const onMessage = (msg: FromWorker): void => {
-        if (msg.type === 'ready') resolve(msg.info);
-        else if (msg.type === 'failed') reject(new StartupError(msg.reason, msg.message));
+        if (msg.type === 'ready') {
+          warmUp = msg.pace;
+          resolve(msg.info);
+        } else if (msg.type === 'failed') reject(new StartupError(msg.reason, msg.message));
       };
       worker.once('message', onMessage);
       worker.once('error', (err) =>
@@ -134,7 +139,9 @@ export class Engine implements ServingEngine {
       if (thread.status === 'fulfilled') await thread.value.stop();
       throw model.status === 'rejected' ? model.reason : (thread as PromiseRejectedResult).reason;
     }
-    return new Engine(worker, thread.value, model.value, tokenizer, options);
+    const engine = new Engine(worker, thread.value, model.value, tokenizer, options);
+    for (const [tokens, ms] of warmUp) engine.pace.observe(tokens, ms);
+    return engine;
   }
 
   /** Requests that may wait beyond the batch before `busy`. */
@@ -289,6 +296,7 @@ export class Engine implements ServingEngine {
       busySince: this.busySince,
       stepStartedAt: this.stepStartedAt,
       stepTokens: this.stepTokens,
+      stepExpectedMs: this.pace.expectedMs(this.stepTokens),
     };
   }
 
@@ -355,6 +363,7 @@ export class Engine implements ServingEngine {
     if (msg.type !== 'events') return;
     this.workerStats = msg.stats;
     if (msg.stepEnded) {
+      if (this.stepStartedAt !== null) this.pace.observe(this.stepTokens, Date.now() - this.stepStartedAt);
       this.stepStartedAt = null;
       this.stepTokens = 0;
     }

@@ -66,6 +66,8 @@ export function sessionOptions(
 }
 
 const USE_CACHE_BRANCH = 'use_cache_branch';
+/** Prompt length of the device warm-up's long row (a "large" pass for the step pace). */
+const WARM_UP_PROMPT = 24;
 
 /**
  * Session options for a graph on the WebGPU provider whose outputs stay on the device. The cache
@@ -208,6 +210,77 @@ export class OnnxDecoder implements Decoder {
       throw err;
     }
     return logits;
+  }
+
+  /**
+   * On a device, runs what serving will run (a batched prefill of rows of different lengths,
+   * decode steps, compaction and a join) twice, so that the device is proven and its shaders are
+   * compiled before the engine says it is ready; returns the second round's passes as
+   * `[tokens, ms]`, a first measure of this device's pace. A no-op on the CPU.
+   */
+  async warmUp(): Promise<Array<[number, number]>> {
+    if (!this.ops) return [];
+    let samples: Array<[number, number]> = [];
+    for (let round = 0; round < 2; round++) samples = await this.warmUpRound();
+    return samples;
+  }
+
+  private async warmUpRound(): Promise<Array<[number, number]>> {
+    const samples: Array<[number, number]> = [];
+    const lens = [WARM_UP_PROMPT, 3];
+    const S = WARM_UP_PROMPT;
+    const B = lens.length;
+    const inputIds = new BigInt64Array(B * S);
+    const positionIds = new BigInt64Array(B * S);
+    const attentionMask = new BigInt64Array(B * S);
+    lens.forEach((len, b) => {
+      for (let i = 0; i < len; i++) {
+        const at = b * S + S - len + i;
+        inputIds[at] = BigInt(1 + (i % (this.vocabSize - 1)));
+        positionIds[at] = BigInt(i);
+        attentionMask[at] = 1n;
+      }
+    });
+    const cache = this.newCache(B);
+    const other = this.newCache(1);
+    try {
+      let t = Date.now();
+      await this.forward({ batchSize: B, seqLen: S, inputIds, positionIds, attentionMask }, cache);
+      samples.push([B * S, Date.now() - t]);
+      for (let step = 0; step < 2; step++) {
+        const L = cache.length;
+        const mask = new BigInt64Array(B * (L + 1)).fill(1n);
+        mask.fill(0n, L + 1, L + 1 + S - lens[1]!); // row 1's left padding
+        t = Date.now();
+        await this.forward(
+          {
+            batchSize: B,
+            seqLen: 1,
+            inputIds: new BigInt64Array(B).fill(1n),
+            positionIds: BigInt64Array.from(lens, (len) => BigInt(len + step)),
+            attentionMask: mask,
+          },
+          cache,
+        );
+        samples.push([B, Date.now() - t]);
+      }
+      await cache.select([0], 0);
+      await this.forward(
+        {
+          batchSize: 1,
+          seqLen: 2,
+          inputIds: BigInt64Array.from([1n, 2n]),
+          positionIds: BigInt64Array.from([0n, 1n]),
+          attentionMask: BigInt64Array.from([1n, 1n]),
+        },
+        other,
+      );
+      await cache.append(other);
+    } finally {
+      cache.dispose();
+      other.dispose();
+    }
+    return samples;
   }
 
   /** Frees the native sessions. */

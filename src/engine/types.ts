@@ -101,6 +101,8 @@ export interface EngineStats {
   stepStartedAt: number | null;
   /** Tokens the running forward pass covers (rows × new positions); 0 between steps. */
   stepTokens: number;
+  /** How long the running pass is expected to take on this device, from measured passes; 0 between steps. */
+  stepExpectedMs: number;
 }
 
 /**

@@ -40,7 +40,8 @@ export type ToWorker =
 
 /** Worker → main thread. */
 export type FromWorker =
-  | { type: 'ready'; info: ModelInfo }
+  /** `pace`: forward passes of the device warm-up, `[tokens, ms]` (empty on the CPU). */
+  | { type: 'ready'; info: ModelInfo; pace: Array<[number, number]> }
   /** Sent just before a forward pass: its start (epoch ms) and size (rows × new positions). */
   | { type: 'step-start'; startedAt: number; tokens: number }
   /** `stepEnded`: the forward pass announced by the last `step-start` is over (done or failed). */

@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { setImmediate as yieldToMessages, setTimeout as sleep } from 'node:timers/promises';
 import { StartupError } from '../errors/errors.ts';
+import { formatDevice } from './device.ts';
 import { OnnxDecoder } from './onnx-decoder.ts';
 import { Scheduler } from './scheduler.ts';
 import type { StepEvent } from './step.ts';
@@ -20,8 +21,18 @@ function post(msg: FromWorker): void {
 }
 
 let decoder: OnnxDecoder;
+let pace: Array<[number, number]>;
 try {
   decoder = await OnnxDecoder.load(init.info, init.settings);
+  try {
+    pace = await decoder.warmUp();
+  } catch (err) {
+    throw new StartupError(
+      'device_unavailable',
+      `device ${formatDevice(init.settings.device)} failed its warm-up forward pass: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
 } catch (err) {
   const reason = err instanceof StartupError ? err.reason : 'model_corrupt';
   post({ type: 'failed', reason, message: (err as Error).message });
@@ -92,7 +103,7 @@ function idle(): Promise<void> {
   });
 }
 
-post({ type: 'ready', info: init.info });
+post({ type: 'ready', info: init.info, pace });
 
 while (!stopping) {
   if (!scheduler.hasWork || fault.stall) {

@@ -75,6 +75,7 @@ export class HeartbeatPublisher {
           busySince: stats.busySince,
           stepStartedAt: stats.stepStartedAt,
           stepTokens: stats.stepTokens,
+          stepExpectedMs: stats.stepExpectedMs,
           sentAt: Date.now(),
           intervalMs: this.announced.current(),
           ...(this.engine.current.digest ? { modelDigest: this.engine.current.digest } : {}),

@@ -155,6 +155,7 @@ export class VersionedEngine implements ServingEngine {
       busySince: busy.length > 0 ? Math.min(...busy) : null,
       stepStartedAt: stepping.length > 0 ? Math.min(...stepping) : null,
       stepTokens: sum(each.map((s) => s.stepTokens)),
+      stepExpectedMs: Math.max(0, ...each.map((s) => s.stepExpectedMs)),
     };
   }
 

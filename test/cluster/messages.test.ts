@@ -298,6 +298,7 @@ describe('heartbeats', () => {
     busySince: 1_700_000_000_000,
     stepStartedAt: 1_700_000_000_400,
     stepTokens: 4096,
+    stepExpectedMs: 5200,
     sentAt: 1_700_000_000_500,
     intervalMs: 500,
   };
@@ -320,12 +321,15 @@ describe('heartbeats', () => {
     const {
       step_started_at: _s,
       step_tokens: _t,
+      step_expected_ms: _e,
       ...wire
     } = JSON.parse(new TextDecoder().decode(encodeReplicaHeartbeat(replica))) as Record<string, unknown>;
     const decoded = decodeReplicaHeartbeat(body(wire));
     assert.equal(decoded.stepStartedAt, null);
     assert.equal(decoded.stepTokens, 0);
+    assert.equal(decoded.stepExpectedMs, 0);
     assert.equal(decodeReplicaHeartbeat(body({ ...wire, step_started_at: null })).stepStartedAt, null);
+    rejects(() => decodeReplicaHeartbeat(body({ ...wire, step_expected_ms: -5 })), /step_expected_ms/);
     rejects(
       () => decodeReplicaHeartbeat(body({ ...wire, step_tokens: -1 })),
       /^step_tokens must be an integer >= 0/,
@@ -486,6 +490,7 @@ describe('version fields on the wire (hot swap, pinning)', () => {
     busySince: null,
     stepStartedAt: null,
     stepTokens: 0,
+    stepExpectedMs: 0,
     sentAt: 1,
     intervalMs: 200,
     modelDigest: 'b'.repeat(64),

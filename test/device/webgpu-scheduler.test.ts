@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Engine } from '../../src/engine/engine.ts';
 import { loadModelInfo, type ModelInfo } from '../../src/engine/model-info.ts';
 import { OnnxDecoder } from '../../src/engine/onnx-decoder.ts';
 import { OrtMeter } from '../../src/engine/ort-meter.ts';
@@ -16,7 +17,7 @@ import type { SamplingParams } from '../../src/engine/sampling.ts';
 import { Scheduler } from '../../src/engine/scheduler.ts';
 import type { ScheduledRequest } from '../../src/engine/step.ts';
 import { tokenBytesTable } from '../../src/engine/token-bytes.ts';
-import { requireModel, TINY_MODEL } from '../helpers/models.ts';
+import { requireModel, TEST_THREADS, TINY_MODEL } from '../helpers/models.ts';
 import { useSwiftShader } from '../helpers/webgpu.ts';
 
 const skip = useSwiftShader();
@@ -138,6 +139,27 @@ describe('WebGPU engine path (SwiftShader)', { skip }, () => {
     // While rows ran, the cache held device buffers; drained, none is left.
     assert.ok(Math.max(...liveAtRound) >= info.numLayers * 2);
     assert.equal(meter.liveGpuBuffers, 0, `${meter.liveGpuBuffers} GPU buffers outlived their rows`);
+  });
+
+  it("an engine on webgpu (its worker thread, its tokenizer) gives the CPU engine's text", async () => {
+    const params = {
+      prompt: 'The night shift at the yard',
+      maxTokens: 12,
+      temperature: 0.7,
+      seed: 5,
+      ignoreEos: true,
+    };
+    const onGpu = await Engine.start({ modelDir: TINY_MODEL, device: 'webgpu', ...TEST_THREADS });
+    const onCpu = await Engine.start({ modelDir: TINY_MODEL, ...TEST_THREADS });
+    try {
+      assert.equal(onGpu.device, 'webgpu:0');
+      const [got, want] = await Promise.all([onGpu.generate(params), onCpu.generate(params)]);
+      assert.deepEqual(got.tokenIds, want.tokenIds);
+      assert.equal(got.text, want.text);
+    } finally {
+      await onGpu.stop();
+      await onCpu.stop();
+    }
   });
 
   it('continues a resumed request exactly where the CPU run went on', async () => {

@@ -23,6 +23,7 @@ const idle: EngineStats = {
   progress: 0,
   busySince: null,
   stepStartedAt: null,
+  stepExpectedMs: 0,
   stepTokens: 0,
 };
 

@@ -1,7 +1,7 @@
 /** Membership rules and routing strategies, on hand-made heartbeats and a hand-moved clock. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { STUCK_ALLOWANCE_MS_PER_TOKEN } from '../../src/cluster/engine-progress.ts';
+import { STUCK_ALLOWANCE_MS_PER_TOKEN, STUCK_PACE_MARGIN } from '../../src/cluster/engine-progress.ts';
 import { GONE_EVICT_AFTER_MS, MAX_MEMBERS, MAX_SKIPPED_TICKS } from '../../src/cluster/heartbeat-monitor.ts';
 import { encodeReplicaHeartbeat, type ReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
 import { replicaHeartbeatSubject, routerHeartbeatSubject } from '../../src/cluster/subjects.ts';
@@ -326,6 +326,30 @@ describe('membership: a long prefill is not a stuck engine', () => {
       [{ id: 'a', from: 'alive', to: 'dead', reason: 'stuck' }],
       'a step already 2 s old at the first beat reaches its deadline 2 s sooner',
     );
+  });
+
+  it('a replica that measured itself slow buys a margin over the time it expects its step to take', () => {
+    // A small step (a decode on SwiftShader) announcing 2 s: 4 × 2 s, far beyond 8 tokens' 8 ms.
+    const expected = 2_000;
+    const busy = {
+      activeSequences: 8,
+      progress: 9,
+      stepTokens: 8,
+      stepExpectedMs: expected,
+      stepStartedAt: 1_000_000,
+    };
+    const deadline = RULES.stuckTimeoutMs + expected * STUCK_PACE_MARGIN;
+    const m = new Membership(RULES);
+    for (let t = 0; t < deadline; t += TICK) {
+      if (t % INTERVAL === 0) m.observe(hb('a', { ...busy, sentAt: 1_000_000 + t }), t);
+      assert.deepEqual(
+        m.tick(t).filter((c) => c.to === 'dead'),
+        [],
+        `stuck at ${t} ms, within the announced pace`,
+      );
+    }
+    m.observe(hb('a', { ...busy, sentAt: 1_000_000 + deadline }), deadline);
+    assert.deepEqual(m.tick(deadline), [{ id: 'a', from: 'alive', to: 'dead', reason: 'stuck' }]);
   });
 
   it('without step figures (an older replica, or between steps) the plain stuck rule holds', () => {

@@ -65,6 +65,12 @@ export interface ReplicaHeartbeat {
   stepStartedAt?: number | null;
   /** Tokens the running forward pass covers (rows × new positions); 0 between steps. */
   stepTokens?: number;
+  /**
+   * How long the sender expects the running pass to take, from its own measured passes (a slow
+   * device announces more than its step's size suggests); 0 between steps or before any was
+   * measured. Optional on the wire (older replicas leave it out).
+   */
+  stepExpectedMs?: number;
   /** Sender's clock (epoch ms): lets a monitor spot delayed delivery and clock skew. */
   sentAt: number;
   /** The sender's heartbeat period, so monitors need no shared configuration to count misses. */
@@ -118,6 +124,7 @@ export function decodeReplicaHeartbeat(data: Uint8Array | string): ReplicaHeartb
       busySince === undefined || busySince === null ? null : readInt('busy_since', busySince, EPOCH_MS),
     stepStartedAt: readOptional(o, 'step_started_at', (f, v) => readInt(f, v, EPOCH_MS)) ?? null,
     stepTokens: readOptional(o, 'step_tokens', (f, v) => readInt(f, v, COUNT)) ?? 0,
+    stepExpectedMs: readOptional(o, 'step_expected_ms', (f, v) => readInt(f, v, COUNT)) ?? 0,
     sentAt: readInt('sent_at', o.sent_at, EPOCH_MS),
     intervalMs: readInt('interval_ms', o.interval_ms, INTERVAL),
   };
@@ -159,6 +166,7 @@ export function encodeReplicaHeartbeat(hb: ReplicaHeartbeat): Uint8Array {
     busy_since: hb.busySince ?? null,
     step_started_at: hb.stepStartedAt ?? null,
     step_tokens: hb.stepTokens ?? 0,
+    step_expected_ms: hb.stepExpectedMs ?? 0,
     sent_at: hb.sentAt,
     interval_ms: hb.intervalMs,
     model_digest: hb.modelDigest,

@@ -32,7 +32,7 @@ import { swiftShaderEnv } from '../src/engine/device.ts';
 import { loadModelInfo, type ModelInfo } from '../src/engine/model-info.ts';
 import { OnnxDecoder } from '../src/engine/onnx-decoder.ts';
 import { OrtMeter } from '../src/engine/ort-meter.ts';
-import type { SamplingParams } from '../src/engine/sampling.ts';
+import { GREEDY, type SamplingParams } from '../src/engine/sampling.ts';
 import { Scheduler } from '../src/engine/scheduler.ts';
 import type { ScheduledRequest } from '../src/engine/step.ts';
 
@@ -121,15 +121,6 @@ const ranOn = {
   cpu: `${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}, ${threads} intra-op thread(s)`,
   host: hostname(),
   node: process.version,
-};
-
-const GREEDY: SamplingParams = {
-  temperature: 0,
-  topK: 0,
-  topP: 1,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  seed: 0,
 };
 
 /** A fixed prompt of `n` token ids, different per row. */

@@ -29,6 +29,16 @@ export interface SamplingParams {
   seed: number;
 }
 
+/** Greedy decoding with every other knob off: the neutral parameters tests and benchmarks start from. */
+export const GREEDY: Readonly<SamplingParams> = {
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  seed: 0,
+};
+
 const TWO_POW_32 = 4294967296;
 const TWO_POW_26 = 67108864;
 const TWO_POW_53 = 9007199254740992;

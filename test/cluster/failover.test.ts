@@ -7,16 +7,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { connectNats } from '../../src/cluster/connection.ts';
 import type { GenerateRequest } from '../../src/cluster/messages/generate.ts';
-import { Engine } from '../../src/engine/engine.ts';
-import { freePort } from '../../src/cli/nats-server.ts';
-import { ActorProcess, injectFault, killAll, waitFor } from '../helpers/cluster.ts';
-import { assertExact } from '../helpers/exact.ts';
+import type { Engine } from '../../src/engine/engine.ts';
+import { ActorProcess, injectFault, waitFor } from '../helpers/cluster.ts';
+import {
+  assertExact,
+  startFailoverCluster,
+  stopFailoverCluster,
+  type FailoverCluster,
+} from '../helpers/failover.ts';
 import { request, send, type Sent } from '../helpers/front-door.ts';
 import { waitForAliveReplicas } from '../helpers/metrics.ts';
-import { TEST_THREADS, TINY_MODEL } from '../helpers/models.ts';
-import { NatsServer } from '../helpers/nats-server.ts';
+import type { NatsServer } from '../helpers/nats-server.ts';
 import { decodeReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
 import { replicaHeartbeatSubject } from '../../src/cluster/subjects.ts';
 
@@ -75,30 +77,19 @@ describe('failover between replica processes', () => {
   let nc: NatsConnection;
   let engine: Engine;
   let router: ActorProcess;
-  let standby: ActorProcess;
   let routerMetrics: string;
   const victims: ActorProcess[] = [];
   /** Waits until the router counts exactly `n` alive replicas (membership changes are events). */
   const alive = (n: number): Promise<void> => waitForAliveReplicas(routerMetrics, 'rt', n);
 
+  let cluster: FailoverCluster | undefined;
+
   before(async () => {
-    server = await NatsServer.start();
-    const metricsPort = await freePort();
-    routerMetrics = `http://127.0.0.1:${metricsPort}/metrics`;
-    [router, standby, engine] = await Promise.all([
-      ActorProcess.start('router', 'rt', server.url, ['--metrics-port', String(metricsPort)]),
-      ActorProcess.start('replica', 'standby', server.url),
-      Engine.start({ modelDir: TINY_MODEL, ...TEST_THREADS }),
-    ]);
-    nc = await connectNats({ servers: server.url });
+    cluster = await startFailoverCluster('standby');
+    ({ server, nc, engine, router, routerMetrics } = cluster);
   });
 
-  after(async () => {
-    await nc?.close();
-    await engine?.stop();
-    await killAll([router, standby, ...victims]);
-    await server?.stop();
-  });
+  after(() => stopFailoverCluster(cluster ?? {}, victims));
 
   /**
    * Starts a replica that takes every new stream (the standby hides until each stream has a few

@@ -5,16 +5,18 @@
  */
 import { after, before, describe, it } from 'node:test';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { connectNats } from '../../src/cluster/connection.ts';
 import type { GenerateRequest } from '../../src/cluster/messages/generate.ts';
-import { freePort } from '../../src/cli/nats-server.ts';
-import { Engine } from '../../src/engine/engine.ts';
-import { ActorProcess, injectFault, killAll, waitFor } from '../helpers/cluster.ts';
-import { assertExact } from '../helpers/exact.ts';
+import type { Engine } from '../../src/engine/engine.ts';
+import { ActorProcess, injectFault, waitFor } from '../helpers/cluster.ts';
+import {
+  assertExact,
+  startFailoverCluster,
+  stopFailoverCluster,
+  type FailoverCluster,
+} from '../helpers/failover.ts';
 import { send } from '../helpers/front-door.ts';
 import { waitForAliveReplicas } from '../helpers/metrics.ts';
-import { TEST_THREADS, TINY_MODEL } from '../helpers/models.ts';
-import { NatsServer } from '../helpers/nats-server.ts';
+import type { NatsServer } from '../helpers/nats-server.ts';
 import { swiftShaderChildEnv, useSwiftShader } from '../helpers/webgpu.ts';
 
 const skip = useSwiftShader();
@@ -43,7 +45,6 @@ describe('a WebGPU replica in the cluster (SwiftShader)', { skip }, () => {
   let server: NatsServer;
   let nc: NatsConnection;
   let engine: Engine;
-  let router: ActorProcess;
   let cpu: ActorProcess;
   const gpus: ActorProcess[] = [];
   let routerMetrics: string;
@@ -60,24 +61,14 @@ describe('a WebGPU replica in the cluster (SwiftShader)', { skip }, () => {
     return replica;
   };
 
+  let cluster: FailoverCluster | undefined;
+
   before(async () => {
-    server = await NatsServer.start();
-    const metricsPort = await freePort();
-    routerMetrics = `http://127.0.0.1:${metricsPort}/metrics`;
-    [router, cpu, engine] = await Promise.all([
-      ActorProcess.start('router', 'rt', server.url, ['--metrics-port', String(metricsPort)]),
-      ActorProcess.start('replica', 'cpu', server.url),
-      Engine.start({ modelDir: TINY_MODEL, ...TEST_THREADS }),
-    ]);
-    nc = await connectNats({ servers: server.url });
+    cluster = await startFailoverCluster('cpu');
+    ({ server, nc, engine, replica: cpu, routerMetrics } = cluster);
   });
 
-  after(async () => {
-    await nc?.close();
-    await engine?.stop();
-    await killAll([router, cpu, ...gpus]);
-    await server?.stop();
-  });
+  after(() => stopFailoverCluster(cluster ?? {}, gpus));
 
   it('serves through the router and fails over exactly from webgpu to cpu', async () => {
     const gpu = await startGpu('gpu-1');

@@ -13,7 +13,7 @@ import { Engine } from '../../src/engine/engine.ts';
 import { loadModelInfo, type ModelInfo } from '../../src/engine/model-info.ts';
 import { OnnxDecoder } from '../../src/engine/onnx-decoder.ts';
 import { OrtMeter } from '../../src/engine/ort-meter.ts';
-import type { SamplingParams } from '../../src/engine/sampling.ts';
+import { GREEDY, type SamplingParams } from '../../src/engine/sampling.ts';
 import { Scheduler } from '../../src/engine/scheduler.ts';
 import type { ScheduledRequest } from '../../src/engine/step.ts';
 import { tokenBytesTable } from '../../src/engine/token-bytes.ts';
@@ -22,14 +22,6 @@ import { useSwiftShader } from '../helpers/webgpu.ts';
 
 const skip = useSwiftShader();
 
-const GREEDY: SamplingParams = {
-  temperature: 0,
-  topK: 0,
-  topP: 1,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  seed: 0,
-};
 const seeded = (seed: number): SamplingParams => ({ ...GREEDY, temperature: 0.7, topP: 0.95, seed });
 
 /** A fixed prompt of `n` tokens (ids spread over the vocabulary, deterministic per `salt`). */

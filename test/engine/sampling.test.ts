@@ -1,18 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { Sampler, TokenCounts, uniformAt } from '../../src/engine/sampling.ts';
+import { GREEDY, Sampler, TokenCounts, uniformAt } from '../../src/engine/sampling.ts';
 import { randomSeed } from '../../src/cluster/messages/params.ts';
 import type { SamplingParams } from '../../src/engine/sampling.ts';
-
-const GREEDY: SamplingParams = {
-  temperature: 0,
-  topK: 0,
-  topP: 1,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  seed: 0,
-};
 
 function params(overrides: Partial<SamplingParams>): SamplingParams {
   return { ...GREEDY, temperature: 1, seed: 1234, ...overrides };

@@ -1,9 +1,18 @@
-/** Exactness of streams that moved between replicas, against an uninterrupted in-process run. */
+/**
+ * Failover tests' common parts: the cluster they run against, and the exactness of streams that
+ * moved between replicas, against an uninterrupted in-process run.
+ */
 import assert from 'node:assert/strict';
 import type { GenerateRequest } from '../../src/cluster/messages/generate.ts';
-import type { Engine } from '../../src/engine/engine.ts';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { freePort } from '../../src/cli/nats-server.ts';
+import { connectNats } from '../../src/cluster/connection.ts';
+import { Engine } from '../../src/engine/engine.ts';
 import type { GenerateResult } from '../../src/engine/types.ts';
+import { ActorProcess, killAll } from './cluster.ts';
 import type { Recorded, Sent } from './front-door.ts';
+import { TEST_THREADS, TINY_MODEL } from './models.ts';
+import { NatsServer } from './nats-server.ts';
 
 /** The uninterrupted run of the same request (with the seed the router announced). */
 async function reference(engine: Engine, req: GenerateRequest, got: Recorded): Promise<GenerateResult> {
@@ -55,4 +64,40 @@ export async function assertExact(
     assert.deepEqual(got.end.usage, ref.usage, `stream ${i}: usage`);
   }
   return refs;
+}
+
+/** What a failover test runs against: a nats-server, one router, one replica, a reference engine. */
+export interface FailoverCluster {
+  server: NatsServer;
+  nc: NatsConnection;
+  /** The uninterrupted runs' engine, in this process. */
+  engine: Engine;
+  router: ActorProcess;
+  replica: ActorProcess;
+  /** The router's /metrics URL. */
+  routerMetrics: string;
+}
+
+/** Starts a router `rt` (with metrics), a CPU replica `replicaId` and the reference engine. */
+export async function startFailoverCluster(replicaId: string): Promise<FailoverCluster> {
+  const server = await NatsServer.start();
+  const metricsPort = await freePort();
+  const [router, replica, engine] = await Promise.all([
+    ActorProcess.start('router', 'rt', server.url, ['--metrics-port', String(metricsPort)]),
+    ActorProcess.start('replica', replicaId, server.url),
+    Engine.start({ modelDir: TINY_MODEL, ...TEST_THREADS }),
+  ]);
+  const nc = await connectNats({ servers: server.url });
+  return { server, nc, engine, router, replica, routerMetrics: `http://127.0.0.1:${metricsPort}/metrics` };
+}
+
+/** Stops what {@link startFailoverCluster} started (any part may be missing) and `others`. */
+export async function stopFailoverCluster(
+  c: Partial<FailoverCluster>,
+  others: ActorProcess[],
+): Promise<void> {
+  await c.nc?.close();
+  await c.engine?.stop();
+  await killAll([c.router, c.replica, ...others].filter((a): a is ActorProcess => a !== undefined));
+  await c.server?.stop();
 }

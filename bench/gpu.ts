@@ -7,7 +7,8 @@
  *   - host bytes per decode step, counted by a wrapper over onnxruntime's calls (OrtMeter): the
  *     bytes of every host tensor fed to or returned by a run;
  *   - greedy agreement (token-identical streams), and how often seeded streams at temperature 1
- *     differ between the providers (measured, not asserted: float rounding differs per kernel).
+ *     differ between the providers (measured, not asserted: float rounding differs per kernel);
+ *   - what compacting out a row and joining one cost against a decode step (the cache reshapes).
  * Context c means c positions in the KV cache at the last step: prompts of c − new tokens.
  *
  * Profiles: `small` (batch 1 and 8, context 128 and 512, 16 new tokens) ends in minutes on
@@ -312,10 +313,64 @@ async function disagreement(): Promise<Record<string, number> | string> {
 }
 const highTemperature = await disagreement();
 
-for (const d of loaded.values()) await d.decoder.release();
+/**
+ * What continuous batching's cache reshapes cost against a decode step, at batch 8 and context
+ * 512 (or the profile's largest below): compacting out one finished row (select) and joining one
+ * newcomer (append). On webgpu these are the device graphs; on cpu, copies in JS memory.
+ */
+async function reshapeCost(): Promise<Record<string, Record<string, number>>> {
+  const out: Record<string, Record<string, number>> = {};
+  const batch = Math.min(8, Math.max(...profile.batches));
+  const context = Math.min(512, Math.max(...profile.contexts));
+  if (batch < 2 || performance.now() > deadline) return out;
+  const S = context - profile.newTokens;
+  for (const provider of providers) {
+    const d = await decoderFor(provider, args.model);
+    const rows = Array.from({ length: batch }, (_, r) => prompt(S, r));
+    const forwardOf = (ids: number[][]): Parameters<OnnxDecoder['forward']>[0] => {
+      const n = ids.length;
+      const len = ids[0]!.length;
+      return {
+        batchSize: n,
+        seqLen: len,
+        inputIds: BigInt64Array.from(ids.flat(), BigInt),
+        positionIds: BigInt64Array.from(ids.flat(), (_, i) => BigInt(i % len)),
+        attentionMask: new BigInt64Array(n * len).fill(1n),
+      };
+    };
+    const cache = d.decoder.newCache(batch);
+    const newcomer = d.decoder.newCache(1);
+    try {
+      await d.decoder.forward(forwardOf(rows), cache);
+      await d.decoder.forward(forwardOf([prompt(S / 2, 99)]), newcomer);
+      let t = performance.now();
+      await cache.select(
+        Array.from({ length: batch - 1 }, (_, i) => i + 1),
+        0,
+      );
+      const selectMs = performance.now() - t;
+      t = performance.now();
+      await cache.append(newcomer);
+      const appendMs = performance.now() - t;
+      const step = cell(provider, batch, context)?.step_ms_mean;
+      out[`${provider}_b${batch}_c${context}`] = {
+        select_ms: round(selectMs),
+        append_ms: round(appendMs),
+        ...(step === undefined ? {} : { decode_step_ms: step }),
+      };
+    } finally {
+      cache.dispose();
+      newcomer.dispose();
+    }
+  }
+  return out;
+}
 
 const cell = (p: string, b: number, c: number): Cell | undefined =>
   cells.find((x) => x.provider === p && x.batch === b && x.context === c);
+const reshapes = await reshapeCost();
+
+for (const d of loaded.values()) await d.decoder.release();
 const ratios: Record<string, number> = {};
 for (const c of cells.filter((x) => x.provider === 'webgpu')) {
   const base = cell('cpu', c.batch, c.context);
@@ -344,6 +399,7 @@ const result = {
   greedy_identical: greedyMismatches.length === 0,
   greedy_mismatches: greedyMismatches,
   high_temperature: highTemperature,
+  cache_reshape: reshapes,
   live_gpu_buffers_after: Math.max(0, ...cells.map((c) => c.live_gpu_buffers_after)),
   skipped,
   cells,

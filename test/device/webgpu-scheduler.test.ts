@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Engine } from '../../src/engine/engine.ts';
 import { loadModelInfo, type ModelInfo } from '../../src/engine/model-info.ts';
-import { OnnxDecoder } from '../../src/engine/onnx-decoder.ts';
+import { OnnxDecoder, type Decoder } from '../../src/engine/onnx-decoder.ts';
 import { OrtMeter } from '../../src/engine/ort-meter.ts';
 import { GREEDY, type SamplingParams } from '../../src/engine/sampling.ts';
 import { Scheduler } from '../../src/engine/scheduler.ts';
@@ -49,12 +49,13 @@ function request(
 
 /** Runs arrivals through a scheduler over `decoder`; returns each request's tokens and end. */
 async function drive(
-  decoder: OnnxDecoder,
+  decoder: Decoder,
   info: ModelInfo,
   tokenBytes: Uint8Array[],
   arrivals: Arrival[],
   onRound?: () => void,
-): Promise<Map<number, { tokens: number[]; reason: string }>> {
+  allowErrors = false,
+): Promise<Map<number, { tokens: number[]; reason: string; scope?: string }>> {
   const scheduler = new Scheduler(decoder, tokenBytes, {
     maxBatchSize: 8,
     tokenBudget: 4096,
@@ -62,7 +63,7 @@ async function drive(
     padTokenId: info.padTokenId,
     eosTokenIds: info.eosTokenIds,
   });
-  const out = new Map<number, { tokens: number[]; reason: string }>();
+  const out = new Map<number, { tokens: number[]; reason: string; scope?: string }>();
   let round = 0;
   const pending = [...arrivals];
   while (pending.length > 0 || scheduler.hasWork) {
@@ -78,8 +79,11 @@ async function drive(
       const r = out.get(e.id)!;
       r.tokens.push(...e.tokenIds);
       if (e.finish) {
-        assert.equal(e.finish.error, undefined, `request ${e.id} failed: ${e.finish.error?.message}`);
+        if (!allowErrors) {
+          assert.equal(e.finish.error, undefined, `request ${e.id} failed: ${e.finish.error?.message}`);
+        }
         r.reason = e.finish.reason;
+        if (e.finish.error) r.scope = e.finish.error.scope;
       }
     }
     onRound?.();
@@ -152,6 +156,40 @@ describe('WebGPU engine path (SwiftShader)', { skip }, () => {
       await onGpu.stop();
       await onCpu.stop();
     }
+  });
+
+  it('a failed device pass fails only the rows it held, releases their buffers, and the engine serves on', async () => {
+    let passes = 0;
+    const failing: Decoder = {
+      vocabSize: gpu.vocabSize,
+      newCache: (n) => gpu.newCache(n),
+      forward: (input, cache) => {
+        passes++;
+        // The 4th pass is a decode step over both rows, with their cache on the device.
+        if (passes === 4) return Promise.reject(new Error('injected device failure'));
+        return gpu.forward(input, cache);
+      },
+    };
+    const got = await drive(
+      failing,
+      info,
+      tokenBytes,
+      [
+        { at: 0, req: request(1, prompt(5, 1), 10, GREEDY) },
+        { at: 1, req: request(2, prompt(7, 2), 10, GREEDY) },
+        { at: 6, req: request(3, prompt(4, 3), 6, GREEDY) },
+      ],
+      undefined,
+      true,
+    );
+    assert.deepEqual(
+      [got.get(1)!.scope, got.get(2)!.scope],
+      ['engine', 'engine'],
+      'the rows of the failed pass',
+    );
+    assert.equal(meter.liveGpuBuffers, 0, 'the failed batch left GPU buffers behind');
+    const want = await drive(cpu, info, tokenBytes, [{ at: 0, req: request(3, prompt(4, 3), 6, GREEDY) }]);
+    assert.deepEqual(got.get(3), want.get(3), 'a request after the failure is served exactly');
   });
 
   it('continues a resumed request exactly where the CPU run went on', async () => {

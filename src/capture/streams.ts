@@ -12,6 +12,7 @@ import {
   FEEDBACK_STREAM,
   FEEDBACK_SUBJECT,
 } from '../cluster/subjects.ts';
+import { isJetStreamForming, whileJetStreamForms } from '../cluster/jetstream-forming.ts';
 
 /** Nanoseconds per millisecond (JetStream durations are nanoseconds). */
 const NS_PER_MS = 1_000_000;
@@ -75,8 +76,14 @@ export async function ensureCaptureStreams(
   const jsm = await jetstreamManager(nc);
   for (const config of captureStreamConfigs(opts)) {
     const name = config.name;
-    const existing = await jsm.streams.info(name).catch(() => undefined);
-    if (existing === undefined) await jsm.streams.add(config);
-    else await jsm.streams.update(name, { ...existing.config, ...config });
+    // A clustered JetStream still electing its leaders answers "not yet": retried for a while.
+    await whileJetStreamForms(async () => {
+      const existing = await jsm.streams.info(name).catch((err: unknown) => {
+        if (isJetStreamForming(err)) throw err;
+        return undefined;
+      });
+      if (existing === undefined) await jsm.streams.add(config);
+      else await jsm.streams.update(name, { ...existing.config, ...config });
+    });
   }
 }

@@ -12,6 +12,7 @@ import { RECORDS_BUCKET } from '../cluster/subjects.ts';
 import { captureKey } from '../cluster/messages/capture.ts';
 import type { CollectedRecord } from './record.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { whileJetStreamForms } from '../cluster/jetstream-forming.ts';
 
 /** Compare-and-set retries of one merge before it gives up (and the message is redelivered). */
 const MAX_MERGE_RETRIES = 16;
@@ -54,13 +55,15 @@ export class RecordStore {
 
   /** Opens (or creates) the bucket and resolves once the view holds every record already stored. */
   static async open(nc: NatsConnection, opts: RecordsOptions, log: Logger): Promise<RecordStore> {
-    const kv = await new Kvm(nc).create(RECORDS_BUCKET, {
-      history: 1,
-      replicas: opts.replicas,
-      ttl: opts.maxAgeMs,
-      max_bytes: opts.maxBytes,
-      storage: opts.storage ?? 'file',
-    });
+    const kv = await whileJetStreamForms(() =>
+      new Kvm(nc).create(RECORDS_BUCKET, {
+        history: 1,
+        replicas: opts.replicas,
+        ttl: opts.maxAgeMs,
+        max_bytes: opts.maxBytes,
+        storage: opts.storage ?? 'file',
+      }),
+    );
     const store = new RecordStore(kv, log);
     await store.watch();
     return store;

@@ -35,6 +35,7 @@ import {
   type VersionManifest,
 } from './version-manifest.ts';
 import { defaultActor } from './who.ts';
+import { whileJetStreamForms } from '../cluster/jetstream-forming.ts';
 
 /** Values kept per alias key: the alias history (nats-server's largest KV history). */
 export const ALIAS_HISTORY = 64;
@@ -113,9 +114,15 @@ export class Registry {
     try {
       if (opts.create) {
         const [versions, aliases, objects] = await Promise.all([
-          kvm.create(MODEL_VERSIONS_BUCKET, { history: 1, replicas, storage: 'file' }),
-          kvm.create(MODEL_ALIASES_BUCKET, { history: ALIAS_HISTORY, replicas, storage: 'file' }),
-          objm.create(MODELS_OBJECT_BUCKET, { replicas, storage: StorageType.File }),
+          whileJetStreamForms(() =>
+            kvm.create(MODEL_VERSIONS_BUCKET, { history: 1, replicas, storage: 'file' }),
+          ),
+          whileJetStreamForms(() =>
+            kvm.create(MODEL_ALIASES_BUCKET, { history: ALIAS_HISTORY, replicas, storage: 'file' }),
+          ),
+          whileJetStreamForms(() =>
+            objm.create(MODELS_OBJECT_BUCKET, { replicas, storage: StorageType.File }),
+          ),
         ]);
         return new Registry(versions, aliases, objects);
       }

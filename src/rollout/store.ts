@@ -11,6 +11,7 @@ import { ROLLOUTS_BUCKET, assertId } from '../cluster/subjects.ts';
 import { ModelNotFoundError, RegistryError } from '../errors/errors.ts';
 import { decodeRolloutRecord, encodeRolloutRecord } from './record.ts';
 import type { RolloutRecord } from './types.ts';
+import { whileJetStreamForms } from '../cluster/jetstream-forming.ts';
 
 /** How long one JetStream call of the store may take. */
 export const DEFAULT_ROLLOUT_TIMEOUT_MS = 10_000;
@@ -47,7 +48,9 @@ export class RolloutStore {
     const kvm = new Kvm(jetstream(nc, { timeout: opts.timeoutMs ?? DEFAULT_ROLLOUT_TIMEOUT_MS }));
     try {
       const kv = opts.create
-        ? await kvm.create(ROLLOUTS_BUCKET, { history: ROLLOUT_HISTORY, storage: 'file' })
+        ? await whileJetStreamForms(() =>
+            kvm.create(ROLLOUTS_BUCKET, { history: ROLLOUT_HISTORY, storage: 'file' }),
+          )
         : await kvm.open(ROLLOUTS_BUCKET);
       if (!opts.create) await kv.status(); // open() does not check that the bucket exists
       return new RolloutStore(kv);

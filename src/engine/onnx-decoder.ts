@@ -6,7 +6,7 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import * as ort from 'onnxruntime-node';
 import { StartupError } from '../errors/errors.ts';
-import { deviceFailure, executionProviders, type Device } from './device.ts';
+import { deviceFailure, executionProviders, type Device, type ExecutionProviders } from './device.ts';
 import { DeviceKvCache, DeviceKvOps } from './device-kv-cache.ts';
 import { HostKvCache, pastName, presentName, type KvCache } from './kv-cache.ts';
 import type { ModelInfo } from './model-info.ts';
@@ -78,6 +78,7 @@ const WARM_UP_PROMPT = 24;
  */
 function deviceOptions(
   settings: SessionSettings,
+  providers: ExecutionProviders,
   outputLocation: 'gpu-buffer' | 'cpu',
   allNodesOnDevice: boolean,
 ): InferenceSession.SessionOptions {
@@ -85,7 +86,7 @@ function deviceOptions(
   const session = { ...(base.extra as { session: object }).session };
   return {
     ...base,
-    executionProviders: executionProviders(settings.device),
+    executionProviders: providers,
     preferredOutputLocation: outputLocation,
     // Errors only: onnxruntime warns on every load that it put the shape nodes on the CPU (above).
     logSeverityLevel: allNodesOnDevice ? 2 : 3,
@@ -119,7 +120,7 @@ export class OnnxDecoder implements Decoder {
       session = await ort.InferenceSession.create(
         info.onnxPath,
         onDevice
-          ? deviceOptions(settings, 'gpu-buffer', false)
+          ? deviceOptions(settings, providers, 'gpu-buffer', false)
           : { ...sessionOptions(settings), executionProviders: providers },
       );
     } catch (err) {
@@ -139,7 +140,8 @@ export class OnnxDecoder implements Decoder {
         ops = await DeviceKvOps.create(
           info,
           info.vocabSize,
-          (model, location) => ort.InferenceSession.create(model, deviceOptions(settings, location, true)),
+          (model, location) =>
+            ort.InferenceSession.create(model, deviceOptions(settings, providers, location, true)),
           settings.meter,
         );
       } catch (err) {

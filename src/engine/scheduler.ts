@@ -186,7 +186,7 @@ export class Scheduler {
       // Reshaping a cache failed (on a device, a lost buffer): the running batch's cache may be
       // half-written, so every admitted row ends; what was already emitted stands.
       cache.dispose();
-      for (const row of joined) if (!this.rows.includes(row)) this.rows.push(row);
+      this.rows.push(...joined); // join() adds them only once the cache took their rows
       this.failAll(events, messageOf(err));
     }
     return events;

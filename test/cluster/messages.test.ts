@@ -330,6 +330,8 @@ describe('heartbeats', () => {
     assert.equal(decoded.stepExpectedMs, 0);
     assert.equal(decodeReplicaHeartbeat(body({ ...wire, step_started_at: null })).stepStartedAt, null);
     rejects(() => decodeReplicaHeartbeat(body({ ...wire, step_expected_ms: -5 })), /step_expected_ms/);
+    rejects(() => decodeReplicaHeartbeat(body({ ...wire, step_expected_ms: '9e99' })), /step_expected_ms/);
+    rejects(() => decodeReplicaHeartbeat(body({ ...wire, step_expected_ms: 1.5 })), /step_expected_ms/);
     rejects(
       () => decodeReplicaHeartbeat(body({ ...wire, step_tokens: -1 })),
       /^step_tokens must be an integer >= 0/,

@@ -1,7 +1,12 @@
 /** Membership rules and routing strategies, on hand-made heartbeats and a hand-moved clock. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { STUCK_ALLOWANCE_MS_PER_TOKEN, STUCK_PACE_MARGIN } from '../../src/cluster/engine-progress.ts';
+import {
+  STUCK_ALLOWANCE_MAX_MS,
+  STUCK_ALLOWANCE_MS_PER_TOKEN,
+  STUCK_PACE_MARGIN,
+  stepAllowanceMs,
+} from '../../src/cluster/engine-progress.ts';
 import { GONE_EVICT_AFTER_MS, MAX_MEMBERS, MAX_SKIPPED_TICKS } from '../../src/cluster/heartbeat-monitor.ts';
 import { encodeReplicaHeartbeat, type ReplicaHeartbeat } from '../../src/cluster/messages/heartbeat.ts';
 import { replicaHeartbeatSubject, routerHeartbeatSubject } from '../../src/cluster/subjects.ts';
@@ -350,6 +355,12 @@ describe('membership: a long prefill is not a stuck engine', () => {
     }
     m.observe(hb('a', { ...busy, sentAt: 1_000_000 + deadline }), deadline);
     assert.deepEqual(m.tick(deadline), [{ id: 'a', from: 'alive', to: 'dead', reason: 'stuck' }]);
+  });
+
+  it('a forged or runaway pace cannot buy more than the cap', () => {
+    const huge = hb('a', { stepTokens: 1, stepExpectedMs: Number.MAX_SAFE_INTEGER });
+    assert.equal(stepAllowanceMs(huge), STUCK_ALLOWANCE_MAX_MS);
+    assert.equal(stepAllowanceMs(hb('a', { stepTokens: 0, stepExpectedMs: 0 })), 0);
   });
 
   it('without step figures (an older replica, or between steps) the plain stuck rule holds', () => {
